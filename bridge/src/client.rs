@@ -1,0 +1,521 @@
+//! A JSON-RPC client over any byte stream, built for untrusted peers.
+//!
+//! jsonrpsee's client treats a reply with an unknown id as fatal and keeps a
+//! timed-out call pending until its late reply arrives, so the bridge has its
+//! own: a reply nobody waits for is dropped and counted, a timed-out or dropped
+//! call releases its entry at once and tells the peer `$/cancelRequest`, and a
+//! peer that goes away fails every waiting call at once.
+//!
+//! Three parties share a connection: callers (any number of [`Client`]
+//! clones) encode requests and register a waiter; one writer task owns the
+//! output; one reader task owns the input and completes waiters. The waiter
+//! map is the only shared state, locked for an insert or a remove and never
+//! across an `.await`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::buffers::{BufferPool, PooledBuf};
+use crate::cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache};
+use crate::code;
+use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing};
+use crate::message::{self, Incoming, Payload};
+use crate::server::CANCEL_METHOD;
+use crate::writer::write_loop;
+
+/// How a client speaks and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The framing the peer expects (clients are told; they do not detect).
+    pub framing: Framing,
+    /// Deadline of a call that does not set its own.
+    pub timeout: Duration,
+    /// Largest reply accepted; a larger one is skipped and counted as noise.
+    pub max_frame: usize,
+    /// Requests queued for the writer before callers wait.
+    pub outbound_capacity: usize,
+    /// Methods whose successful results may be cached, with the cache's limits.
+    pub idempotent: Vec<String>,
+    /// Limits of the idempotent cache (used only when `idempotent` is not empty).
+    pub cache: CacheConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            framing: Framing::Newline,
+            timeout: Duration::from_secs(30),
+            max_frame: DEFAULT_MAX_FRAME,
+            outbound_capacity: 1_024,
+            idempotent: Vec::new(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Per-call choices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions {
+    /// Overrides the client's default deadline.
+    pub timeout: Option<Duration>,
+    /// Skips the idempotent cache for this call.
+    pub bypass_cache: bool,
+}
+
+/// Why a call did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the deadline; the peer was told to cancel.
+    #[error("no reply within {0:?}")]
+    Elapsed(Duration),
+    /// The peer closed its output or the connection failed.
+    #[error("the peer disconnected")]
+    Disconnected,
+    /// The peer answered with an error object.
+    #[error("the peer answered with error {}: {}", .0.code(), .0.message())]
+    Rpc(ErrorObjectOwned),
+    /// The params could not be encoded.
+    #[error("cannot encode params")]
+    Encode(#[source] Arc<serde_json::Error>),
+    /// The result did not decode into the expected type.
+    #[error("cannot decode the result")]
+    Decode(#[source] Arc<serde_json::Error>),
+}
+
+impl CallError {
+    /// The JSON-RPC code this error is answered with when passed on.
+    pub fn code(&self) -> i32 {
+        match self {
+            CallError::Elapsed(_) => code::TIMEOUT,
+            CallError::Disconnected => code::AGENT_CRASHED,
+            CallError::Rpc(e) => e.code(),
+            CallError::Encode(_) => code::INVALID_PARAMS,
+            CallError::Decode(_) => code::INTERNAL_ERROR,
+        }
+    }
+
+    /// The error object to pass on to whoever asked.
+    pub fn to_error_object(&self) -> ErrorObjectOwned {
+        match self {
+            CallError::Rpc(e) => e.clone(),
+            CallError::Elapsed(after) => ErrorObjectOwned::owned(
+                code::TIMEOUT,
+                format!("timeout: no reply within {} ms", after.as_millis()),
+                Some(serde_json::json!({ "timeoutMs": after.as_millis() as u64 })),
+            ),
+            other => ErrorObjectOwned::owned(other.code(), other.to_string(), None::<()>),
+        }
+    }
+}
+
+/// A notification sent by the peer.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The method name.
+    pub method: String,
+    /// The params, undecoded.
+    pub params: Option<Box<RawValue>>,
+}
+
+/// Counters of one connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStats {
+    /// Calls sent to the peer (cache hits excluded).
+    pub calls: u64,
+    /// Calls answered with an error object.
+    pub rpc_errors: u64,
+    /// Calls that timed out.
+    pub timeouts: u64,
+    /// Calls failed because the peer went away.
+    pub disconnects: u64,
+    /// Calls dropped before their reply (cancelled on the wire).
+    pub cancelled: u64,
+    /// Replies for calls that had already ended (timed out, cancelled, answered).
+    pub late_replies: u64,
+    /// Replies with an id this client never issued.
+    pub unknown_ids: u64,
+    /// Lines that were not JSON-RPC (stray prints), or oversized frames.
+    pub noise: u64,
+    /// Notifications received.
+    pub notifications: u64,
+    /// The idempotent cache's counters.
+    pub cache: CacheStats,
+}
+
+type Reply = Result<Box<RawValue>, CallError>;
+type NotificationHandler = Box<dyn Fn(Notification) + Send + Sync>;
+
+/// A handle to one connection; clones share it. The connection closes when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    out: mpsc::Sender<PooledBuf>,
+    cache: Option<Arc<ClientCache>>,
+}
+
+struct ClientCache {
+    methods: Vec<String>,
+    cache: IdempotentCache,
+}
+
+/// What the callers and the reader task share.
+struct Shared {
+    config: ClientConfig,
+    next_id: AtomicU64,
+    waiters: Mutex<Waiters>,
+    counters: Counters,
+    buffers: BufferPool,
+    gone: CancellationToken,
+    on_notification: Option<NotificationHandler>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    by_id: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Set once by the reader at end of input; no waiter is added after it.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    rpc_errors: AtomicU64,
+    timeouts: AtomicU64,
+    disconnects: AtomicU64,
+    cancelled: AtomicU64,
+    late_replies: AtomicU64,
+    unknown_ids: AtomicU64,
+    noise: AtomicU64,
+    notifications: AtomicU64,
+}
+
+/// Builds a [`Client`]; the notification handler is optional.
+pub struct ClientBuilder {
+    config: ClientConfig,
+    on_notification: Option<NotificationHandler>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Calls `handler` on the reader task for every notification from the
+    /// peer; it must not block.
+    pub fn on_notification(mut self, handler: impl Fn(Notification) + Send + Sync + 'static) -> Self {
+        self.on_notification = Some(Box::new(handler));
+        self
+    }
+
+    /// Starts the reader and writer tasks on the current tokio runtime.
+    pub fn connect<R, W>(self, reader: R, writer: W) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (out, frames) = mpsc::channel(self.config.outbound_capacity);
+        let cache = (!self.config.idempotent.is_empty()).then(|| {
+            Arc::new(ClientCache {
+                methods: self.config.idempotent.clone(),
+                cache: IdempotentCache::new(self.config.cache.clone()),
+            })
+        });
+        let shared = Arc::new(Shared {
+            next_id: AtomicU64::new(1),
+            waiters: Mutex::default(),
+            counters: Counters::default(),
+            buffers: BufferPool::default(),
+            gone: CancellationToken::new(),
+            on_notification: self.on_notification,
+            config: self.config,
+        });
+        let frames_in = FrameReader::new(reader, Some(shared.config.framing), shared.config.max_frame);
+        tokio::spawn(read_loop(Arc::clone(&shared), frames_in, out.downgrade()));
+        let gone = shared.gone.clone();
+        tokio::spawn(async move {
+            if let Err(e) = write_loop(writer, frames).await {
+                tracing::debug!(%e, "write to peer failed");
+                gone.cancel();
+            }
+        });
+        Client { shared, out, cache }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder with the given configuration.
+    pub fn builder(config: ClientConfig) -> ClientBuilder {
+        ClientBuilder { config, on_notification: None }
+    }
+
+    /// A client with the given configuration and no notification handler.
+    pub fn connect<R, W>(reader: R, writer: W, config: ClientConfig) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Client::builder(config).connect(reader, writer)
+    }
+
+    /// Calls `method` with serializable params and decodes the result.
+    pub async fn call<P: Serialize, T: DeserializeOwned>(&self, method: &str, params: P) -> Result<T, CallError> {
+        let params = serde_json::value::to_raw_value(&params).map_err(|e| CallError::Encode(Arc::new(e)))?;
+        let result = self.call_raw(method, Some(&params), CallOptions::default()).await?;
+        serde_json::from_str(result.get()).map_err(|e| CallError::Decode(Arc::new(e)))
+    }
+
+    /// Calls `method` with raw params; the result is returned undecoded.
+    pub async fn call_raw(&self, method: &str, params: Option<&RawValue>, options: CallOptions) -> Reply {
+        match &self.cache {
+            Some(cached) if !options.bypass_cache && cached.methods.iter().any(|m| m == method) => {
+                let key = CacheKey::new("", method, params).map_err(|e| CallError::Encode(Arc::new(e)))?;
+                let (client, method, params) = (self.clone(), method.to_owned(), params.map(ToOwned::to_owned));
+                let result = cached
+                    .cache
+                    .get_or_call(key, move || async move {
+                        client.call_uncached(&method, params.as_deref(), options).await.map(Arc::from)
+                    })
+                    .await?;
+                Ok(RawValue::from_string(result.get().to_owned()).expect("cached values are JSON"))
+            }
+            _ => self.call_uncached(method, params, options).await,
+        }
+    }
+
+    async fn call_uncached(&self, method: &str, params: Option<&RawValue>, options: CallOptions) -> Reply {
+        let shared = &*self.shared;
+        let id = shared.next_id.fetch_add(1, Relaxed);
+        let mut frame = shared.buffers.take();
+        encode(shared.config.framing, &mut frame, |out| message::write_request(out, Some(id), method, params));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = shared.lock_waiters();
+            if waiters.closed {
+                shared.counters.disconnects.fetch_add(1, Relaxed);
+                return Err(CallError::Disconnected);
+            }
+            waiters.by_id.insert(id, tx);
+        }
+        shared.counters.calls.fetch_add(1, Relaxed);
+        // From here on, leaving early (timeout, or the caller dropping this
+        // future) must release the waiter and cancel the call on the wire.
+        let mut guard = Pending { client: self, id, done: false };
+        let deadline = options.timeout.unwrap_or(shared.config.timeout);
+        let outcome = tokio::time::timeout(deadline, async {
+            self.out.send(frame).await.map_err(|_| CallError::Disconnected)?;
+            rx.await.map_err(|_| CallError::Disconnected)?
+        })
+        .await;
+        let reply = match outcome {
+            Ok(reply) => {
+                guard.done = true;
+                reply
+            }
+            Err(_) => {
+                shared.counters.timeouts.fetch_add(1, Relaxed);
+                Err(CallError::Elapsed(deadline))
+            }
+        };
+        match &reply {
+            Err(CallError::Rpc(_)) => shared.counters.rpc_errors.fetch_add(1, Relaxed),
+            Err(CallError::Disconnected) => shared.counters.disconnects.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+        reply
+    }
+
+    /// Sends a notification (no reply is expected).
+    pub async fn notify(&self, method: &str, params: Option<&RawValue>) -> Result<(), CallError> {
+        let mut frame = self.shared.buffers.take();
+        encode(self.shared.config.framing, &mut frame, |out| message::write_request(out, None, method, params));
+        self.out.send(frame).await.map_err(|_| CallError::Disconnected)
+    }
+
+    /// Whether the peer is still connected.
+    pub fn is_connected(&self) -> bool {
+        !self.shared.gone.is_cancelled()
+    }
+
+    /// Resolves when the peer has disconnected (end of its output or a write failure).
+    pub async fn disconnected(&self) {
+        self.shared.gone.cancelled().await;
+    }
+
+    /// Calls waiting for a reply right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock_waiters().by_id.len()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.shared.counters;
+        ClientStats {
+            calls: c.calls.load(Relaxed),
+            rpc_errors: c.rpc_errors.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            disconnects: c.disconnects.load(Relaxed),
+            cancelled: c.cancelled.load(Relaxed),
+            late_replies: c.late_replies.load(Relaxed),
+            unknown_ids: c.unknown_ids.load(Relaxed),
+            noise: c.noise.load(Relaxed),
+            notifications: c.notifications.load(Relaxed),
+            cache: self.cache.as_ref().map(|c| c.cache.stats()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Releases a call's waiter when the call ends without its reply.
+struct Pending<'c> {
+    client: &'c Client,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let shared = &self.client.shared;
+        if shared.lock_waiters().by_id.remove(&self.id).is_none() {
+            return; // answered or failed in the meantime: nothing to cancel
+        }
+        shared.counters.cancelled.fetch_add(1, Relaxed);
+        let mut frame = shared.buffers.take();
+        let params = format!("{{\"id\":{}}}", self.id);
+        let params = RawValue::from_string(params).expect("an id object is JSON");
+        encode(shared.config.framing, &mut frame, |out| message::write_request(out, None, CANCEL_METHOD, Some(&params)));
+        // Best effort: a full queue means the peer is not reading anyway.
+        let _ = self.client.out.try_send(frame);
+    }
+}
+
+impl Shared {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn on_frame(&self, bytes: &[u8], out: &mpsc::WeakSender<PooledBuf>) {
+        let incoming = match message::parse(bytes) {
+            Ok(Payload::Single(incoming)) => incoming,
+            Ok(Payload::Batch(_)) | Err(_) => return self.noise(bytes, "not a single JSON-RPC message"),
+        };
+        match incoming {
+            Incoming::Response { id, outcome } => {
+                let waiter = id.get().parse::<u64>().ok().and_then(|id| self.lock_waiters().by_id.remove(&id));
+                let Some(waiter) = waiter else {
+                    return self.unexpected_reply(id.get());
+                };
+                let reply = match outcome {
+                    Ok(result) => Ok(result.to_owned()),
+                    Err(error) => Err(CallError::Rpc(message::decode_error(error))),
+                };
+                let _ = waiter.send(reply);
+            }
+            Incoming::Notification { method, params } => {
+                self.counters.notifications.fetch_add(1, Relaxed);
+                if let Some(handler) = &self.on_notification {
+                    handler(Notification { method: method.into_owned(), params: params.map(ToOwned::to_owned) });
+                }
+            }
+            Incoming::Request { id, method, .. } => {
+                tracing::debug!(%method, "peer sent a request; this client serves none");
+                let err = ErrorObjectOwned::owned(code::METHOD_NOT_FOUND, "method not found: this client serves no methods", None::<()>);
+                if let Some(out) = out.upgrade() {
+                    let mut frame = self.buffers.take();
+                    encode(self.config.framing, &mut frame, |buf| message::write_error(buf, Some(id.get()), &err));
+                    let _ = out.try_send(frame);
+                }
+            }
+            Incoming::Invalid { reason, .. } => self.noise(bytes, reason),
+        }
+    }
+
+    fn unexpected_reply(&self, id: &str) {
+        let issued = id.parse::<u64>().is_ok_and(|id| id > 0 && id < self.next_id.load(Relaxed));
+        if issued {
+            self.counters.late_replies.fetch_add(1, Relaxed);
+            tracing::debug!(id, "late or duplicate reply dropped");
+        } else {
+            self.counters.unknown_ids.fetch_add(1, Relaxed);
+            tracing::warn!(id, "reply with an id never issued dropped");
+        }
+    }
+
+    fn noise(&self, bytes: &[u8], reason: &str) {
+        self.counters.noise.fetch_add(1, Relaxed);
+        let shown = &bytes[..bytes.len().min(200)];
+        tracing::warn!(reason, bytes = %shown.escape_ascii(), len = bytes.len(), "protocol noise from peer");
+    }
+
+    /// End of input: no new waiters, and every waiting call fails now.
+    fn close(&self) {
+        let waiting = {
+            let mut waiters = self.lock_waiters();
+            waiters.closed = true;
+            std::mem::take(&mut waiters.by_id)
+        };
+        for (_, waiter) in waiting {
+            let _ = waiter.send(Err(CallError::Disconnected));
+        }
+        self.gone.cancel();
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut frames: FrameReader<R>, out: mpsc::WeakSender<PooledBuf>) {
+    loop {
+        match frames.next().await {
+            Ok(Some(Frame::Message(bytes))) => shared.on_frame(&bytes, &out),
+            Ok(Some(Frame::Oversize { limit, declared })) => {
+                shared.counters.noise.fetch_add(1, Relaxed);
+                tracing::warn!(limit, declared, "oversized frame from peer skipped");
+            }
+            Ok(Some(Frame::Malformed(reason))) => shared.noise(reason.as_bytes(), "malformed frame header"),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(%e, "read from peer failed");
+                break;
+            }
+        }
+    }
+    shared.close();
+}
+
+/// Writes one message with `write` and frames it in place.
+fn encode(framing: Framing, frame: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    match framing {
+        Framing::Newline => {
+            write(frame);
+            frame.push(b'\n');
+        }
+        Framing::ContentLength => {
+            // The header needs the length first: write the body, then put the
+            // header in front of it.
+            write(frame);
+            let header = format!("Content-Length: {}\r\n\r\n", frame.len());
+            frame.splice(0..0, header.into_bytes());
+        }
+    }
+}

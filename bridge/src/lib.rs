@@ -1,0 +1,38 @@
+//! JSON-RPC 2.0 over byte streams, for peers that may misbehave.
+//!
+//! The bridge carries every hop in skep: the manager to the orchestrator, and
+//! the orchestrator to each agent. Methods are registered on a jsonrpsee
+//! `RpcModule`; the bridge owns the connection around it.
+//!
+//! # Layout
+//! - `framing.rs`: newline-delimited and `Content-Length` frames, detection, the size limit.
+//! - `message.rs`: classifying incoming messages and writing outgoing ones.
+//! - `code.rs`: the error codes skep answers with.
+//! - `server.rs`: serving a `Methods` table on a reader and writer.
+//! - `client.rs`: calling a peer, with timeouts, cancellation and counters.
+//! - `cache.rs`: the idempotent-call cache (SHA-256 keys, TTL, byte cap, single flight).
+//! - `buffers.rs`: pooled encode buffers.
+//! - `writer.rs`: the one writer task per connection.
+//! - `stdio.rs`: taking over stdin and stdout for a sidecar.
+
+pub mod code;
+
+mod buffers;
+mod cache;
+mod client;
+mod framing;
+mod message;
+mod server;
+mod stdio;
+mod writer;
+
+pub use buffers::{BufferPool, PooledBuf};
+pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, ResultStore, canonical_json};
+pub use client::{CallError, CallOptions, Client, ClientBuilder, ClientConfig, ClientStats, Notification};
+pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
+pub use message::{Incoming, ParseError, Payload, classify, decode_error, error_response, parse, write_error, write_request};
+pub use server::{CANCEL_METHOD, ServeSummary, Server, ServerConfig};
+pub use stdio::{ProtocolReader, ProtocolWriter, protocol_stdio};
+
+/// Re-exported so users register methods without naming jsonrpsee themselves.
+pub use jsonrpsee::{Methods, RpcModule, types::ErrorObjectOwned};

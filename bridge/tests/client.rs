@@ -1,0 +1,275 @@
+//! The client against peers that misbehave: a scripted peer on a duplex, a
+//! real process killed mid-call, and the bridge's own server under load.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skep_bridge::{
+    CacheConfig, CallError, CallOptions, Client, ClientConfig, ErrorObjectOwned, Frame, FrameReader, Framing,
+    RpcModule, Server, ServerConfig,
+};
+use support::STEP;
+use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+
+/// The far end of a client's connection, driven by the test.
+struct ScriptedPeer {
+    requests: FrameReader<ReadHalf<DuplexStream>>,
+    replies: WriteHalf<DuplexStream>,
+}
+
+impl ScriptedPeer {
+    fn connect(config: ClientConfig) -> (Client, ScriptedPeer) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (their_read, their_write) = tokio::io::split(theirs);
+        let (our_read, our_write) = tokio::io::split(ours);
+        let framing = config.framing;
+        let client = Client::connect(their_read, their_write, config);
+        (client, ScriptedPeer { requests: FrameReader::new(our_read, Some(framing), 1 << 20), replies: our_write })
+    }
+
+    async fn recv(&mut self) -> Value {
+        let frame = tokio::time::timeout(STEP, self.requests.next()).await.expect("a request in time");
+        match frame.expect("readable") {
+            Some(Frame::Message(bytes)) => serde_json::from_slice(&bytes).expect("JSON request"),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.replies.write_all(line.as_bytes()).await.expect("client reads");
+        self.replies.write_all(b"\n").await.expect("client reads");
+    }
+}
+
+fn params(value: Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&value).expect("JSON")
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
+    let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
+    let options = CallOptions { timeout: Some(Duration::from_secs(5)), ..CallOptions::default() };
+    let call = client.call_raw("slow", Some(&params(json!([1]))), options);
+    let (result, request) = tokio::join!(call, peer.recv());
+    assert_eq!(request, json!({"jsonrpc": "2.0", "id": 1, "method": "slow", "params": [1]}));
+    assert!(matches!(result, Err(CallError::Elapsed(d)) if d == Duration::from_secs(5)), "{result:?}");
+    assert_eq!(client.in_flight(), 0);
+    assert_eq!(peer.recv().await, json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}}));
+
+    // The late reply is dropped and counted; the next call gets its own reply.
+    peer.send(r#"{"jsonrpc":"2.0","id":1,"result":"late"}"#).await;
+    let next = client.call_raw("fast", None, CallOptions::default());
+    let answer = async {
+        let request = peer.recv().await;
+        peer.send(&format!(r#"{{"jsonrpc":"2.0","id":{},"result":"fresh"}}"#, request["id"])).await;
+    };
+    let (result, ()) = tokio::join!(next, answer);
+    assert_eq!(result.expect("answered").get(), r#""fresh""#);
+    let stats = client.stats();
+    assert_eq!((stats.timeouts, stats.late_replies, stats.cancelled), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_it_on_the_wire() {
+    let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
+    let task = tokio::spawn({
+        let client = client.clone();
+        async move { client.call_raw("work", None, CallOptions::default()).await }
+    });
+    assert_eq!(peer.recv().await["method"], "work");
+    task.abort();
+    assert!(task.await.expect_err("aborted").is_cancelled());
+    assert_eq!(peer.recv().await, json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}}));
+    assert_eq!(client.in_flight(), 0);
+    assert_eq!(client.stats().cancelled, 1);
+}
+
+#[tokio::test]
+async fn unknown_ids_and_stray_lines_are_counted_never_fatal() {
+    let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
+    let call = client.call_raw("echo", None, CallOptions::default());
+    let script = async {
+        let request = peer.recv().await;
+        peer.send("log: warming up the model").await;
+        peer.send(r#"{"jsonrpc":"2.0","id":999,"result":"not yours"}"#).await;
+        peer.send(r#"{"jsonrpc":"2.0","id":"abc","result":"not yours"}"#).await;
+        peer.send(r#"{"unrelated":true}"#).await;
+        peer.send(&format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"ok":1}}}}"#, request["id"])).await;
+        // A duplicate of the same reply is late, not delivered twice.
+        peer.send(&format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"ok":2}}}}"#, request["id"])).await;
+    };
+    let (result, ()) = tokio::join!(call, script);
+    assert_eq!(result.expect("answered").get(), r#"{"ok":1}"#);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while client.stats().late_replies == 0 && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    let stats = client.stats();
+    assert_eq!((stats.noise, stats.unknown_ids, stats.late_replies), (2, 2, 1), "{stats:?}");
+    assert!(client.is_connected());
+}
+
+#[tokio::test]
+async fn error_replies_are_typed_and_peer_requests_refused() {
+    let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
+    let call = client.call_raw("fail", None, CallOptions::default());
+    let script = async {
+        let request = peer.recv().await;
+        peer.send(r#"{"jsonrpc":"2.0","id":"srv-1","method":"whoareyou"}"#).await;
+        let refusal = peer.recv().await;
+        peer.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32050,"message":"nope","data":{{"why":"test"}}}}}}"#,
+            request["id"]
+        ))
+        .await;
+        refusal
+    };
+    let (result, refusal) = tokio::join!(call, script);
+    assert_eq!(refusal["id"], "srv-1");
+    assert_eq!(refusal["error"]["code"], -32601);
+    let Err(CallError::Rpc(err)) = result else { panic!("expected an rpc error, got {result:?}") };
+    assert_eq!((err.code(), err.message()), (-32050, "nope"));
+    assert_eq!(err.data().map(|d| d.get()), Some(r#"{"why":"test"}"#));
+}
+
+#[tokio::test]
+async fn notifications_reach_the_handler() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (_our_read, mut our_write) = tokio::io::split(ours);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::builder(ClientConfig::default())
+        .on_notification(move |n| drop(tx.send(n)))
+        .connect(their_read, their_write);
+    our_write.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"progress\",\"params\":{\"done\":3}}\n").await.expect("write");
+    let n = tokio::time::timeout(STEP, rx.recv()).await.expect("in time").expect("delivered");
+    assert_eq!((n.method.as_str(), n.params.as_deref().map(|p| p.get())), ("progress", Some(r#"{"done":3}"#)));
+    assert_eq!(client.stats().notifications, 1);
+}
+
+#[tokio::test]
+async fn a_killed_peer_fails_every_waiting_call_at_once() {
+    let mut child = tokio::process::Command::new("sleep")
+        .arg("1000")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sleep is on every machine");
+    let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
+    let config = ClientConfig { timeout: Duration::from_secs(3600), ..ClientConfig::default() };
+    let client = Client::connect(stdout, stdin, config);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call_raw("anything", None, CallOptions::default()).await })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + STEP;
+    while client.in_flight() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "calls never registered");
+        tokio::task::yield_now().await;
+    }
+    child.start_kill().expect("kill -9");
+    for call in calls {
+        let result = tokio::time::timeout(STEP, call).await.expect("failed long before the call timeout");
+        assert!(matches!(result.expect("no panic"), Err(CallError::Disconnected)));
+    }
+    assert!(!client.is_connected());
+    assert!(matches!(client.call_raw("after", None, CallOptions::default()).await, Err(CallError::Disconnected)));
+    let status = tokio::time::timeout(STEP, child.wait()).await.expect("reaped").expect("wait");
+    assert!(!status.success());
+    assert_eq!(client.stats().disconnects, 4);
+}
+
+/// A client connected to the bridge's own server in-process.
+fn served_client(module: RpcModule<()>, config: ClientConfig) -> Client {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, our_write) = tokio::io::split(ours);
+    let server = Server::new(module, ServerConfig::default());
+    tokio::spawn(async move { server.serve(their_read, their_write, Default::default()).await });
+    Client::connect(our_read, our_write, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_calls_are_each_answered_once() {
+    for framing in [Framing::Newline, Framing::ContentLength] {
+        let mut module = RpcModule::new(());
+        module.register_async_method("double", |params, _, _| async move {
+            let n: u64 = params.one()?;
+            tokio::task::yield_now().await;
+            Ok::<_, ErrorObjectOwned>(n * 2)
+        })
+        .expect("fresh name");
+        let client = served_client(module, ClientConfig { framing, ..ClientConfig::default() });
+        let calls: Vec<_> = (0..10_000u64)
+            .map(|n| {
+                let client = client.clone();
+                tokio::spawn(async move { (n, client.call::<_, u64>("double", [n]).await) })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for call in calls {
+            let (n, result) = tokio::time::timeout(STEP * 6, call).await.expect("in time").expect("no panic");
+            assert_eq!(result.expect("answered"), n * 2);
+            assert!(seen.insert(n));
+        }
+        let stats = client.stats();
+        assert_eq!((stats.calls, stats.late_replies, stats.unknown_ids, stats.noise), (10_000, 0, 0, 0));
+        assert_eq!(client.in_flight(), 0);
+    }
+}
+
+fn counting_module(calls: Arc<AtomicUsize>) -> RpcModule<()> {
+    let mut module = RpcModule::new(());
+    module.register_async_method("lookup", move |params, _, _| {
+        let calls = Arc::clone(&calls);
+        async move {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let key: String = params.one()?;
+            if key == "missing" {
+                return Err(ErrorObjectOwned::owned(-32050, "no such key", None::<()>));
+            }
+            Ok(json!({ "key": key, "upstream_call": n }))
+        }
+    })
+    .expect("fresh name");
+    module
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_calls_coalesce_expire_and_never_cache_errors() {
+    let upstream = Arc::new(AtomicUsize::new(0));
+    let config = ClientConfig {
+        idempotent: vec!["lookup".into()],
+        cache: CacheConfig { ttl: Duration::from_secs(60), ..CacheConfig::default() },
+        ..ClientConfig::default()
+    };
+    let client = served_client(counting_module(Arc::clone(&upstream)), config);
+    let results = futures::future::join_all((0..50).map(|_| client.call::<_, Value>("lookup", ["a"]))).await;
+    assert!(results.iter().all(|r| r.as_ref().ok() == Some(&json!({"key": "a", "upstream_call": 0}))));
+    assert_eq!(upstream.load(Ordering::SeqCst), 1);
+    // Same params in another key order would hit too; a bypass goes upstream.
+    let bypass = CallOptions { bypass_cache: true, ..CallOptions::default() };
+    client.call_raw("lookup", Some(&params(json!(["a"]))), bypass).await.expect("answered");
+    assert_eq!(upstream.load(Ordering::SeqCst), 2);
+
+    for _ in 0..2 {
+        let err = client.call::<_, Value>("lookup", ["missing"]).await.expect_err("an error");
+        assert!(matches!(err, CallError::Rpc(ref e) if e.code() == -32050));
+    }
+    assert_eq!(upstream.load(Ordering::SeqCst), 4, "errors are not cached");
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let fresh: Value = client.call("lookup", ["a"]).await.expect("answered");
+    assert_eq!(fresh["upstream_call"], 4, "expired entries are fetched again");
+    let stats = client.stats().cache;
+    assert_eq!((stats.coalesced, stats.expirations), (49, 1), "{stats:?}");
+}
