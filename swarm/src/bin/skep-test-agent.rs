@@ -1,0 +1,287 @@
+//! skep-test-agent: a deliberately simple NDJSON JSON-RPC 2.0 agent for tests.
+//!
+//! It is a test double for misbehaving peers, so it shares no code with skep's
+//! bridge: a blocking stdin loop, one reply line per request, flushed at once.
+//! Flags choose how it misbehaves; see `USAGE`.
+
+use std::io::{self, BufRead, Write};
+use std::process::{Command, Stdio, exit};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+const USAGE: &str = "\
+usage: skep-test-agent [FLAGS]
+
+An NDJSON JSON-RPC 2.0 agent on stdin/stdout. Exits 0 on stdin EOF.
+Methods: echo, sleep {ms}, pid, fail {code?, message?}, initialize,
+crash {code?}, env, cwd, grandchild.
+
+Flags (combinable):
+  --crash-after N        exit(3) on receiving call N+1, without answering
+  --hang                 read requests, never answer
+  --garbage-stdout       print a non-JSON line before each reply
+  --stderr-flood         write to stderr as fast as possible, forever
+  --ignore-sigterm       ignore SIGTERM
+  --crash-at-startup     write a line to stderr, then exit(2)
+  --grandchild           spawn `sleep 1000` sharing stdout/stderr, then serve
+  --no-newline-flood     write bytes without a newline to stdout, forever
+  --no-read              never read stdin; sleep forever
+  --ignore-eof           on stdin EOF, keep running (sleep forever)
+  --startup-delay-ms N   sleep N ms before serving
+  --stderr-lines N       print N lines to stderr at start
+  --help                 print this help
+";
+
+/// Exit code for a bad command line (EX_USAGE).
+const EX_USAGE: i32 = 64;
+
+#[derive(Debug, Default)]
+struct Flags {
+    crash_after: Option<u64>,
+    hang: bool,
+    garbage_stdout: bool,
+    stderr_flood: bool,
+    ignore_sigterm: bool,
+    crash_at_startup: bool,
+    grandchild: bool,
+    no_newline_flood: bool,
+    no_read: bool,
+    ignore_eof: bool,
+    startup_delay_ms: u64,
+    stderr_lines: u64,
+}
+
+/// `Ok(None)` means `--help`.
+fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, String> {
+    let mut flags = Flags::default();
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{name} needs a number"))?;
+            value
+                .parse()
+                .map_err(|_| format!("{name}: not a number: {value:?}"))
+        };
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--crash-after" => flags.crash_after = Some(number("--crash-after")?),
+            "--hang" => flags.hang = true,
+            "--garbage-stdout" => flags.garbage_stdout = true,
+            "--stderr-flood" => flags.stderr_flood = true,
+            "--ignore-sigterm" => flags.ignore_sigterm = true,
+            "--crash-at-startup" => flags.crash_at_startup = true,
+            "--grandchild" => flags.grandchild = true,
+            "--no-newline-flood" => flags.no_newline_flood = true,
+            "--no-read" => flags.no_read = true,
+            "--ignore-eof" => flags.ignore_eof = true,
+            "--startup-delay-ms" => flags.startup_delay_ms = number("--startup-delay-ms")?,
+            "--stderr-lines" => flags.stderr_lines = number("--stderr-lines")?,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(Some(flags))
+}
+
+fn main() {
+    let flags = match parse_flags(std::env::args().skip(1)) {
+        Ok(Some(flags)) => flags,
+        Ok(None) => {
+            let _ = io::stdout().write_all(USAGE.as_bytes());
+            return;
+        }
+        Err(message) => {
+            eprintln!("skep-test-agent: {message}\n\n{USAGE}");
+            exit(EX_USAGE);
+        }
+    };
+    if flags.ignore_sigterm {
+        // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    }
+    if flags.crash_at_startup {
+        eprintln!("skep-test-agent: crashing at startup as asked");
+        exit(2);
+    }
+    if flags.startup_delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(flags.startup_delay_ms));
+    }
+    for i in 0..flags.stderr_lines {
+        eprintln!("skep-test-agent: stderr line {i}");
+    }
+    let grandchild = flags.grandchild.then(spawn_grandchild);
+    if flags.stderr_flood {
+        std::thread::spawn(flood_stderr);
+    }
+    if flags.no_newline_flood {
+        flood_stdout_without_newline();
+    }
+    if flags.no_read {
+        sleep_forever();
+    }
+    serve(&flags, grandchild);
+    if flags.ignore_eof {
+        sleep_forever();
+    }
+}
+
+fn serve(flags: &Flags, grandchild: Option<u32>) {
+    let mut stdin = io::stdin().lock();
+    let mut stdout = io::stdout().lock();
+    let mut line = Vec::new();
+    let mut calls = 0_u64;
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        calls += 1;
+        if flags.crash_after.is_some_and(|n| calls > n) {
+            exit(3);
+        }
+        if flags.hang {
+            continue;
+        }
+        let Some(reply) = handle(&line, grandchild) else {
+            continue;
+        };
+        let mut text = if flags.garbage_stdout {
+            "log: hello from agent\n".to_owned()
+        } else {
+            String::new()
+        };
+        text.push_str(&reply.to_string());
+        text.push('\n');
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // Nobody reads our replies any more: same as EOF.
+            return;
+        }
+    }
+}
+
+/// The reply to one line, or `None` for a notification.
+fn handle(line: &[u8], grandchild: Option<u32>) -> Option<Value> {
+    let request: Value = match serde_json::from_slice(line) {
+        Ok(request) => request,
+        Err(e) => return Some(error(Value::Null, -32700, &format!("parse error: {e}"))),
+    };
+    let Some(object) = request.as_object() else {
+        return Some(error(Value::Null, -32600, "invalid request: not an object"));
+    };
+    let id = object.get("id").cloned();
+    let Some(method) = object.get("method").and_then(Value::as_str) else {
+        return Some(error(
+            id.unwrap_or(Value::Null),
+            -32600,
+            "invalid request: no method",
+        ));
+    };
+    let params = object.get("params").cloned().unwrap_or(Value::Null);
+    let outcome = call(method, &params, grandchild);
+    let id = id?;
+    Some(match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err((code, message)) => error(id, code, &message),
+    })
+}
+
+fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, (i64, String)> {
+    match method {
+        "echo" => Ok(params.clone()),
+        "sleep" => {
+            let ms = params
+                .get("ms")
+                .and_then(Value::as_u64)
+                .ok_or((-32602, "sleep needs {\"ms\": N}".to_owned()))?;
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(json!({"slept": ms}))
+        }
+        "pid" => Ok(json!(std::process::id())),
+        "fail" => {
+            let code = params.get("code").and_then(Value::as_i64).unwrap_or(-32000);
+            let message = params
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("failed as asked");
+            Err((code, message.to_owned()))
+        }
+        "initialize" => Ok(json!({"name": "skep-test-agent"})),
+        "crash" => {
+            let code = params.get("code").and_then(Value::as_i64).unwrap_or(3);
+            exit(i32::try_from(code).unwrap_or(3));
+        }
+        "env" => {
+            let vars: Map<String, Value> = std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        Value::from(v.to_string_lossy().into_owned()),
+                    )
+                })
+                .collect();
+            Ok(Value::Object(vars))
+        }
+        "cwd" => std::env::current_dir()
+            .map(|dir| Value::from(dir.to_string_lossy().into_owned()))
+            .map_err(|e| (-32000, format!("no cwd: {e}"))),
+        "grandchild" => Ok(grandchild.map_or(Value::Null, Value::from)),
+        other => Err((-32601, format!("method not found: {other}"))),
+    }
+}
+
+fn error(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// Starts `sleep 1000` in our process group, holding our stdout and stderr.
+fn spawn_grandchild() -> u32 {
+    match Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child.id(),
+        Err(e) => {
+            eprintln!("skep-test-agent: cannot start the grandchild: {e}");
+            exit(1);
+        }
+    }
+}
+
+fn flood_stderr() {
+    let padding = "x".repeat(100);
+    for n in 0_u64.. {
+        if writeln!(io::stderr(), "flood {n:012} {padding}").is_err() {
+            return;
+        }
+    }
+}
+
+fn flood_stdout_without_newline() -> ! {
+    let chunk = [b'x'; 8192];
+    let mut stdout = io::stdout().lock();
+    loop {
+        if stdout
+            .write_all(&chunk)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            exit(0);
+        }
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
