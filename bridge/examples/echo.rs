@@ -21,7 +21,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut module = RpcModule::new(());
     module.register_method("echo", |params, _, _| {
-        RawValue::from_string(params.as_str().unwrap_or("null").to_owned())
+        // Absent params echo as null.
+        params.as_str().map(|raw| RawValue::from_string(raw.to_owned()).expect("params arrive as valid JSON"))
     })?;
     module.register_async_method("sleep", |params, _, _| async move {
         #[derive(serde::Deserialize)]

@@ -169,7 +169,7 @@ pub struct Client {
 
 struct ClientCache {
     methods: Vec<String>,
-    cache: IdempotentCache,
+    cache: Arc<IdempotentCache>,
 }
 
 /// What the callers and the reader task share.
@@ -233,7 +233,7 @@ impl ClientBuilder {
         let cache = (!self.config.idempotent.is_empty()).then(|| {
             Arc::new(ClientCache {
                 methods: self.config.idempotent.clone(),
-                cache: IdempotentCache::new(self.config.cache.clone()),
+                cache: Arc::new(IdempotentCache::new(self.config.cache.clone())),
             })
         });
         let shared = Arc::new(Shared {

@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny};
+use serde::de::Deserializer;
 use serde_json::value::RawValue;
 
 use crate::code;
@@ -146,11 +146,6 @@ fn is_valid_id(id: &RawValue) -> bool {
 
 fn is_structured(params: &RawValue) -> bool {
     matches!(params.get().as_bytes().first(), Some(b'[' | b'{'))
-}
-
-/// Whether a JSON text is well-formed (used to tell -32700 from -32600).
-pub fn is_json(text: &str) -> bool {
-    serde_json::from_str::<IgnoredAny>(text).is_ok()
 }
 
 /// Writes a request (or, without `id`, a notification) as one JSON text.

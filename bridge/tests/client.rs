@@ -54,7 +54,8 @@ fn params(value: Value) -> Box<serde_json::value::RawValue> {
 async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
     let options = CallOptions { timeout: Some(Duration::from_secs(5)), ..CallOptions::default() };
-    let call = client.call_raw("slow", Some(&params(json!([1]))), options);
+    let one = params(json!([1]));
+    let call = client.call_raw("slow", Some(&one), options);
     let (result, request) = tokio::join!(call, peer.recv());
     assert_eq!(request, json!({"jsonrpc": "2.0", "id": 1, "method": "slow", "params": [1]}));
     assert!(matches!(result, Err(CallError::Elapsed(d)) if d == Duration::from_secs(5)), "{result:?}");
