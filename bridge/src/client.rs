@@ -247,9 +247,11 @@ impl ClientBuilder {
         });
         let frames_in = FrameReader::new(reader, Some(shared.config.framing), shared.config.max_frame);
         tokio::spawn(read_loop(Arc::clone(&shared), frames_in, out.downgrade()));
+        // Once the connection is gone, the writer closes the peer's input,
+        // which tells a well-behaved agent to exit.
         let gone = shared.gone.clone();
         tokio::spawn(async move {
-            if let Err(e) = write_loop(writer, frames).await {
+            if let Err(e) = write_loop(writer, frames, gone.clone()).await {
                 tracing::debug!(%e, "write to peer failed");
                 gone.cancel();
             }
@@ -351,6 +353,12 @@ impl Client {
         let mut frame = self.shared.buffers.take();
         encode(self.shared.config.framing, &mut frame, |out| message::write_request(out, None, method, params));
         self.out.send(frame).await.map_err(|_| CallError::Disconnected)
+    }
+
+    /// Ends the connection now: waiting calls fail with `Disconnected`, new
+    /// calls fail at once, and the peer's input is closed.
+    pub fn close(&self) {
+        self.shared.close();
     }
 
     /// Whether the peer is still connected.

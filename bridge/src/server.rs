@@ -100,7 +100,8 @@ impl Server {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (out, frames) = mpsc::channel::<Vec<u8>>(self.config.outbound_capacity);
-        let writer = tokio::spawn(write_loop(writer, frames));
+        // The writer stops when every sender is gone: all answers are flushed first.
+        let writer = tokio::spawn(write_loop(writer, frames, CancellationToken::new()));
         let mut conn = Connection {
             server: self,
             reader: FrameReader::new(reader, self.config.framing, self.config.max_frame),

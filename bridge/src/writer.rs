@@ -3,15 +3,34 @@
 //! into one `write` so a busy connection pays one syscall per burst, not per
 //! message.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Bytes gathered before a write; one burst of small frames fits.
 const BURST: usize = 64 * 1024;
+/// How long closing the stream may take; a peer that never reads could
+/// otherwise hold a final flush forever.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// Writes queued frames until every sender is gone, then closes the stream so
-/// the peer sees end of input.
-pub(crate) async fn write_loop<W, T>(mut writer: W, mut frames: mpsc::Receiver<T>) -> std::io::Result<()>
+/// Writes queued frames until every sender is gone or `stop` fires, then
+/// closes the stream so the peer sees end of input.
+pub(crate) async fn write_loop<W, T>(mut writer: W, frames: mpsc::Receiver<T>, stop: CancellationToken) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    T: AsRef<[u8]>,
+{
+    let written = tokio::select! {
+        written = pump(&mut writer, frames) => written,
+        () = stop.cancelled() => Ok(()),
+    };
+    let closed = tokio::time::timeout(CLOSE_WAIT, writer.shutdown()).await.unwrap_or(Ok(()));
+    written.and(closed)
+}
+
+async fn pump<W, T>(writer: &mut W, mut frames: mpsc::Receiver<T>) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
     T: AsRef<[u8]>,
@@ -35,5 +54,5 @@ where
         }
         writer.flush().await?;
     }
-    writer.shutdown().await
+    Ok(())
 }

@@ -274,3 +274,19 @@ async fn idempotent_calls_coalesce_expire_and_never_cache_errors() {
     let stats = client.stats().cache;
     assert_eq!((stats.coalesced, stats.expirations), (49, 1), "{stats:?}");
 }
+
+#[tokio::test]
+async fn close_fails_waiting_calls_and_ends_the_peers_input() {
+    let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call_raw("work", None, CallOptions::default()).await }
+    });
+    assert_eq!(peer.recv().await["method"], "work");
+    client.close();
+    let result = tokio::time::timeout(STEP, call).await.expect("in time").expect("no panic");
+    assert!(matches!(result, Err(CallError::Disconnected)), "{result:?}");
+    let end = tokio::time::timeout(STEP, peer.requests.next()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "the peer's input should end: {end:?}");
+    assert!(!client.is_connected());
+}
