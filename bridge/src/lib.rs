@@ -35,4 +35,5 @@ pub use server::{CANCEL_METHOD, ServeSummary, Server, ServerConfig};
 pub use stdio::{ProtocolReader, ProtocolWriter, protocol_stdio};
 
 /// Re-exported so users register methods without naming jsonrpsee themselves.
+pub use jsonrpsee::core::SubscriptionResult;
 pub use jsonrpsee::{Methods, RpcModule, types::ErrorObjectOwned};

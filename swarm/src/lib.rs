@@ -2,14 +2,37 @@
 //!
 //! # Layout
 //! - `config.rs`: loading and validating `skep.toml`.
+//! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
+//! - `pool.rs`: a role's supervisor task, which owns its agents, and the lease a call holds.
+//! - `agent.rs`: starting one agent (process, connection, handshake) and watching it exit.
+//! - `error.rs`: `SwarmError` and its one mapping to JSON-RPC error objects.
+//! - `events.rs`: the typed event stream.
+//! - `stats.rs`: per-role counters and latency percentiles.
+//! - `rpc.rs`: the sidecar's method table.
+//! - `demo.rs`: the built-in demo role and the demo agent's methods.
 //! - `process.rs`: spawning an agent in its own process group, watching it exit, the stop ladder.
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
+mod agent;
 mod config;
+mod demo;
+mod error;
+mod events;
+mod pool;
+mod rpc;
+mod stats;
+mod swarm;
 mod process;
 mod stderr_ring;
 
 pub use config::{Config, ConfigError, Handshake, RoleConfig, is_valid_name, parse_duration};
 pub use process::{AgentProcess, SpawnError, SpawnSpec, StopOutcome, describe_exit};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
+pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
+pub use error::SwarmError;
+pub use events::{Event, Outcome};
+pub use pool::AgentInfo;
+pub use rpc::{Sidecar, rpc_module};
+pub use stats::{AgentCounts, Latency, RoleStats, SwarmStats};
+pub use swarm::{CallOptions, RoleInfo, Swarm};

@@ -28,6 +28,8 @@ const READ_CHUNK: usize = 8 * 1024;
 #[derive(Clone, Default)]
 pub struct StderrTail {
     ring: Arc<Mutex<Ring>>,
+    /// Cancelled when the drain reaches end of input.
+    drained: tokio_util::sync::CancellationToken,
 }
 
 impl StderrTail {
@@ -44,6 +46,13 @@ impl StderrTail {
     /// Bytes read from the agent's stderr so far, kept or not.
     pub fn total_bytes(&self) -> u64 {
         self.lock().total
+    }
+
+    /// Waits until every byte the agent wrote has reached the ring, at most
+    /// `bound`: after an exit the pipe may still hold the last lines, and a
+    /// grandchild holding stderr open may keep it from ever ending.
+    pub async fn drained(&self, bound: Duration) {
+        let _ = tokio::time::timeout(bound, self.drained.cancelled()).await;
     }
 
     fn push(&self, chunk: &[u8]) {
@@ -202,6 +211,7 @@ pub(crate) fn spawn_drain(stderr: ChildStderr, role: String, pid: u32) -> Stderr
 }
 
 async fn drain(mut stderr: ChildStderr, tail: StderrTail, role: String, pid: u32) {
+    let _drained = tail.drained.clone().drop_guard();
     let mut buf = vec![0; READ_CHUNK];
     let mut lines = LineSplitter::default();
     let mut budget = LogBudget::default();

@@ -1,0 +1,79 @@
+//! What can go wrong with a call through the swarm, typed, and the one
+//! mapping from those errors to JSON-RPC error objects.
+
+use std::time::Duration;
+
+use serde_json::json;
+use skep_bridge::{ErrorObjectOwned, code};
+
+/// Why a swarm call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwarmError {
+    /// No role by that name.
+    #[error("unknown role {role:?}; known roles: {}", known.join(", "))]
+    UnknownRole { role: String, known: Vec<String> },
+    /// No agent became free within the role's queue timeout.
+    #[error("role {role} is overloaded: no agent was free within {} ms", waited.as_millis())]
+    Overloaded { role: String, waited: Duration },
+    /// The role's agents kept crashing; it is failed and calls fail fast.
+    #[error("role {role} has failed: its agents crashed {restarts} times within 60 s (last: {last_exit})")]
+    RoleFailed { role: String, restarts: usize, last_exit: String, stderr_tail: String },
+    /// The agent did not answer in time; it is being replaced.
+    #[error("timeout: agent {agent} of role {role} did not answer within {} ms", after.as_millis())]
+    Timeout { role: String, agent: String, after: Duration },
+    /// The agent exited or closed its output during the call.
+    #[error("agent {agent} of role {role} crashed during the call ({exit})")]
+    AgentCrashed { role: String, agent: String, pid: u32, exit: String, stderr_tail: String },
+    /// The agent answered with an error; it is passed on unchanged.
+    #[error("the agent answered with error {}: {}", .0.code(), .0.message())]
+    Agent(ErrorObjectOwned),
+    /// The swarm is shutting down.
+    #[error("shutting down: the call was not run")]
+    ShuttingDown,
+    /// An agent could not be started at all.
+    #[error("cannot start an agent for role {role}: {reason}")]
+    Start { role: String, reason: String },
+}
+
+impl SwarmError {
+    /// The JSON-RPC code this error is answered with.
+    pub fn code(&self) -> i32 {
+        match self {
+            SwarmError::UnknownRole { .. } => code::INVALID_PARAMS,
+            SwarmError::Overloaded { .. } => code::OVERLOADED,
+            SwarmError::RoleFailed { .. } | SwarmError::AgentCrashed { .. } | SwarmError::Start { .. } => {
+                code::AGENT_CRASHED
+            }
+            SwarmError::Timeout { .. } => code::TIMEOUT,
+            SwarmError::Agent(e) => e.code(),
+            SwarmError::ShuttingDown => code::SHUTTING_DOWN,
+        }
+    }
+
+    /// The error object sent to callers: the message says what happened, the
+    /// data says what to look at.
+    pub fn to_error_object(&self) -> ErrorObjectOwned {
+        let data = match self {
+            SwarmError::Agent(e) => return e.clone(),
+            SwarmError::UnknownRole { known, .. } => Some(json!({ "knownRoles": known })),
+            SwarmError::Overloaded { role, waited } => Some(json!({
+                "role": role, "waitedMs": waited.as_millis() as u64,
+                "hint": "raise max_agents or queue_timeout for this role, or send fewer calls at once",
+            })),
+            SwarmError::RoleFailed { role, restarts, last_exit, stderr_tail } => Some(json!({
+                "role": role, "restarts": restarts, "exitStatus": last_exit, "stderrTail": stderr_tail,
+                "hint": "fix the agent (see stderrTail), then restart skep",
+            })),
+            SwarmError::Timeout { role, agent, after } => Some(json!({
+                "role": role, "agent": agent, "timeoutMs": after.as_millis() as u64,
+            })),
+            SwarmError::AgentCrashed { role, agent, pid, exit, stderr_tail } => Some(json!({
+                "role": role, "agent": agent, "pid": pid, "exitStatus": exit, "stderrTail": stderr_tail,
+            })),
+            SwarmError::Start { role, reason } => Some(json!({ "role": role, "reason": reason })),
+            SwarmError::ShuttingDown => None,
+        };
+        ErrorObjectOwned::owned(self.code(), self.to_string(), data)
+    }
+}

@@ -1,0 +1,45 @@
+//! What happens in the swarm, as typed events on a broadcast channel. The grid,
+//! the Node package and `events/subscribe` are views of this stream.
+
+use serde::Serialize;
+
+/// One thing that happened to an agent, a call or a role.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[non_exhaustive]
+pub enum Event {
+    /// An agent process is being started.
+    AgentStarting { role: String, agent: String },
+    /// An agent is ready for calls.
+    AgentReady { role: String, agent: String, pid: u32 },
+    /// An agent took a call.
+    AgentBusy { role: String, agent: String },
+    /// An agent has no call in flight.
+    AgentIdle { role: String, agent: String },
+    /// An agent process ended; `expected` when skep stopped it.
+    AgentExited { role: String, agent: String, pid: u32, status: String, expected: bool },
+    /// A crashed agent will be replaced after a backoff.
+    AgentRestarting { role: String, delay_ms: u64 },
+    /// A call was handed to an agent.
+    CallStarted { role: String, agent: String, method: String },
+    /// A call ended: `outcome` is ok, error, timeout, crashed or cancelled.
+    CallFinished { role: String, agent: String, method: String, duration_us: u64, outcome: Outcome },
+    /// A role hit its restart limit; its calls fail fast.
+    RoleFailed { role: String, reason: String },
+}
+
+/// How a call ended, for stats and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// A result.
+    Ok,
+    /// The agent answered with an error object (its code).
+    Error(i32),
+    /// No answer in time.
+    Timeout,
+    /// The agent went away during the call.
+    Crashed,
+    /// The caller gave up first.
+    Cancelled,
+}

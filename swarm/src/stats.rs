@@ -1,0 +1,132 @@
+//! Per-role counters and latency percentiles (an HDR histogram), recorded by
+//! the role's supervisor, which is their only owner.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::events::Outcome;
+
+/// Stats of every role.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmStats {
+    /// One entry per role, by name.
+    pub roles: Vec<RoleStats>,
+}
+
+/// Stats of one role.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStats {
+    /// The role's name.
+    pub role: String,
+    /// Agents by state.
+    pub agents: AgentCounts,
+    /// Calls answered by agents (any outcome).
+    pub calls: u64,
+    /// Failed calls by JSON-RPC code.
+    pub errors: BTreeMap<i32, u64>,
+    /// Call latency in microseconds.
+    pub latency_us: Latency,
+    /// Calls waiting for a free agent right now.
+    pub queue_depth: usize,
+    /// Agents restarted after a crash.
+    pub restarts: u64,
+    /// Whether the role hit its restart limit.
+    pub failed: bool,
+}
+
+/// Agents of a role by state.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct AgentCounts {
+    /// Being started.
+    pub starting: usize,
+    /// Ready with no call in flight.
+    pub idle: usize,
+    /// With at least one call in flight.
+    pub busy: usize,
+    /// Being stopped.
+    pub stopping: usize,
+}
+
+/// Latency percentiles in microseconds (0 before the first call).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// What the supervisor records as calls end.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    latency: Histogram<u64>,
+    calls: u64,
+    errors: BTreeMap<i32, u64>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            // 1 µs to 1 hour at 3 significant digits: ~200 KiB per role.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid"),
+            calls: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl Recorder {
+    pub(crate) fn record(&mut self, outcome: Outcome, elapsed: Duration) {
+        if outcome == Outcome::Cancelled {
+            return; // the caller left; nothing was measured
+        }
+        self.calls += 1;
+        self.latency.saturating_record((elapsed.as_micros() as u64).max(1));
+        let code = match outcome {
+            Outcome::Ok | Outcome::Cancelled => return,
+            Outcome::Error(code) => code,
+            Outcome::Timeout => skep_bridge::code::TIMEOUT,
+            Outcome::Crashed => skep_bridge::code::AGENT_CRASHED,
+        };
+        *self.errors.entry(code).or_default() += 1;
+    }
+
+    pub(crate) fn snapshot(&self, role: &str, agents: AgentCounts, queue_depth: usize, restarts: u64, failed: bool) -> RoleStats {
+        let at = |q| if self.calls == 0 { 0 } else { self.latency.value_at_quantile(q) };
+        RoleStats {
+            role: role.to_owned(),
+            agents,
+            calls: self.calls,
+            errors: self.errors.clone(),
+            latency_us: Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: self.latency.max() },
+            queue_depth,
+            restarts,
+            failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_error_counts() {
+        let mut r = Recorder::default();
+        for us in 1..=100 {
+            r.record(Outcome::Ok, Duration::from_micros(us * 10));
+        }
+        r.record(Outcome::Timeout, Duration::from_secs(1));
+        r.record(Outcome::Error(-32050), Duration::from_micros(5));
+        r.record(Outcome::Cancelled, Duration::from_secs(9));
+        let s = r.snapshot("x", AgentCounts::default(), 0, 0, false);
+        assert_eq!(s.calls, 102);
+        assert_eq!(s.errors, BTreeMap::from([(-32050, 1), (-32001, 1)]));
+        assert!((495..=510).contains(&s.latency_us.p50), "{:?}", s.latency_us);
+        assert!(s.latency_us.max >= 999_000);
+    }
+}

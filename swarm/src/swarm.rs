@@ -1,0 +1,166 @@
+//! The orchestrator as callers see it: a cheap, cloneable handle over one
+//! pool per role and the event stream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use skep_bridge::{CallError, CallOptions as BridgeCallOptions};
+use tokio::sync::broadcast;
+
+use crate::config::{Config, Handshake};
+use crate::error::SwarmError;
+use crate::events::{Event, Outcome};
+use crate::pool::{AgentInfo, Pool};
+use crate::stats::SwarmStats;
+
+/// Events buffered per subscriber before a slow one starts missing some.
+const EVENT_BUFFER: usize = 4096;
+
+/// Per-call choices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions {
+    /// Overrides the role's `timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// A role as `swarm/roles` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleInfo {
+    pub name: String,
+    pub command: Vec<String>,
+    pub handshake: &'static str,
+    pub min_warm: usize,
+    pub max_agents: usize,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+/// A running swarm; clones share it. Dropping the last clone stops every agent.
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pools: BTreeMap<String, Pool>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for pool in self.pools.values() {
+            pool.shutdown_now();
+        }
+    }
+}
+
+impl Swarm {
+    /// Starts every role's pool and waits until each has `min_warm` agents
+    /// ready or has failed (a failed role answers its calls with -32003).
+    pub async fn start(config: Config) -> Result<Swarm, SwarmError> {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let pools: BTreeMap<String, Pool> = config
+            .roles
+            .into_values()
+            .map(|role| (role.name.clone(), Pool::start(role, events.clone())))
+            .collect();
+        futures::future::join_all(pools.values().map(Pool::settled)).await;
+        Ok(Swarm { inner: Arc::new(Inner { pools, events }) })
+    }
+
+    /// Calls `method` on an agent of `role` and returns its result undecoded.
+    pub async fn call(&self, role: &str, method: &str, params: Option<&RawValue>, options: CallOptions) -> Result<Box<RawValue>, SwarmError> {
+        let pool = self.pool(role)?;
+        let mut lease = pool.acquire().await?;
+        let timeout = options.timeout.unwrap_or(pool.role.timeout);
+        self.emit(|| Event::CallStarted { role: role.to_owned(), agent: lease.agent.clone(), method: method.to_owned() });
+        let answer = lease.client.call_raw(method, params, BridgeCallOptions { timeout: Some(timeout), ..Default::default() }).await;
+        let (outcome, result) = match answer {
+            Ok(result) => (Outcome::Ok, Ok(result)),
+            Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),
+            Err(CallError::Elapsed(after)) => {
+                (Outcome::Timeout, Err(SwarmError::Timeout { role: role.to_owned(), agent: lease.agent.clone(), after }))
+            }
+            Err(CallError::Disconnected) => {
+                let (exit, stderr_tail) = lease.crash_report().await;
+                let err = SwarmError::AgentCrashed { role: role.to_owned(), agent: lease.agent.clone(), pid: lease.pid, exit, stderr_tail };
+                (Outcome::Crashed, Err(err))
+            }
+            Err(other) => (Outcome::Error(other.code()), Err(SwarmError::Agent(other.to_error_object()))),
+        };
+        let agent = lease.agent.clone();
+        let elapsed = lease.finish(outcome);
+        self.emit(|| Event::CallFinished {
+            role: role.to_owned(),
+            agent,
+            method: method.to_owned(),
+            duration_us: elapsed.as_micros() as u64,
+            outcome,
+        });
+        result
+    }
+
+    /// The configured roles.
+    pub fn roles(&self) -> Vec<RoleInfo> {
+        self.inner
+            .pools
+            .values()
+            .map(|pool| {
+                let role = &pool.role;
+                RoleInfo {
+                    name: role.name.clone(),
+                    command: role.command.clone(),
+                    handshake: match role.handshake {
+                        Handshake::None => "none",
+                        Handshake::Initialize => "initialize",
+                    },
+                    min_warm: role.min_warm,
+                    max_agents: role.max_agents,
+                    concurrency: role.concurrency,
+                    timeout_ms: role.timeout.as_millis() as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Every agent of every role.
+    pub async fn agents(&self) -> Vec<AgentInfo> {
+        let snapshots = futures::future::join_all(self.inner.pools.values().map(Pool::snapshot)).await;
+        snapshots.into_iter().flatten().flat_map(|(agents, _)| agents).collect()
+    }
+
+    /// Stats of every role.
+    pub async fn stats(&self) -> SwarmStats {
+        let snapshots = futures::future::join_all(self.inner.pools.values().map(Pool::snapshot)).await;
+        SwarmStats { roles: snapshots.into_iter().flatten().map(|(_, stats)| stats).collect() }
+    }
+
+    /// The event stream; a subscriber that falls behind misses the oldest events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Stops every agent by the stop ladder and waits until all have exited.
+    /// Calls still in flight fail; new calls get -32005.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.inner.pools.values().map(Pool::shutdown)).await;
+    }
+
+    fn pool(&self, role: &str) -> Result<&Pool, SwarmError> {
+        self.inner.pools.get(role).ok_or_else(|| SwarmError::UnknownRole {
+            role: role.to_owned(),
+            known: self.inner.pools.keys().cloned().collect(),
+        })
+    }
+
+    fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event());
+        }
+    }
+}
