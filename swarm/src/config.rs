@@ -140,7 +140,8 @@ impl<'de> Deserialize<'de> for Dur {
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Dur, E> {
                 match parse_duration(text) {
                     Some(d) if !d.is_zero() => Ok(Dur(d)),
-                    _ => Err(E::custom(format!("expected {DURATION}, found {text:?}"))),
+                    Some(_) => Err(E::custom(format!("expected a duration above zero, found {text:?}"))),
+                    None => Err(E::custom(format!("expected {DURATION}, found {text:?}"))),
                 }
             }
         }
@@ -652,13 +653,17 @@ idle_timeout = "1h"
     }
 
     #[test]
+    fn zero_durations_are_refused_as_such() {
+        fails(&with_line("timeout = \"0s\""), 3, &[r#"roles.r.timeout: expected a duration above zero, found "0s""#]);
+    }
+
+    #[test]
     fn bad_durations_say_what_a_duration_looks_like() {
         for (value, found) in [
             ("\"30\"", "found \"30\""),
             ("\"30 sec\"", "found \"30 sec\""),
             ("\"-1s\"", "found \"-1s\""),
             ("\"\"", "found \"\""),
-            ("\"0s\"", "found \"0s\""),
             ("30", "found integer `30`"),
         ] {
             fails(
