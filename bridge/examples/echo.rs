@@ -33,9 +33,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "slept": ms }))
     })?;
-    let summary = Server::new(module, ServerConfig::default())
-        .serve(input, output, CancellationToken::new())
-        .await?;
+    let summary = Server::new(module, ServerConfig::default()).serve(input, output, CancellationToken::new()).await?;
     tracing::info!(?summary, "input ended");
     Ok(())
 }

@@ -343,7 +343,9 @@ mod tests {
         let b = canonical_json(&raw(r#"{"a":"xA","b":[{"a":2,"z":1}]}"#)).expect("json");
         assert_eq!(a, b);
         assert_eq!(a, br#"{"a":"xA","b":[{"a":2,"z":1}]}"#);
-        let k = |scope, method, params: Option<&str>| CacheKey::new(scope, method, params.map(raw).as_deref()).expect("key");
+        let k = |scope, method, params: Option<&str>| {
+            CacheKey::new(scope, method, params.map(raw).as_deref()).expect("key")
+        };
         assert_eq!(k("", "m", Some(r#"{"a":1,"b":2}"#)), k("", "m", Some(r#"{ "b":2, "a":1 }"#)));
         assert_ne!(k("", "m", Some("[1]")), k("", "m", Some("[2]")));
         assert_ne!(k("r1", "m", None), k("r2", "m", None));
@@ -392,8 +394,11 @@ mod tests {
         assert!(!store.insert(key(1000), value(&format!("\"{}\"", "k".repeat(max_bytes))), t0));
     }
 
-    fn counted(calls: &Arc<AtomicUsize>, result: Result<&'static str, &'static str>, wait: Duration)
-        -> impl FnOnce() -> BoxFuture<'static, Result<Arc<RawValue>, String>> {
+    fn counted(
+        calls: &Arc<AtomicUsize>,
+        result: Result<&'static str, &'static str>,
+        wait: Duration,
+    ) -> impl FnOnce() -> BoxFuture<'static, Result<Arc<RawValue>, String>> {
         let calls = Arc::clone(calls);
         move || {
             async move {
@@ -438,7 +443,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ttl_expiry_on_the_runtime_clock() {
-        let cache = Arc::new(IdempotentCache::new(CacheConfig { ttl: Duration::from_secs(5), ..CacheConfig::default() }));
+        let cache =
+            Arc::new(IdempotentCache::new(CacheConfig { ttl: Duration::from_secs(5), ..CacheConfig::default() }));
         let calls = Arc::new(AtomicUsize::new(0));
         cache.get_or_call(key(1), counted(&calls, Ok("1"), Duration::ZERO)).await.expect("ok");
         tokio::time::advance(Duration::from_secs(4)).await;

@@ -414,7 +414,9 @@ impl Drop for Pending<'_> {
         let mut frame = shared.buffers.take();
         let params = format!("{{\"id\":{}}}", self.id);
         let params = RawValue::from_string(params).expect("an id object is JSON");
-        encode(shared.config.framing, &mut frame, |out| message::write_request(out, None, CANCEL_METHOD, Some(&params)));
+        encode(shared.config.framing, &mut frame, |out| {
+            message::write_request(out, None, CANCEL_METHOD, Some(&params))
+        });
         // Best effort: a full queue means the peer is not reading anyway.
         let _ = self.client.out.try_send(frame);
     }
@@ -450,7 +452,11 @@ impl Shared {
             }
             Incoming::Request { id, method, .. } => {
                 tracing::debug!(%method, "peer sent a request; this client serves none");
-                let err = ErrorObjectOwned::owned(code::METHOD_NOT_FOUND, "method not found: this client serves no methods", None::<()>);
+                let err = ErrorObjectOwned::owned(
+                    code::METHOD_NOT_FOUND,
+                    "method not found: this client serves no methods",
+                    None::<()>,
+                );
                 if let Some(out) = out.upgrade() {
                     let mut frame = self.buffers.take();
                     encode(self.config.framing, &mut frame, |buf| message::write_error(buf, Some(id.get()), &err));
@@ -492,7 +498,11 @@ impl Shared {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut frames: FrameReader<R>, out: mpsc::WeakSender<PooledBuf>) {
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut frames: FrameReader<R>,
+    out: mpsc::WeakSender<PooledBuf>,
+) {
     loop {
         match frames.next().await {
             Ok(Some(Frame::Message(bytes))) => shared.on_frame(&bytes, &out),

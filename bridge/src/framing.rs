@@ -343,7 +343,11 @@ mod tests {
     }
 
     impl AsyncRead for Chunks {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             if let Some(mut chunk) = self.0.pop_front() {
                 let n = chunk.len().min(buf.remaining());
                 buf.put_slice(&chunk[..n]);
@@ -409,7 +413,9 @@ mod tests {
         assert!(frames.buf.capacity() <= 4 * READ_CHUNK, "buffer grew to {}", frames.buf.capacity());
         assert_eq!(next, Some(msg("{\"next\":1}")));
         // A complete line over the limit in one read is oversize too.
-        let frames = all(FrameReader::new(Chunks::new([format!("[\"{}\"]\n[]\n", "y".repeat(100)).into_bytes()]), None, 64)).await;
+        let frames =
+            all(FrameReader::new(Chunks::new([format!("[\"{}\"]\n[]\n", "y".repeat(100)).into_bytes()]), None, 64))
+                .await;
         assert_eq!(frames, [Frame::Oversize { limit: 64, declared: None }, msg("[]")]);
     }
 
@@ -429,11 +435,18 @@ mod tests {
     async fn malformed_headers_resynchronise() {
         let input = b"Content-Type: x\r\n\r\nContent-Length: 1\r\nno colon here\r\n\r\nContent-Length: abc\r\n\r\nContent-Length: 2\r\n\r\n[]";
         let frames = all(FrameReader::new(Chunks::bytewise(input), None, 64)).await;
-        assert!(matches!(&frames[..], [Frame::Malformed(a), Frame::Malformed(b), Frame::Malformed(c), last]
+        assert!(
+            matches!(&frames[..], [Frame::Malformed(a), Frame::Malformed(b), Frame::Malformed(c), last]
             if a.contains("no Content-Length") && b.contains("colon") && c.contains("not a number") && *last == msg("[]")),
-            "{frames:?}");
+            "{frames:?}"
+        );
         let garbage = vec![b'g'; 3 * MAX_HEADER_BLOCK];
-        let frames = all(FrameReader::new(Chunks::new([garbage, b"\nContent-Length: 2\r\n\r\n{}".to_vec()]), Some(Framing::ContentLength), 64)).await;
+        let frames = all(FrameReader::new(
+            Chunks::new([garbage, b"\nContent-Length: 2\r\n\r\n{}".to_vec()]),
+            Some(Framing::ContentLength),
+            64,
+        ))
+        .await;
         assert!(matches!(&frames[..], [Frame::Malformed(_), .., last] if *last == msg("{}")), "{frames:?}");
     }
 
@@ -445,7 +458,12 @@ mod tests {
 
     #[tokio::test]
     async fn eof_inside_a_body_loses_only_that_frame() {
-        let frames = all(FrameReader::new(Chunks::new([b"Content-Length: 2\r\n\r\n{}Content-Length: 9\r\n\r\n{\"a".to_vec()]), None, 64)).await;
+        let frames = all(FrameReader::new(
+            Chunks::new([b"Content-Length: 2\r\n\r\n{}Content-Length: 9\r\n\r\n{\"a".to_vec()]),
+            None,
+            64,
+        ))
+        .await;
         assert_eq!(frames, [msg("{}")]);
     }
 

@@ -30,7 +30,9 @@ pub use buffers::{BufferPool, PooledBuf};
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, ResultStore, canonical_json};
 pub use client::{CallError, CallOptions, Client, ClientBuilder, ClientConfig, ClientStats, Notification};
 pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
-pub use message::{Incoming, ParseError, Payload, classify, decode_error, error_response, parse, write_error, write_request};
+pub use message::{
+    Incoming, ParseError, Payload, classify, decode_error, error_response, parse, write_error, write_request,
+};
 pub use server::{CANCEL_METHOD, ServeSummary, Server, ServerConfig};
 pub use stdio::{ProtocolReader, ProtocolWriter, protocol_stdio};
 

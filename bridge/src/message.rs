@@ -109,11 +109,7 @@ pub fn classify(raw: &RawValue) -> Incoming<'_> {
 /// Decodes an `error` member into an error object; a malformed one becomes -32603.
 pub fn decode_error(raw: &RawValue) -> ErrorObjectOwned {
     serde_json::from_str::<ErrorObjectOwned>(raw.get()).unwrap_or_else(|_| {
-        ErrorObjectOwned::owned(
-            code::INTERNAL_ERROR,
-            "peer sent a malformed error object",
-            Some(raw.get()),
-        )
+        ErrorObjectOwned::owned(code::INTERNAL_ERROR, "peer sent a malformed error object", Some(raw.get()))
     })
 }
 
@@ -245,8 +241,11 @@ mod tests {
         assert!(matches!(classify(items[0]), Incoming::Invalid { id: None, .. }));
         let deep_object = "{\"a\":".repeat(100_000) + "1" + &"}".repeat(100_000);
         assert!(matches!(single(&deep_object), Incoming::Invalid { id: None, .. }));
-        let deep_params = format!(r#"{{"jsonrpc":"2.0","method":"m","id":1,"params":{}{}}}"#,
-            "[".repeat(100_000), "]".repeat(100_000));
+        let deep_params = format!(
+            r#"{{"jsonrpc":"2.0","method":"m","id":1,"params":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(matches!(single(&deep_params), Incoming::Request { .. }));
     }
 
@@ -266,7 +265,9 @@ mod tests {
         write_request(&mut out, None, "n", None);
         assert_eq!(out, br#"{"jsonrpc":"2.0","method":"n"}"#);
         let err = ErrorObjectOwned::owned(-32601, "Method not found", None::<()>);
-        assert_eq!(error_response(None, &err),
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found"}}"#);
+        assert_eq!(
+            error_response(None, &err),
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found"}}"#
+        );
     }
 }

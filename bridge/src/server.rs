@@ -366,7 +366,11 @@ async fn handle_batch(server: Server, frame: Bytes, framing: Framing, out: mpsc:
                         Incoming::Request { id, .. } => Some(id.get().to_owned()),
                         _ => None,
                     };
-                    let err = ErrorObjectOwned::owned(code::INTERNAL_ERROR, "internal error: the handler panicked", None::<()>);
+                    let err = ErrorObjectOwned::owned(
+                        code::INTERNAL_ERROR,
+                        "internal error: the handler panicked",
+                        None::<()>,
+                    );
                     id.map(|id| message::error_response(Some(&id), &err))
                 }
             }

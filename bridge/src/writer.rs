@@ -17,7 +17,11 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Writes queued frames until every sender is gone or `stop` fires, then
 /// closes the stream so the peer sees end of input.
-pub(crate) async fn write_loop<W, T>(mut writer: W, frames: mpsc::Receiver<T>, stop: CancellationToken) -> std::io::Result<()>
+pub(crate) async fn write_loop<W, T>(
+    mut writer: W,
+    frames: mpsc::Receiver<T>,
+    stop: CancellationToken,
+) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
     T: AsRef<[u8]>,

@@ -147,7 +147,10 @@ async fn notifications_reach_the_handler() {
     let client = Client::builder(ClientConfig::default())
         .on_notification(move |n| drop(tx.send(n)))
         .connect(their_read, their_write);
-    our_write.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"progress\",\"params\":{\"done\":3}}\n").await.expect("write");
+    our_write
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"progress\",\"params\":{\"done\":3}}\n")
+        .await
+        .expect("write");
     let n = tokio::time::timeout(STEP, rx.recv()).await.expect("in time").expect("delivered");
     assert_eq!((n.method.as_str(), n.params.as_deref().map(|p| p.get())), ("progress", Some(r#"{"done":3}"#)));
     assert_eq!(client.stats().notifications, 1);
@@ -202,12 +205,13 @@ fn served_client(module: RpcModule<()>, config: ClientConfig) -> Client {
 async fn ten_thousand_concurrent_calls_are_each_answered_once() {
     for framing in [Framing::Newline, Framing::ContentLength] {
         let mut module = RpcModule::new(());
-        module.register_async_method("double", |params, _, _| async move {
-            let n: u64 = params.one()?;
-            tokio::task::yield_now().await;
-            Ok::<_, ErrorObjectOwned>(n * 2)
-        })
-        .expect("fresh name");
+        module
+            .register_async_method("double", |params, _, _| async move {
+                let n: u64 = params.one()?;
+                tokio::task::yield_now().await;
+                Ok::<_, ErrorObjectOwned>(n * 2)
+            })
+            .expect("fresh name");
         let client = served_client(module, ClientConfig { framing, ..ClientConfig::default() });
         let calls: Vec<_> = (0..10_000u64)
             .map(|n| {
@@ -229,19 +233,20 @@ async fn ten_thousand_concurrent_calls_are_each_answered_once() {
 
 fn counting_module(calls: Arc<AtomicUsize>) -> RpcModule<()> {
     let mut module = RpcModule::new(());
-    module.register_async_method("lookup", move |params, _, _| {
-        let calls = Arc::clone(&calls);
-        async move {
-            let n = calls.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let key: String = params.one()?;
-            if key == "missing" {
-                return Err(ErrorObjectOwned::owned(-32050, "no such key", None::<()>));
+    module
+        .register_async_method("lookup", move |params, _, _| {
+            let calls = Arc::clone(&calls);
+            async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let key: String = params.one()?;
+                if key == "missing" {
+                    return Err(ErrorObjectOwned::owned(-32050, "no such key", None::<()>));
+                }
+                Ok(json!({ "key": key, "upstream_call": n }))
             }
-            Ok(json!({ "key": key, "upstream_call": n }))
-        }
-    })
-    .expect("fresh name");
+        })
+        .expect("fresh name");
     module
 }
 

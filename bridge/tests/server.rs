@@ -13,51 +13,92 @@ use support::Harness;
 /// batches come in input order because the bridge answers a batch as a whole.
 const SPEC_EXAMPLES: &[(&str, Option<&str>)] = &[
     // positional parameters
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#,
-     Some(r#"{"jsonrpc":"2.0","id":1,"result":19}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}"#,
-     Some(r#"{"jsonrpc":"2.0","id":2,"result":-19}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#,
+        Some(r#"{"jsonrpc":"2.0","id":1,"result":19}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}"#,
+        Some(r#"{"jsonrpc":"2.0","id":2,"result":-19}"#),
+    ),
     // named parameters
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#,
-     Some(r#"{"jsonrpc":"2.0","id":3,"result":19}"#)),
-    (r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}"#,
-     Some(r#"{"jsonrpc":"2.0","id":4,"result":19}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#,
+        Some(r#"{"jsonrpc":"2.0","id":3,"result":19}"#),
+    ),
+    (
+        r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}"#,
+        Some(r#"{"jsonrpc":"2.0","id":4,"result":19}"#),
+    ),
     // notifications
     (r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#, None),
     (r#"{"jsonrpc": "2.0", "method": "foobar"}"#, None),
     // non-existent method
-    (r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#,
-     Some(r#"{"jsonrpc":"2.0","id":"1","error":{"code":-32601,"message":"Method not found"}}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#,
+        Some(r#"{"jsonrpc":"2.0","id":"1","error":{"code":-32601,"message":"Method not found"}}"#),
+    ),
     // invalid JSON
-    (r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#,
-     Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: invalid JSON: expected `,` or `}` at line 1 column 40"}}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#,
+        Some(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: invalid JSON: expected `,` or `}` at line 1 column 40"}}"#,
+        ),
+    ),
     // invalid request object
-    (r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#,
-     Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: method must be a string"}}"#)),
+    (
+        r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#,
+        Some(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: method must be a string"}}"#,
+        ),
+    ),
     // batch, invalid JSON
-    (r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#,
-     Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: invalid JSON: expected `:` at line 1 column 95"}}"#)),
+    (
+        r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#,
+        Some(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: invalid JSON: expected `:` at line 1 column 95"}}"#,
+        ),
+    ),
     // empty array
     ("[]", Some(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: empty batch"}}"#)),
     // invalid batch, not empty
-    ("[1]", Some(r#"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}}]"#)),
-    ("[1,2,3]", Some(concat!(
-        r#"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}},"#,
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}},"#,
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}}]"#))),
+    (
+        "[1]",
+        Some(
+            r#"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}}]"#,
+        ),
+    ),
+    (
+        "[1,2,3]",
+        Some(concat!(
+            r#"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}},"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}},"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: not a JSON-RPC 2.0 message object"}}]"#
+        )),
+    ),
     // mixed batch
-    (r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},{"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},{"foo": "boo"},{"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},{"jsonrpc": "2.0", "method": "get_data", "id": "9"}]"#,
-     Some(concat!(
-        r#"[{"jsonrpc":"2.0","id":"1","result":7},"#,
-        r#"{"jsonrpc":"2.0","id":"2","result":19},"#,
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: jsonrpc must be exactly \"2.0\""}},"#,
-        r#"{"jsonrpc":"2.0","id":"5","error":{"code":-32601,"message":"Method not found"}},"#,
-        r#"{"jsonrpc":"2.0","id":"9","result":["hello",5]}]"#))),
+    (
+        r#"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},{"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},{"foo": "boo"},{"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},{"jsonrpc": "2.0", "method": "get_data", "id": "9"}]"#,
+        Some(concat!(
+            r#"[{"jsonrpc":"2.0","id":"1","result":7},"#,
+            r#"{"jsonrpc":"2.0","id":"2","result":19},"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: jsonrpc must be exactly \"2.0\""}},"#,
+            r#"{"jsonrpc":"2.0","id":"5","error":{"code":-32601,"message":"Method not found"}},"#,
+            r#"{"jsonrpc":"2.0","id":"9","result":["hello",5]}]"#
+        )),
+    ),
     // batch of notifications only
-    (r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#, None),
+    (
+        r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#,
+        None,
+    ),
     // params of the wrong type for the method
-    (r#"{"jsonrpc":"2.0","method":"sum","params":{"a":1},"id":10}"#,
-     Some(r#"{"jsonrpc":"2.0","id":10,"error":{"code":-32602,"message":"Invalid params","data":"invalid type: map, expected a sequence at line 1 column 0"}}"#)),
+    (
+        r#"{"jsonrpc":"2.0","method":"sum","params":{"a":1},"id":10}"#,
+        Some(
+            r#"{"jsonrpc":"2.0","id":10,"error":{"code":-32602,"message":"Invalid params","data":"invalid type: map, expected a sequence at line 1 column 0"}}"#,
+        ),
+    ),
 ];
 
 async fn run_spec_examples(framing: Framing) {
@@ -89,7 +130,10 @@ async fn spec_examples_content_length() {
 async fn detects_content_length_with_extra_headers_and_split_writes() {
     let mut h = Harness::start(Framing::ContentLength, ServerConfig::default());
     let body = r#"{"jsonrpc":"2.0","method":"subtract","params":[5,3],"id":1}"#;
-    let frame = format!("Content-Length: {}\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n{body}", body.len());
+    let frame = format!(
+        "Content-Length: {}\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n{body}",
+        body.len()
+    );
     for byte in frame.as_bytes() {
         h.send_raw(std::slice::from_ref(byte)).await;
     }
@@ -103,10 +147,10 @@ async fn newline_frames_in_one_write_with_crlf_and_blank_lines() {
     h.send_raw(b"\r\n\n{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}\r\n\n  \n{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":2}\n").await;
     let mut replies = vec![h.recv().await, h.recv().await];
     replies.sort();
-    assert_eq!(replies, [
-        r#"{"jsonrpc":"2.0","id":1,"result":"pong"}"#,
-        r#"{"jsonrpc":"2.0","id":2,"result":"pong"}"#,
-    ]);
+    assert_eq!(
+        replies,
+        [r#"{"jsonrpc":"2.0","id":1,"result":"pong"}"#, r#"{"jsonrpc":"2.0","id":2,"result":"pong"}"#,]
+    );
     h.finish().await;
 }
 
@@ -134,7 +178,8 @@ async fn bad_bytes_each_get_a_spec_error() {
     let deep = "[".repeat(100_000) + &"]".repeat(100_000) + "\n";
     h.send_raw(deep.as_bytes()).await;
     assert_eq!(h.recv_json().await[0]["error"]["code"], -32600);
-    let deep_params = format!(r#"{{"jsonrpc":"2.0","method":"sum","id":1,"params":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let deep_params =
+        format!(r#"{{"jsonrpc":"2.0","method":"sum","id":1,"params":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
     h.send(&deep_params).await;
     assert_eq!(h.recv_json().await["error"]["code"], -32602);
     h.send(r#"{"jsonrpc":"2.0","method":"subtract","params":[1],"id":2}"#).await;

@@ -86,7 +86,13 @@ pub(crate) async fn start(
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);
-    let agent = Agent { client: client.clone(), pid: process.pid(), stderr: process.stderr_handle(), exit: exit_rx, stop: Some(stop_tx) };
+    let agent = Agent {
+        client: client.clone(),
+        pid: process.pid(),
+        stderr: process.stderr_handle(),
+        exit: exit_rx,
+        stop: Some(stop_tx),
+    };
     tokio::spawn(async move {
         let exit = watch_until_exit(process, client, stop_rx).await;
         let _ = exit_tx.send(Some(exit.status.clone()));

@@ -152,10 +152,8 @@ impl<'de> Deserialize<'de> for Dur {
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         // An absolute base keeps resolved cwds valid if the process later changes directory.
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));
@@ -168,11 +166,8 @@ impl Config {
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         let cx = Ctx { origin, text };
         let tree = DeTable::parse(text).map_err(|e| cx.syntax(&e))?;
-        let raw =
-            RawConfig::deserialize(toml::de::Deserializer::from(tree)).map_err(|e| cx.serde(&e))?;
-        let (at, raw_roles) = raw
-            .roles
-            .map_or((0, BTreeMap::new()), |r| (r.span().start, r.into_inner()));
+        let raw = RawConfig::deserialize(toml::de::Deserializer::from(tree)).map_err(|e| cx.serde(&e))?;
+        let (at, raw_roles) = raw.roles.map_or((0, BTreeMap::new()), |r| (r.span().start, r.into_inner()));
         if raw_roles.is_empty() {
             let message = "roles: expected at least one table such as [roles.worker], found none";
             return Err(cx.at(at, message.to_owned()));
@@ -257,15 +252,9 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         c => c.map(|c| base.join(c.into_inner())),
     };
     let env_map = r.env.map(Spanned::into_inner).unwrap_or_default();
-    let env = env_map
-        .into_iter()
-        .map(|(k, v)| Ok((f.var(k, "env")?, v)))
-        .collect::<Res<_>>()?;
+    let env = env_map.into_iter().map(|(k, v)| Ok((f.var(k, "env")?, v))).collect::<Res<_>>()?;
     let env_passthrough = match r.env_passthrough.map(Spanned::into_inner) {
-        Some(names) => names
-            .into_iter()
-            .map(|k| f.var(k, "env_passthrough"))
-            .collect::<Res<_>>()?,
+        Some(names) => names.into_iter().map(|k| f.var(k, "env_passthrough")).collect::<Res<_>>()?,
         None => d.env_passthrough,
     };
     let handshake = match r.handshake {
@@ -312,11 +301,7 @@ impl Ctx<'_> {
     fn at(&self, offset: usize, message: String) -> ConfigError {
         let before = &self.text.as_bytes()[..offset.min(self.text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        ConfigError::Invalid {
-            origin: self.origin.to_owned(),
-            line,
-            message,
-        }
+        ConfigError::Invalid { origin: self.origin.to_owned(), line, message }
     }
 
     fn syntax(&self, e: &toml::de::Error) -> ConfigError {
@@ -328,9 +313,7 @@ impl Ctx<'_> {
     // of the parsed tree holds the error's offset.
     fn serde(&self, e: &toml::de::Error) -> ConfigError {
         let at = e.span().map_or(0, |s| s.start);
-        let key = DeTable::parse(self.text)
-            .ok()
-            .and_then(|t| key_at(t.get_ref(), at));
+        let key = DeTable::parse(self.text).ok().and_then(|t| key_at(t.get_ref(), at));
         let key = key.map(|k| k.iter().map(|s| quote(s)).collect::<Vec<_>>().join("."));
         let msg = e.message().trim();
         let invalid = (msg.strip_prefix("invalid type: ")).or(msg.strip_prefix("invalid value: "));
@@ -459,13 +442,8 @@ idle_timeout = "5m"          # default 5m
 
     /// Asserts the error names the origin and line, and contains every fragment.
     fn fails(text: &str, line: usize, fragments: &[&str]) {
-        let err = parse(text)
-            .expect_err("config should be rejected")
-            .to_string();
-        assert!(
-            err.starts_with(&format!("skep.toml:{line}: ")),
-            "wrong line: {err}"
-        );
+        let err = parse(text).expect_err("config should be rejected").to_string();
+        assert!(err.starts_with(&format!("skep.toml:{line}: ")), "wrong line: {err}");
         for fragment in fragments {
             assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
         }
@@ -478,18 +456,14 @@ idle_timeout = "5m"          # default 5m
 
     #[test]
     fn full_example_parses_to_exact_values() {
-        let mut expected =
-            RoleConfig::with_command("reviewer", argv(&["python3", "examples/agents/echo.py"]));
+        let mut expected = RoleConfig::with_command("reviewer", argv(&["python3", "examples/agents/echo.py"]));
         expected.cwd = Some(PathBuf::from("/srv/proj"));
         expected.env = BTreeMap::from([("MODEL".to_owned(), "x".to_owned())]);
         expected.min_warm = 2;
         expected.max_agents = 8;
         let config = parse(EXAMPLE).expect("example should parse");
         assert_eq!(config.source, None);
-        assert_eq!(
-            config.roles,
-            BTreeMap::from([("reviewer".to_owned(), expected)])
-        );
+        assert_eq!(config.roles, BTreeMap::from([("reviewer".to_owned(), expected)]));
     }
 
     #[test]
@@ -533,10 +507,7 @@ idle_timeout = "1h"
         let r = role("[roles.r]\ncommand = [\"agent\"]\n", "r");
         assert_eq!(r, RoleConfig::with_command("r", argv(&["agent"])));
         assert_eq!(r.env_passthrough, argv(&["PATH", "HOME", "LANG"]));
-        assert_eq!(
-            (r.min_warm, r.max_agents, r.concurrency, r.max_calls),
-            (1, 4, 1, 10_000)
-        );
+        assert_eq!((r.min_warm, r.max_agents, r.concurrency, r.max_calls), (1, 4, 1, 10_000));
         assert_eq!(r.timeout, Duration::from_secs(30));
         assert_eq!(r.startup_timeout, Duration::from_secs(10));
         assert_eq!(r.queue_timeout, Duration::from_secs(5));
@@ -552,14 +523,8 @@ idle_timeout = "1h"
 
     #[test]
     fn cwd_resolves_against_base_dir_unless_absolute() {
-        assert_eq!(
-            role(&with_line("cwd = \"./a/b\""), "r").cwd,
-            Some("/srv/proj/a/b".into())
-        );
-        assert_eq!(
-            role(&with_line("cwd = \"/abs\""), "r").cwd,
-            Some("/abs".into())
-        );
+        assert_eq!(role(&with_line("cwd = \"./a/b\""), "r").cwd, Some("/srv/proj/a/b".into()));
+        assert_eq!(role(&with_line("cwd = \"/abs\""), "r").cwd, Some("/abs".into()));
     }
 
     #[test]
@@ -594,22 +559,11 @@ idle_timeout = "1h"
         fails(
             &with_line("comand = [\"x\"]"),
             3,
-            &[
-                "unknown key roles.r.comand (expected one of: command, cwd, env,",
-                "idle_timeout)",
-            ],
+            &["unknown key roles.r.comand (expected one of: command, cwd, env,", "idle_timeout)"],
         );
-        fails(
-            "[role.r]\ncommand = [\"x\"]\n",
-            1,
-            &["unknown key role (expected one of: roles)"],
-        );
+        fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles)"]);
         fails(&format!("{EXAMPLE}[other]\n"), 15, &["unknown key other"]);
-        fails(
-            &with_line("[roles.r.breaker]\nx = 1"),
-            3,
-            &["unknown key roles.r.breaker"],
-        );
+        fails(&with_line("[roles.r.breaker]\nx = 1"), 3, &["unknown key roles.r.breaker"]);
     }
 
     #[test]
@@ -619,31 +573,11 @@ idle_timeout = "1h"
             3,
             &["roles.r.min_warm: expected a non-negative integer, found string \"two\""],
         );
-        fails(
-            &with_line("max_agents = -1"),
-            3,
-            &["roles.r.max_agents: expected a non-negative integer"],
-        );
-        fails(
-            "[roles.r]\ncommand = \"agent\"\n",
-            2,
-            &["roles.r.command: expected an array"],
-        );
-        fails(
-            "[roles.r]\ncommand = [\"a\", 1]\n",
-            2,
-            &["roles.r.command: expected a string, found integer"],
-        );
-        fails(
-            &with_line("env = { X = 5 }"),
-            3,
-            &["roles.r.env.X: expected a string"],
-        );
-        fails(
-            "roles = 5\n",
-            1,
-            &["roles: expected a table, found integer `5`"],
-        );
+        fails(&with_line("max_agents = -1"), 3, &["roles.r.max_agents: expected a non-negative integer"]);
+        fails("[roles.r]\ncommand = \"agent\"\n", 2, &["roles.r.command: expected an array"]);
+        fails("[roles.r]\ncommand = [\"a\", 1]\n", 2, &["roles.r.command: expected a string, found integer"]);
+        fails(&with_line("env = { X = 5 }"), 3, &["roles.r.env.X: expected a string"]);
+        fails("roles = 5\n", 1, &["roles: expected a table, found integer `5`"]);
         fails("[roles]\nr = 5\n", 2, &["roles.r: expected a table"]);
         fails(
             "[roles.a]\ncommand = [\"a\"]\n\n[roles.b]\ncommand = [\"b\"]\ncwd = 1\n",
@@ -669,17 +603,10 @@ idle_timeout = "1h"
             fails(
                 &with_line(&format!("timeout = {value}")),
                 3,
-                &[
-                    r#"roles.r.timeout: expected a duration such as "250ms", "30s" or "5m""#,
-                    found,
-                ],
+                &[r#"roles.r.timeout: expected a duration such as "250ms", "30s" or "5m""#, found],
             );
         }
-        fails(
-            &with_line("idle_timeout = \"5 m\""),
-            3,
-            &["roles.r.idle_timeout: expected a duration"],
-        );
+        fails(&with_line("idle_timeout = \"5 m\""), 3, &["roles.r.idle_timeout: expected a duration"]);
     }
 
     #[test]
@@ -691,22 +618,11 @@ idle_timeout = "1h"
             (long.as_str(), long.as_str()),
             ("\"\"", "roles.\"\""),
         ] {
-            let text =
-                format!("[roles.ok]\ncommand = [\"a\"]\n[roles.{header}]\ncommand = [\"a\"]\n");
-            fails(
-                &text,
-                3,
-                &[
-                    key,
-                    "expected a role name of 1 to 64 characters from [A-Za-z0-9._-]",
-                ],
-            );
+            let text = format!("[roles.ok]\ncommand = [\"a\"]\n[roles.{header}]\ncommand = [\"a\"]\n");
+            fails(&text, 3, &[key, "expected a role name of 1 to 64 characters from [A-Za-z0-9._-]"]);
         }
         let max = "a".repeat(64);
-        assert_eq!(
-            role(&format!("[roles.{max}]\ncommand = [\"a\"]\n"), &max).name,
-            max
-        );
+        assert_eq!(role(&format!("[roles.{max}]\ncommand = [\"a\"]\n"), &max).name, max);
     }
 
     #[test]
@@ -720,46 +636,18 @@ idle_timeout = "1h"
 
     #[test]
     fn out_of_range_integers_are_rejected() {
-        fails(
-            &with_line("max_agents = 0"),
-            3,
-            &["roles.r.max_agents: expected an integer from 1 to 4096, found 0"],
-        );
-        fails(
-            &with_line("max_agents = 4097"),
-            3,
-            &["roles.r.max_agents: expected an integer from 1 to 4096"],
-        );
-        fails(
-            &with_line("concurrency = 1025"),
-            3,
-            &["roles.r.concurrency: expected an integer from 1 to 1024"],
-        );
-        fails(
-            &with_line("max_calls = 0"),
-            3,
-            &["roles.r.max_calls: expected an integer of at least 1, found 0"],
-        );
+        fails(&with_line("max_agents = 0"), 3, &["roles.r.max_agents: expected an integer from 1 to 4096, found 0"]);
+        fails(&with_line("max_agents = 4097"), 3, &["roles.r.max_agents: expected an integer from 1 to 4096"]);
+        fails(&with_line("concurrency = 1025"), 3, &["roles.r.concurrency: expected an integer from 1 to 1024"]);
+        fails(&with_line("max_calls = 0"), 3, &["roles.r.max_calls: expected an integer of at least 1, found 0"]);
     }
 
     #[test]
     fn empty_or_missing_command_is_rejected() {
         let expected = r#"expected a non-empty argv array such as ["python3", "agent.py"]"#;
-        fails(
-            "[roles.r]\ncommand = []\n",
-            2,
-            &["roles.r.command: ", expected, "found []"],
-        );
-        fails(
-            "[roles.r]\ncommand = [\"\", \"x\"]\n",
-            2,
-            &["roles.r.command: ", expected, "found [\"\", \"x\"]"],
-        );
-        fails(
-            "[roles.r]\nmin_warm = 1\n",
-            1,
-            &["roles.r.command: ", expected, "found nothing"],
-        );
+        fails("[roles.r]\ncommand = []\n", 2, &["roles.r.command: ", expected, "found []"]);
+        fails("[roles.r]\ncommand = [\"\", \"x\"]\n", 2, &["roles.r.command: ", expected, "found [\"\", \"x\"]"]);
+        fails("[roles.r]\nmin_warm = 1\n", 1, &["roles.r.command: ", expected, "found nothing"]);
     }
 
     #[test]
@@ -774,11 +662,7 @@ idle_timeout = "1h"
     #[test]
     fn bad_env_names_are_rejected() {
         let expected = "expected an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
-        fails(
-            &with_line("env = { \"1X\" = \"y\" }"),
-            3,
-            &["roles.r.env: ", expected, "found \"1X\""],
-        );
+        fails(&with_line("env = { \"1X\" = \"y\" }"), 3, &["roles.r.env: ", expected, "found \"1X\""]);
         fails(
             &with_line("env_passthrough = [\"PATH\", \"A-B\"]"),
             3,
@@ -788,16 +672,8 @@ idle_timeout = "1h"
 
     #[test]
     fn toml_syntax_errors_carry_file_and_line() {
-        fails(
-            "[roles.r]\ncommand = [\"a\"\n",
-            2,
-            &["invalid TOML: ", "expected `]`"],
-        );
-        fails(
-            "[roles.r]\ncommand = [\"a\"]\n\nbad\n",
-            4,
-            &["invalid TOML: "],
-        );
+        fails("[roles.r]\ncommand = [\"a\"\n", 2, &["invalid TOML: ", "expected `]`"]);
+        fails("[roles.r]\ncommand = [\"a\"]\n\nbad\n", 4, &["invalid TOML: "]);
         fails(&with_line("[roles.r]"), 3, &["invalid TOML: duplicate key"]);
     }
 

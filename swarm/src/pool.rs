@@ -59,9 +59,19 @@ pub struct AgentInfo {
 
 enum Msg {
     Acquire(oneshot::Sender<Result<Lease, SwarmError>>),
-    Release { id: u64, outcome: Outcome, elapsed: Duration },
-    Started { id: u64, result: Result<Agent, StartFailure> },
-    Exited { id: u64, exit: Exit },
+    Release {
+        id: u64,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
+    Started {
+        id: u64,
+        result: Result<Agent, StartFailure>,
+    },
+    Exited {
+        id: u64,
+        exit: Exit,
+    },
     /// Answered once `min_warm` agents are ready or the role has failed.
     Settled(oneshot::Sender<()>),
     Snapshot(oneshot::Sender<(Vec<AgentInfo>, RoleStats)>),
@@ -350,7 +360,11 @@ impl Supervisor {
                 slot.agent = Some(agent);
                 slot.state = State::Ready;
                 slot.idle_since = Instant::now();
-                self.emit(|| Event::AgentReady { role: self.role.name.clone(), agent: agent_name(&self.role.name, id), pid });
+                self.emit(|| Event::AgentReady {
+                    role: self.role.name.clone(),
+                    agent: agent_name(&self.role.name, id),
+                    pid,
+                });
                 if self.shutdown.is_some() {
                     self.stop(id);
                 }

@@ -99,10 +99,7 @@ impl StopOutcome {
     /// The exit status, however the stop ended.
     pub fn status(self) -> ExitStatus {
         match self {
-            Self::ExitedOnEof(s)
-            | Self::Terminated(s)
-            | Self::Killed(s)
-            | Self::AlreadyExited(s) => s,
+            Self::ExitedOnEof(s) | Self::Terminated(s) | Self::Killed(s) | Self::AlreadyExited(s) => s,
         }
     }
 }
@@ -123,18 +120,10 @@ impl AgentProcess {
     /// Spawns via the dedicated spawner thread (pdeathsig, new process group, cleared env, stderr drained).
     pub async fn spawn(spec: &SpawnSpec) -> Result<AgentProcess, SpawnError> {
         let Some(program) = spec.command.first() else {
-            return Err(SpawnError::EmptyCommand {
-                role: spec.role.clone(),
-            });
+            return Err(SpawnError::EmptyCommand { role: spec.role.clone() });
         };
-        let spawn_error = |source| SpawnError::Spawn {
-            role: spec.role.clone(),
-            command: program.clone(),
-            source,
-        };
-        let mut child = spawn_on_spawner_thread(command_for(spec, program))
-            .await
-            .map_err(spawn_error)?;
+        let spawn_error = |source| SpawnError::Spawn { role: spec.role.clone(), command: program.clone(), source };
+        let mut child = spawn_on_spawner_thread(command_for(spec, program)).await.map_err(spawn_error)?;
         let pid = child.id();
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         // Dropping std's Child neither waits nor kills: the monitor owns the pid from here.
@@ -155,14 +144,7 @@ impl AgentProcess {
         let stderr = tokio::process::ChildStderr::from_std(stderr).map_err(spawn_error)?;
         let stderr = stderr_ring::spawn_drain(stderr, spec.role.clone(), pid);
         tracing::debug!(role = %spec.role, pid, "agent spawned");
-        Ok(AgentProcess {
-            pid,
-            stdin: Some(stdin),
-            stdout: Some(stdout),
-            stderr,
-            status,
-            signals,
-        })
+        Ok(AgentProcess { pid, stdin: Some(stdin), stdout: Some(stdout), stderr, status, signals })
     }
 
     /// The agent's process id, which is also its process group id.
@@ -196,12 +178,7 @@ impl AgentProcess {
     /// Never resolves if the runtime that spawned the agent has shut down
     /// (its monitor task is gone; it SIGKILLed the group as it went).
     pub async fn exited(&mut self) -> ExitStatus {
-        match self
-            .status
-            .wait_for(Option::is_some)
-            .await
-            .map(|status| *status)
-        {
+        match self.status.wait_for(Option::is_some).await.map(|status| *status) {
             Ok(Some(status)) => status,
             _ => std::future::pending().await,
         }
@@ -227,19 +204,13 @@ impl AgentProcess {
         if let Ok(status) = tokio::time::timeout(grace, self.exited()).await {
             return StopOutcome::ExitedOnEof(status);
         }
-        tracing::debug!(
-            pid = self.pid,
-            "agent ignored stdin EOF; sending SIGTERM to its group"
-        );
+        tracing::debug!(pid = self.pid, "agent ignored stdin EOF; sending SIGTERM to its group");
         // A failed send means the monitor is gone, and it killed the group as it went.
         let _ = self.signals.send(libc::SIGTERM);
         if let Ok(status) = tokio::time::timeout(grace, self.exited()).await {
             return StopOutcome::Terminated(status);
         }
-        tracing::debug!(
-            pid = self.pid,
-            "agent ignored SIGTERM; sending SIGKILL to its group"
-        );
+        tracing::debug!(pid = self.pid, "agent ignored SIGTERM; sending SIGKILL to its group");
         let _ = self.signals.send(libc::SIGKILL);
         StopOutcome::Killed(self.exited().await)
     }
@@ -252,11 +223,7 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
     match status.signal() {
         Some(signal) => {
-            let core = if status.core_dumped() {
-                " (core dumped)"
-            } else {
-                ""
-            };
+            let core = if status.core_dumped() { " (core dumped)" } else { "" };
             format!("killed by {}{core}", signal_name(signal))
         }
         None => status.to_string(),
@@ -301,10 +268,7 @@ fn command_for(spec: &SpawnSpec, program: &str) -> Command {
         }
     }
     command.envs(&spec.env);
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.process_group(0);
     // The spawner thread forks, but getpid() names the process, which is what
     // the child's getppid() reports while we live.
@@ -339,9 +303,7 @@ static SPAWNER: Mutex<Option<std_mpsc::Sender<SpawnRequest>>> = Mutex::new(None)
 async fn spawn_on_spawner_thread(command: Command) -> io::Result<Child> {
     let gone = || io::Error::other("the spawner thread is gone");
     let (reply, child) = oneshot::channel();
-    spawner()?
-        .send(SpawnRequest { command, reply })
-        .map_err(|_| gone())?;
+    spawner()?.send(SpawnRequest { command, reply }).map_err(|_| gone())?;
     child.await.map_err(|_| gone())?
 }
 
@@ -351,19 +313,17 @@ fn spawner() -> io::Result<std_mpsc::Sender<SpawnRequest>> {
         return Ok(sender.clone());
     }
     let (sender, requests) = std_mpsc::channel::<SpawnRequest>();
-    std::thread::Builder::new()
-        .name("skep-spawner".into())
-        .spawn(move || {
-            for SpawnRequest { mut command, reply } in requests {
-                // A panic must not end this thread: its exit would SIGKILL every agent.
-                let spawned = std::panic::catch_unwind(AssertUnwindSafe(|| command.spawn()))
-                    .unwrap_or_else(|_| Err(io::Error::other("spawning panicked")));
-                if let Err(Ok(child)) = reply.send(spawned) {
-                    // The caller gave up while we forked: nobody will supervise this child.
-                    discard(child);
-                }
+    std::thread::Builder::new().name("skep-spawner".into()).spawn(move || {
+        for SpawnRequest { mut command, reply } in requests {
+            // A panic must not end this thread: its exit would SIGKILL every agent.
+            let spawned = std::panic::catch_unwind(AssertUnwindSafe(|| command.spawn()))
+                .unwrap_or_else(|_| Err(io::Error::other("spawning panicked")));
+            if let Err(Ok(child)) = reply.send(spawned) {
+                // The caller gave up while we forked: nobody will supervise this child.
+                discard(child);
             }
-        })?;
+        }
+    })?;
     *slot = Some(sender.clone());
     Ok(sender)
 }
@@ -398,10 +358,7 @@ async fn monitor(
     mut signals: mpsc::UnboundedReceiver<libc::c_int>,
     status: watch::Sender<Option<ExitStatus>>,
 ) {
-    let mut group = Group {
-        pid: pid as libc::pid_t,
-        leader_unreaped: true,
-    };
+    let mut group = Group { pid: pid as libc::pid_t, leader_unreaped: true };
     let exit = leader_exit(group.pid, pidfd);
     tokio::pin!(exit);
     let mut owner_alive = true;
@@ -511,11 +468,7 @@ fn peek(pid: libc::pid_t) -> Leader {
         if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } == 0 {
             // SAFETY: waitid filled info, or left it zeroed (si_pid 0) if nothing exited.
             let exited = unsafe { info.si_pid() } != 0;
-            return if exited {
-                Leader::Exited
-            } else {
-                Leader::Running
-            };
+            return if exited { Leader::Exited } else { Leader::Running };
         }
         if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Leader::Gone;
@@ -530,17 +483,8 @@ mod tests {
     #[test]
     fn describes_exits_for_people() {
         assert_eq!(describe_exit(ExitStatus::from_raw(3 << 8)), "exit code 3");
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(libc::SIGKILL)),
-            "killed by SIGKILL"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(libc::SIGSEGV | 0x80)),
-            "killed by SIGSEGV (core dumped)"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(40)),
-            "killed by signal 40"
-        );
+        assert_eq!(describe_exit(ExitStatus::from_raw(libc::SIGKILL)), "killed by SIGKILL");
+        assert_eq!(describe_exit(ExitStatus::from_raw(libc::SIGSEGV | 0x80)), "killed by SIGSEGV (core dumped)");
+        assert_eq!(describe_exit(ExitStatus::from_raw(40)), "killed by signal 40");
     }
 }

@@ -56,7 +56,10 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
         .register_async_method("swarm/agents", |_, ctx, _| async move { ctx.swarm.agents().await })
         .expect("fresh name");
     module
-        .register_async_method("swarm/stats", |_, ctx, _| async move { Ok::<_, ErrorObjectOwned>(ctx.swarm.stats().await) })
+        .register_async_method(
+            "swarm/stats",
+            |_, ctx, _| async move { Ok::<_, ErrorObjectOwned>(ctx.swarm.stats().await) },
+        )
         .expect("fresh name");
     module
         .register_method("shutdown", |_, ctx, _| {
@@ -64,24 +67,29 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
         })
         .expect("fresh name");
     module
-        .register_subscription("events/subscribe", "events/event", "events/unsubscribe", |_, pending, ctx, _| async move {
-            let mut events = ctx.swarm.subscribe();
-            let sink = pending.accept().await?;
-            loop {
-                tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(event) => sink.send(serde_json::value::to_raw_value(&event)?).await?,
-                        Err(RecvError::Lagged(missed)) => {
-                            let notice = json!({ "type": "lagged", "missed": missed });
-                            sink.send(serde_json::value::to_raw_value(&notice)?).await?;
-                        }
-                        Err(RecvError::Closed) => break,
-                    },
-                    () = sink.closed() => break,
+        .register_subscription(
+            "events/subscribe",
+            "events/event",
+            "events/unsubscribe",
+            |_, pending, ctx, _| async move {
+                let mut events = ctx.swarm.subscribe();
+                let sink = pending.accept().await?;
+                loop {
+                    tokio::select! {
+                        event = events.recv() => match event {
+                            Ok(event) => sink.send(serde_json::value::to_raw_value(&event)?).await?,
+                            Err(RecvError::Lagged(missed)) => {
+                                let notice = json!({ "type": "lagged", "missed": missed });
+                                sink.send(serde_json::value::to_raw_value(&notice)?).await?;
+                            }
+                            Err(RecvError::Closed) => break,
+                        },
+                        () = sink.closed() => break,
+                    }
                 }
-            }
-            SubscriptionResult::Ok(())
-        })
+                SubscriptionResult::Ok(())
+            },
+        )
         .expect("fresh name");
     module
 }

@@ -95,7 +95,14 @@ impl Recorder {
         *self.errors.entry(code).or_default() += 1;
     }
 
-    pub(crate) fn snapshot(&self, role: &str, agents: AgentCounts, queue_depth: usize, restarts: u64, failed: bool) -> RoleStats {
+    pub(crate) fn snapshot(
+        &self,
+        role: &str,
+        agents: AgentCounts,
+        queue_depth: usize,
+        restarts: u64,
+        failed: bool,
+    ) -> RoleStats {
         let at = |q| if self.calls == 0 { 0 } else { self.latency.value_at_quantile(q) };
         RoleStats {
             role: role.to_owned(),

@@ -68,10 +68,7 @@ impl StderrTail {
 impl fmt::Debug for StderrTail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ring = self.lock();
-        f.debug_struct("StderrTail")
-            .field("buffered", &ring.buf.len())
-            .field("total", &ring.total)
-            .finish()
+        f.debug_struct("StderrTail").field("buffered", &ring.buf.len()).field("total", &ring.total).finish()
     }
 }
 
@@ -85,11 +82,7 @@ struct Ring {
 
 impl Default for Ring {
     fn default() -> Self {
-        Self {
-            buf: VecDeque::with_capacity(STDERR_RING_CAPACITY),
-            total: 0,
-            front_cut_mid_line: false,
-        }
+        Self { buf: VecDeque::with_capacity(STDERR_RING_CAPACITY), total: 0, front_cut_mid_line: false }
     }
 }
 
@@ -115,11 +108,7 @@ impl Ring {
     fn tail(&self, max_bytes: usize) -> Vec<u8> {
         let start = self.buf.len() - max_bytes.min(self.buf.len());
         let mut out: Vec<u8> = self.buf.range(start..).copied().collect();
-        let cut_mid_line = if start > 0 {
-            self.buf[start - 1] != b'\n'
-        } else {
-            self.front_cut_mid_line
-        };
+        let cut_mid_line = if start > 0 { self.buf[start - 1] != b'\n' } else { self.front_cut_mid_line };
         // Start at a line boundary, unless that would leave nothing but a newline.
         if cut_mid_line {
             match out.iter().position(|&b| b == b'\n') {
@@ -155,8 +144,7 @@ impl LineSplitter {
 
     fn keep(&mut self, bytes: &[u8]) {
         let room = MAX_LOGGED_LINE - self.partial.len();
-        self.partial
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     fn finish(&mut self, on_line: impl FnOnce(&[u8])) {
@@ -180,10 +168,7 @@ impl LogBudget {
     /// also how many lines the previous one suppressed.
     fn admit(&mut self, now: Instant) -> (bool, Option<u64>) {
         let mut report = None;
-        if self
-            .window_start
-            .is_none_or(|start| now.duration_since(start) >= LOG_WINDOW)
-        {
+        if self.window_start.is_none_or(|start| now.duration_since(start) >= LOG_WINDOW) {
             self.window_start = Some(now);
             self.logged = 0;
             report = self.take_suppressed();
@@ -267,15 +252,9 @@ mod tests {
         }
         assert_eq!(ring.buf.len(), STDERR_RING_CAPACITY);
         assert!(ring.total > STDERR_RING_CAPACITY as u64);
-        assert_eq!(
-            String::from_utf8_lossy(&ring.tail(25)),
-            "line 9998\nline 9999\n"
-        );
+        assert_eq!(String::from_utf8_lossy(&ring.tail(25)), "line 9998\nline 9999\n");
         let all = ring.tail(usize::MAX);
-        assert!(
-            all.starts_with(b"line "),
-            "the partial first line is dropped"
-        );
+        assert!(all.starts_with(b"line "), "the partial first line is dropped");
     }
 
     #[test]
@@ -318,9 +297,7 @@ mod tests {
     fn budget_counts_what_it_drops_and_reports_it_once() {
         let mut budget = LogBudget::default();
         let t0 = Instant::now();
-        let admitted = (0..LOG_LINES_PER_WINDOW + 7)
-            .filter(|_| budget.admit(t0).0)
-            .count();
+        let admitted = (0..LOG_LINES_PER_WINDOW + 7).filter(|_| budget.admit(t0).0).count();
         assert_eq!(admitted, LOG_LINES_PER_WINDOW as usize);
         assert_eq!(budget.admit(t0 + LOG_WINDOW), (true, Some(7)));
         assert_eq!(budget.admit(t0 + LOG_WINDOW), (true, None));

@@ -64,31 +64,48 @@ impl Swarm {
     /// ready or has failed (a failed role answers its calls with -32003).
     pub async fn start(config: Config) -> Result<Swarm, SwarmError> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let pools: BTreeMap<String, Pool> = config
-            .roles
-            .into_values()
-            .map(|role| (role.name.clone(), Pool::start(role, events.clone())))
-            .collect();
+        let pools: BTreeMap<String, Pool> =
+            config.roles.into_values().map(|role| (role.name.clone(), Pool::start(role, events.clone()))).collect();
         futures::future::join_all(pools.values().map(Pool::settled)).await;
         Ok(Swarm { inner: Arc::new(Inner { pools, events }) })
     }
 
     /// Calls `method` on an agent of `role` and returns its result undecoded.
-    pub async fn call(&self, role: &str, method: &str, params: Option<&RawValue>, options: CallOptions) -> Result<Box<RawValue>, SwarmError> {
+    pub async fn call(
+        &self,
+        role: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
         let pool = self.pool(role)?;
         let mut lease = pool.acquire().await?;
         let timeout = options.timeout.unwrap_or(pool.role.timeout);
-        self.emit(|| Event::CallStarted { role: role.to_owned(), agent: lease.agent.clone(), method: method.to_owned() });
-        let answer = lease.client.call_raw(method, params, BridgeCallOptions { timeout: Some(timeout), ..Default::default() }).await;
+        self.emit(|| Event::CallStarted {
+            role: role.to_owned(),
+            agent: lease.agent.clone(),
+            method: method.to_owned(),
+        });
+        let answer = lease
+            .client
+            .call_raw(method, params, BridgeCallOptions { timeout: Some(timeout), ..Default::default() })
+            .await;
         let (outcome, result) = match answer {
             Ok(result) => (Outcome::Ok, Ok(result)),
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),
-            Err(CallError::Elapsed(after)) => {
-                (Outcome::Timeout, Err(SwarmError::Timeout { role: role.to_owned(), agent: lease.agent.clone(), after }))
-            }
+            Err(CallError::Elapsed(after)) => (
+                Outcome::Timeout,
+                Err(SwarmError::Timeout { role: role.to_owned(), agent: lease.agent.clone(), after }),
+            ),
             Err(CallError::Disconnected) => {
                 let (exit, stderr_tail) = lease.crash_report().await;
-                let err = SwarmError::AgentCrashed { role: role.to_owned(), agent: lease.agent.clone(), pid: lease.pid, exit, stderr_tail };
+                let err = SwarmError::AgentCrashed {
+                    role: role.to_owned(),
+                    agent: lease.agent.clone(),
+                    pid: lease.pid,
+                    exit,
+                    stderr_tail,
+                };
                 (Outcome::Crashed, Err(err))
             }
             Err(other) => (Outcome::Error(other.code()), Err(SwarmError::Agent(other.to_error_object()))),

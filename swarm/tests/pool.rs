@@ -46,9 +46,16 @@ impl Harness {
         self.call_with(role, method, params, CallOptions::default()).await
     }
 
-    async fn call_with(&self, role: &str, method: &str, params: Value, options: CallOptions) -> Result<Value, SwarmError> {
+    async fn call_with(
+        &self,
+        role: &str,
+        method: &str,
+        params: Value,
+        options: CallOptions,
+    ) -> Result<Value, SwarmError> {
         let params = serde_json::value::to_raw_value(&params).expect("JSON");
-        let result = timeout(STEP, self.swarm.call(role, method, Some(&params), options)).await.expect("answered in time")?;
+        let result =
+            timeout(STEP, self.swarm.call(role, method, Some(&params), options)).await.expect("answered in time")?;
         Ok(serde_json::from_str(result.get()).expect("JSON result"))
     }
 
@@ -272,11 +279,14 @@ async fn stubborn_agents_are_killed_at_shutdown() {
         }
     }
     exits.sort();
-    assert_eq!(exits, [
-        ("eof-deaf".to_owned(), "killed by SIGTERM (stop ladder)".to_owned()),
-        ("stubborn".to_owned(), "killed by SIGKILL (stop ladder)".to_owned()),
-        ("stubborn".to_owned(), "killed by SIGKILL (stop ladder)".to_owned()),
-    ]);
+    assert_eq!(
+        exits,
+        [
+            ("eof-deaf".to_owned(), "killed by SIGTERM (stop ladder)".to_owned()),
+            ("stubborn".to_owned(), "killed by SIGKILL (stop ladder)".to_owned()),
+            ("stubborn".to_owned(), "killed by SIGKILL (stop ladder)".to_owned()),
+        ]
+    );
     h.finish().await;
 }
 
@@ -309,7 +319,8 @@ async fn agents_are_recycled_after_max_calls_and_shrunk_when_idle() {
     assert_eq!(pids[0], pids[2]);
     assert_ne!(pids[2], pids[3], "recycled after 3 calls");
     // Two concurrent calls grow the pool to max_agents; idleness shrinks it back.
-    let (a, b) = tokio::join!(h.call("cycle", "sleep", json!({ "ms": 300 })), h.call("cycle", "sleep", json!({ "ms": 300 })));
+    let (a, b) =
+        tokio::join!(h.call("cycle", "sleep", json!({ "ms": 300 })), h.call("cycle", "sleep", json!({ "ms": 300 })));
     a.expect("slept");
     b.expect("slept");
     h.wait_for_pids("cycle", "two agents", |p| p.len() == 2).await;

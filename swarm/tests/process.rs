@@ -11,9 +11,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use skep_swarm::{
-    AgentProcess, STDERR_RING_CAPACITY, SpawnError, SpawnSpec, StopOutcome, describe_exit,
-};
+use skep_swarm::{AgentProcess, STDERR_RING_CAPACITY, SpawnError, SpawnSpec, StopOutcome, describe_exit};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 
@@ -26,10 +24,7 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
 fn spec(flags: &[&str]) -> SpawnSpec {
     SpawnSpec {
         role: "tester".into(),
-        command: std::iter::once(AGENT)
-            .chain(flags.iter().copied())
-            .map(String::from)
-            .collect(),
+        command: std::iter::once(AGENT).chain(flags.iter().copied()).map(String::from).collect(),
         cwd: None,
         env: BTreeMap::new(),
         env_passthrough: vec!["PATH".into()],
@@ -38,15 +33,11 @@ fn spec(flags: &[&str]) -> SpawnSpec {
 
 async fn spawn(flags: &[&str]) -> AgentProcess {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    AgentProcess::spawn(&spec(flags))
-        .await
-        .expect("spawn the test agent")
+    AgentProcess::spawn(&spec(flags)).await.expect("spawn the test agent")
 }
 
 async fn bounded<T>(test: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_LIMIT, test)
-        .await
-        .expect("test timed out")
+    tokio::time::timeout(TEST_LIMIT, test).await.expect("test timed out")
 }
 
 /// A minimal NDJSON client: enough to drive the test agent.
@@ -61,35 +52,20 @@ struct Conn {
 impl Conn {
     fn new(agent: &mut AgentProcess) -> Conn {
         let (stdin, stdout) = agent.take_stdio().expect("stdio not taken yet");
-        Conn {
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-            next_id: 1,
-            noise: Vec::new(),
-        }
+        Conn { stdin, lines: BufReader::new(stdout).lines(), next_id: 1, noise: Vec::new() }
     }
 
     async fn send(&mut self, method: &str, params: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-            .to_string()
-            + "\n";
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write request");
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string() + "\n";
+        self.stdin.write_all(line.as_bytes()).await.expect("write request");
         id
     }
 
     async fn reply(&mut self, id: u64) -> Value {
         loop {
-            let line = self
-                .lines
-                .next_line()
-                .await
-                .expect("read stdout")
-                .expect("a reply before EOF");
+            let line = self.lines.next_line().await.expect("read stdout").expect("a reply before EOF");
             match serde_json::from_str::<Value>(&line) {
                 Ok(reply) if reply["id"] == json!(id) => return reply,
                 Ok(other) => panic!("unexpected reply {other}"),
@@ -120,9 +96,7 @@ fn is_live(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, None | Some('Z' | 'X'))
 }
 
@@ -146,12 +120,7 @@ async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() ->
 
 async fn assert_nothing_left(pid: u32) {
     assert!(is_reaped(pid), "agent {pid} is not reaped");
-    eventually(
-        "no process of the agent's group survives",
-        CLEANUP_LIMIT,
-        || !group_exists(pid),
-    )
-    .await;
+    eventually("no process of the agent's group survives", CLEANUP_LIMIT, || !group_exists(pid)).await;
 }
 
 fn signal_of(status: ExitStatus) -> Option<i32> {
@@ -166,33 +135,18 @@ async fn answers_and_exits_on_stdin_eof() {
         let mut conn = Conn::new(&mut agent);
         assert!(agent.take_stdio().is_none(), "stdio is taken once");
         let reply = conn.call("echo", json!({"hello": [1, 2]})).await;
-        assert_eq!(
-            reply,
-            json!({"jsonrpc": "2.0", "id": 1, "result": {"hello": [1, 2]}})
-        );
+        assert_eq!(reply, json!({"jsonrpc": "2.0", "id": 1, "result": {"hello": [1, 2]}}));
         assert_eq!(conn.call("pid", Value::Null).await["result"], json!(pid));
-        assert_eq!(
-            conn.call("initialize", json!({})).await["result"],
-            json!({"name": "skep-test-agent"})
-        );
-        assert_eq!(
-            conn.call("nope", Value::Null).await["error"]["code"],
-            json!(-32601)
-        );
+        assert_eq!(conn.call("initialize", json!({})).await["result"], json!({"name": "skep-test-agent"}));
+        assert_eq!(conn.call("nope", Value::Null).await["error"]["code"], json!(-32601));
         let failed = conn.call("fail", json!({"code": 7, "message": "no"})).await;
         assert_eq!(failed["error"], json!({"code": 7, "message": "no"}));
-        assert_eq!(
-            conn.call("sleep", json!({"ms": 1})).await["result"],
-            json!({"slept": 1})
-        );
+        assert_eq!(conn.call("sleep", json!({"ms": 1})).await["result"], json!({"slept": 1}));
         assert_eq!(agent.try_exited(), None);
 
         drop(conn);
         let outcome = agent.stop(TEST_LIMIT).await;
-        assert!(
-            matches!(outcome, StopOutcome::ExitedOnEof(s) if s.success()),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, StopOutcome::ExitedOnEof(s) if s.success()), "{outcome:?}");
         assert_nothing_left(pid).await;
     })
     .await;
@@ -204,10 +158,7 @@ async fn stop_escalates_to_sigterm() {
         let agent = spawn(&["--ignore-eof"]).await;
         let pid = agent.pid();
         let outcome = agent.stop(GRACE).await;
-        assert!(
-            matches!(outcome, StopOutcome::Terminated(s) if signal_of(s) == Some(libc::SIGTERM)),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, StopOutcome::Terminated(s) if signal_of(s) == Some(libc::SIGTERM)), "{outcome:?}");
         assert_eq!(describe_exit(outcome.status()), "killed by SIGTERM");
         assert_nothing_left(pid).await;
     })
@@ -220,10 +171,7 @@ async fn stop_escalates_to_sigkill() {
         let agent = spawn(&["--ignore-eof", "--ignore-sigterm"]).await;
         let pid = agent.pid();
         let outcome = agent.stop(GRACE).await;
-        assert!(
-            matches!(outcome, StopOutcome::Killed(s) if signal_of(s) == Some(libc::SIGKILL)),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, StopOutcome::Killed(s) if signal_of(s) == Some(libc::SIGKILL)), "{outcome:?}");
         assert_nothing_left(pid).await;
     })
     .await;
@@ -234,18 +182,11 @@ async fn dropping_the_agent_kills_its_group() {
     bounded(async {
         let mut agent = spawn(&["--ignore-eof", "--ignore-sigterm", "--grandchild"]).await;
         let pid = agent.pid();
-        let grandchild =
-            Conn::new(&mut agent).call("grandchild", Value::Null).await["result"].as_u64();
+        let grandchild = Conn::new(&mut agent).call("grandchild", Value::Null).await["result"].as_u64();
         let grandchild = u32::try_from(grandchild.expect("grandchild pid")).expect("pid fits u32");
         drop(agent);
-        eventually("the agent is killed and reaped", CLEANUP_LIMIT, || {
-            is_reaped(pid)
-        })
-        .await;
-        eventually("the grandchild is killed", CLEANUP_LIMIT, || {
-            !is_live(grandchild)
-        })
-        .await;
+        eventually("the agent is killed and reaped", CLEANUP_LIMIT, || is_reaped(pid)).await;
+        eventually("the grandchild is killed", CLEANUP_LIMIT, || !is_live(grandchild)).await;
         assert_nothing_left(pid).await;
     })
     .await;
@@ -270,23 +211,12 @@ async fn a_grandchild_holding_stdout_dies_with_the_agent() {
             }
         };
         assert_eq!(status.code(), Some(5));
-        assert_eq!(
-            agent.exited().await,
-            status,
-            "exited() can be awaited again"
-        );
+        assert_eq!(agent.exited().await, status, "exited() can be awaited again");
         assert_eq!(agent.try_exited(), Some(status));
         // The grandchild held stdout open; the group sweep closes it.
         let eof = tokio::time::timeout(CLEANUP_LIMIT, conn.lines.next_line()).await;
-        assert!(
-            eof.expect("stdout reaches EOF once the group is swept")
-                .expect("read stdout")
-                .is_none()
-        );
-        eventually("the grandchild is killed", CLEANUP_LIMIT, || {
-            !is_live(grandchild)
-        })
-        .await;
+        assert!(eof.expect("stdout reaches EOF once the group is swept").expect("read stdout").is_none());
+        eventually("the grandchild is killed", CLEANUP_LIMIT, || !is_live(grandchild)).await;
         assert_eq!(agent.stop(GRACE).await, StopOutcome::AlreadyExited(status));
         assert_nothing_left(pid).await;
     })
@@ -301,37 +231,22 @@ async fn a_stderr_flood_neither_blocks_the_agent_nor_grows_the_ring() {
         let stderr = agent.stderr_handle();
         let mut conn = Conn::new(&mut agent);
         let far_past_a_pipe = 4 * STDERR_RING_CAPACITY as u64;
-        eventually("stderr is drained past a pipe's worth", TEST_LIMIT, || {
-            stderr.total_bytes() > far_past_a_pipe
-        })
-        .await;
+        eventually("stderr is drained past a pipe's worth", TEST_LIMIT, || stderr.total_bytes() > far_past_a_pipe)
+            .await;
         for i in 0..200 {
             assert_eq!(conn.call("echo", json!(i)).await["result"], json!(i));
             assert!(stderr.buffered_len() <= STDERR_RING_CAPACITY);
         }
         let seen = stderr.total_bytes();
-        eventually("the flood keeps flowing", TEST_LIMIT, || {
-            stderr.total_bytes() > seen + far_past_a_pipe
-        })
-        .await;
+        eventually("the flood keeps flowing", TEST_LIMIT, || stderr.total_bytes() > seen + far_past_a_pipe).await;
         assert!(stderr.buffered_len() <= STDERR_RING_CAPACITY);
 
         let tail = agent.stderr_tail(4096);
-        assert!(
-            tail.len() <= 4096 && tail.len() > 3000,
-            "{} bytes",
-            tail.len()
-        );
-        assert!(
-            tail.starts_with("flood ") && tail.lines().all(|l| l.starts_with("flood ")),
-            "{tail:?}"
-        );
+        assert!(tail.len() <= 4096 && tail.len() > 3000, "{} bytes", tail.len());
+        assert!(tail.starts_with("flood ") && tail.lines().all(|l| l.starts_with("flood ")), "{tail:?}");
         drop(conn);
         let outcome = agent.stop(TEST_LIMIT).await;
-        assert!(
-            matches!(outcome, StopOutcome::ExitedOnEof(s) if s.success()),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, StopOutcome::ExitedOnEof(s) if s.success()), "{outcome:?}");
         assert_nothing_left(pid).await;
     })
     .await;
@@ -345,10 +260,8 @@ async fn a_crash_at_startup_leaves_its_stderr() {
         let status = agent.exited().await;
         assert_eq!(describe_exit(status), "exit code 2");
         let stderr = agent.stderr_handle();
-        eventually("the last words are in the ring", TEST_LIMIT, || {
-            stderr.tail(1024).contains("crashing at startup")
-        })
-        .await;
+        eventually("the last words are in the ring", TEST_LIMIT, || stderr.tail(1024).contains("crashing at startup"))
+            .await;
         assert_eq!(agent.stop(GRACE).await, StopOutcome::AlreadyExited(status));
         assert_nothing_left(pid).await;
     })
@@ -361,17 +274,11 @@ async fn crash_after_and_garbage_stdout_misbehave_as_asked() {
         let mut agent = spawn(&["--crash-after", "1", "--garbage-stdout"]).await;
         let pid = agent.pid();
         let mut conn = Conn::new(&mut agent);
-        assert_eq!(
-            conn.call("echo", json!("one")).await["result"],
-            json!("one")
-        );
+        assert_eq!(conn.call("echo", json!("one")).await["result"], json!("one"));
         assert_eq!(conn.noise, ["log: hello from agent"]);
         conn.send("echo", json!("two")).await;
         assert_eq!(agent.exited().await.code(), Some(3));
-        assert!(
-            conn.lines.next_line().await.expect("read stdout").is_none(),
-            "no answer to call 2"
-        );
+        assert!(conn.lines.next_line().await.expect("read stdout").is_none(), "no answer to call 2");
         assert_nothing_left(pid).await;
     })
     .await;
@@ -380,19 +287,10 @@ async fn crash_after_and_garbage_stdout_misbehave_as_asked() {
 #[tokio::test]
 async fn the_environment_is_rebuilt_from_the_allow_list() {
     bounded(async {
-        let (other, _) = std::env::vars()
-            .find(|(name, _)| name != "PATH")
-            .expect("some variable besides PATH");
+        let (other, _) = std::env::vars().find(|(name, _)| name != "PATH").expect("some variable besides PATH");
         let mut spec = spec(&[]);
-        spec.env_passthrough = vec![
-            "PATH".into(),
-            other.clone(),
-            "SKEP_TEST_SURELY_UNSET_VARIABLE".into(),
-        ];
-        spec.env = BTreeMap::from([
-            (other.clone(), "overridden".into()),
-            ("SKEP_ROLE_VAR".into(), "reviewer".into()),
-        ]);
+        spec.env_passthrough = vec!["PATH".into(), other.clone(), "SKEP_TEST_SURELY_UNSET_VARIABLE".into()];
+        spec.env = BTreeMap::from([(other.clone(), "overridden".into()), ("SKEP_ROLE_VAR".into(), "reviewer".into())]);
         let cwd = std::env::temp_dir().canonicalize().expect("temp dir");
         spec.cwd = Some(cwd.clone());
         let mut agent = AgentProcess::spawn(&spec).await.expect("spawn");
@@ -400,26 +298,14 @@ async fn the_environment_is_rebuilt_from_the_allow_list() {
         let mut conn = Conn::new(&mut agent);
 
         let mut expected = serde_json::Map::new();
-        expected.insert(
-            "PATH".into(),
-            json!(std::env::var("PATH").expect("PATH is set")),
-        );
+        expected.insert("PATH".into(), json!(std::env::var("PATH").expect("PATH is set")));
         expected.insert(other, json!("overridden"));
         expected.insert("SKEP_ROLE_VAR".into(), json!("reviewer"));
-        assert_eq!(
-            conn.call("env", Value::Null).await["result"],
-            Value::Object(expected)
-        );
-        assert_eq!(
-            conn.call("cwd", Value::Null).await["result"],
-            json!(cwd.to_string_lossy())
-        );
+        assert_eq!(conn.call("env", Value::Null).await["result"], Value::Object(expected));
+        assert_eq!(conn.call("cwd", Value::Null).await["result"], json!(cwd.to_string_lossy()));
 
         drop(conn);
-        assert!(matches!(
-            agent.stop(TEST_LIMIT).await,
-            StopOutcome::ExitedOnEof(_)
-        ));
+        assert!(matches!(agent.stop(TEST_LIMIT).await, StopOutcome::ExitedOnEof(_)));
         assert_nothing_left(pid).await;
     })
     .await;
@@ -430,10 +316,7 @@ async fn a_missing_program_is_a_spawn_error_naming_it() {
     let mut spec = spec(&[]);
     spec.command = vec!["/nonexistent/skep-agent".into(), "--secret-arg".into()];
     let error = AgentProcess::spawn(&spec).await.expect_err("cannot spawn");
-    assert_eq!(
-        error.to_string(),
-        r#"cannot start "/nonexistent/skep-agent" for role tester"#
-    );
+    assert_eq!(error.to_string(), r#"cannot start "/nonexistent/skep-agent" for role tester"#);
     match error {
         SpawnError::Spawn { source, .. } => assert_eq!(source.kind(), io::ErrorKind::NotFound),
         other => panic!("{other:?}"),
@@ -441,10 +324,7 @@ async fn a_missing_program_is_a_spawn_error_naming_it() {
 
     spec.command.clear();
     let error = AgentProcess::spawn(&spec).await.expect_err("cannot spawn");
-    assert!(
-        matches!(error, SpawnError::EmptyCommand { ref role } if role == "tester"),
-        "{error:?}"
-    );
+    assert!(matches!(error, SpawnError::EmptyCommand { ref role } if role == "tester"), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,20 +337,11 @@ async fn an_agent_outlives_the_thread_that_asked_for_it() {
         // Had the fork happened on the asking thread, its exit would have
         // SIGKILLed the agent through PR_SET_PDEATHSIG.
         let mut conn = Conn::new(&mut agent);
-        assert_eq!(
-            conn.call("echo", json!("alive")).await["result"],
-            json!("alive")
-        );
-        assert!(
-            tokio::time::timeout(GRACE, agent.exited()).await.is_err(),
-            "the agent died"
-        );
+        assert_eq!(conn.call("echo", json!("alive")).await["result"], json!("alive"));
+        assert!(tokio::time::timeout(GRACE, agent.exited()).await.is_err(), "the agent died");
 
         drop(conn);
-        assert!(matches!(
-            agent.stop(TEST_LIMIT).await,
-            StopOutcome::ExitedOnEof(_)
-        ));
+        assert!(matches!(agent.stop(TEST_LIMIT).await, StopOutcome::ExitedOnEof(_)));
         assert_nothing_left(pid).await;
     })
     .await;
@@ -486,18 +357,12 @@ const PROBE_TEST: &str = "an_orchestrator_killed_with_sigkill_takes_its_agents_a
 /// Only the parent-death signal can then end the agent.
 #[test]
 fn an_orchestrator_killed_with_sigkill_takes_its_agents_along() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     if std::env::var_os(PROBE).is_some() {
         runtime.block_on(async {
             let agent = spawn(&["--no-read", "--ignore-sigterm"]).await;
             let mut stdout = io::stdout();
-            writeln!(stdout, "agent-pid {}", agent.pid())
-                .and_then(|()| stdout.flush())
-                .expect("report");
+            writeln!(stdout, "agent-pid {}", agent.pid()).and_then(|()| stdout.flush()).expect("report");
             std::future::pending::<()>().await;
         });
     } else {
@@ -506,24 +371,19 @@ fn an_orchestrator_killed_with_sigkill_takes_its_agents_along() {
 }
 
 async fn kill_an_orchestrator() {
-    let mut orchestrator =
-        tokio::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(PROBE, "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("re-execute the test binary");
+    let mut orchestrator = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PROBE, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("re-execute the test binary");
     let stdout = orchestrator.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let agent = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read the probe")
-            .expect("the probe reports its agent");
+        let line = lines.next_line().await.expect("read the probe").expect("the probe reports its agent");
         // libtest's own "test ... " may precede it on the same line.
         if let Some((_, pid)) = line.split_once("agent-pid ") {
             break pid.trim().parse::<u32>().expect("a pid");
@@ -534,36 +394,19 @@ async fn kill_an_orchestrator() {
     orchestrator.start_kill().expect("SIGKILL the orchestrator");
     let status = orchestrator.wait().await.expect("reap the orchestrator");
     assert_eq!(signal_of(status), Some(libc::SIGKILL));
-    eventually(
-        "the agent dies with its orchestrator",
-        Duration::from_secs(1),
-        || !is_live(agent),
-    )
-    .await;
-    eventually("the agent's group is gone", CLEANUP_LIMIT, || {
-        !group_exists(agent)
-    })
-    .await;
+    eventually("the agent dies with its orchestrator", Duration::from_secs(1), || !is_live(agent)).await;
+    eventually("the agent's group is gone", CLEANUP_LIMIT, || !group_exists(agent)).await;
 }
 
 #[test]
 fn the_test_agent_rejects_unknown_flags() {
-    let help = std::process::Command::new(AGENT)
-        .arg("--help")
-        .output()
-        .expect("run --help");
+    let help = std::process::Command::new(AGENT).arg("--help").output().expect("run --help");
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).starts_with("usage: skep-test-agent"));
 
     for bad in [&["--bogus"][..], &["--crash-after", "soon"]] {
-        let out = std::process::Command::new(AGENT)
-            .args(bad)
-            .output()
-            .expect("run with a bad flag");
+        let out = std::process::Command::new(AGENT).args(bad).output().expect("run with a bad flag");
         assert_eq!(out.status.code(), Some(64), "{bad:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("skep-test-agent: "),
-            "{bad:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("skep-test-agent: "), "{bad:?}");
     }
 }

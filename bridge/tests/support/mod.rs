@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use skep_bridge::{ErrorObjectOwned, Frame, FrameReader, Framing, RpcModule, ServeSummary, Server, ServerConfig, encode_frame};
+use skep_bridge::{
+    ErrorObjectOwned, Frame, FrameReader, Framing, RpcModule, ServeSummary, Server, ServerConfig, encode_frame,
+};
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -57,12 +57,8 @@ fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, 
     let mut flags = Flags::default();
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u64, String> {
-            let value = args
-                .next()
-                .ok_or_else(|| format!("{name} needs a number"))?;
-            value
-                .parse()
-                .map_err(|_| format!("{name}: not a number: {value:?}"))
+            let value = args.next().ok_or_else(|| format!("{name} needs a number"))?;
+            value.parse().map_err(|_| format!("{name}: not a number: {value:?}"))
         };
         match arg.as_str() {
             "--help" | "-h" => return Ok(None),
@@ -150,18 +146,10 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
         let Some(reply) = handle(&line, grandchild) else {
             continue;
         };
-        let mut text = if flags.garbage_stdout {
-            "log: hello from agent\n".to_owned()
-        } else {
-            String::new()
-        };
+        let mut text = if flags.garbage_stdout { "log: hello from agent\n".to_owned() } else { String::new() };
         text.push_str(&reply.to_string());
         text.push('\n');
-        if stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
+        if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
             // Nobody reads our replies any more: same as EOF.
             return;
         }
@@ -179,11 +167,7 @@ fn handle(line: &[u8], grandchild: Option<u32>) -> Option<Value> {
     };
     let id = object.get("id").cloned();
     let Some(method) = object.get("method").and_then(Value::as_str) else {
-        return Some(error(
-            id.unwrap_or(Value::Null),
-            -32600,
-            "invalid request: no method",
-        ));
+        return Some(error(id.unwrap_or(Value::Null), -32600, "invalid request: no method"));
     };
     let params = object.get("params").cloned().unwrap_or(Value::Null);
     let outcome = call(method, &params, grandchild);
@@ -198,20 +182,14 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
     match method {
         "echo" => Ok(params.clone()),
         "sleep" => {
-            let ms = params
-                .get("ms")
-                .and_then(Value::as_u64)
-                .ok_or((-32602, "sleep needs {\"ms\": N}".to_owned()))?;
+            let ms = params.get("ms").and_then(Value::as_u64).ok_or((-32602, "sleep needs {\"ms\": N}".to_owned()))?;
             std::thread::sleep(Duration::from_millis(ms));
             Ok(json!({"slept": ms}))
         }
         "pid" => Ok(json!(std::process::id())),
         "fail" => {
             let code = params.get("code").and_then(Value::as_i64).unwrap_or(-32000);
-            let message = params
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("failed as asked");
+            let message = params.get("message").and_then(Value::as_str).unwrap_or("failed as asked");
             Err((code, message.to_owned()))
         }
         "initialize" => Ok(json!({"name": "skep-test-agent"})),
@@ -221,12 +199,7 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
         }
         "env" => {
             let vars: Map<String, Value> = std::env::vars_os()
-                .map(|(k, v)| {
-                    (
-                        k.to_string_lossy().into_owned(),
-                        Value::from(v.to_string_lossy().into_owned()),
-                    )
-                })
+                .map(|(k, v)| (k.to_string_lossy().into_owned(), Value::from(v.to_string_lossy().into_owned())))
                 .collect();
             Ok(Value::Object(vars))
         }
@@ -244,11 +217,7 @@ fn error(id: Value, code: i64, message: &str) -> Value {
 
 /// Starts `sleep 1000` in our process group, holding our stdout and stderr.
 fn spawn_grandchild() -> u32 {
-    match Command::new("sleep")
-        .arg("1000")
-        .stdin(Stdio::null())
-        .spawn()
-    {
+    match Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn() {
         Ok(child) => child.id(),
         Err(e) => {
             eprintln!("skep-test-agent: cannot start the grandchild: {e}");
@@ -270,11 +239,7 @@ fn flood_stdout_without_newline() -> ! {
     let chunk = [b'x'; 8192];
     let mut stdout = io::stdout().lock();
     loop {
-        if stdout
-            .write_all(&chunk)
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
+        if stdout.write_all(&chunk).and_then(|()| stdout.flush()).is_err() {
             exit(0);
         }
     }

@@ -27,9 +27,10 @@ async fn main() -> anyhow::Result<()> {
     })?;
     module.register_method("wordcount", |params, _ctx, _ext| {
         let params: Value = params.parse()?;
-        let text = params.get("text").and_then(Value::as_str).ok_or_else(|| {
-            ErrorObjectOwned::owned(-32602, r#"wordcount expects {"text": string}"#, None::<()>)
-        })?;
+        let text = params
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ErrorObjectOwned::owned(-32602, r#"wordcount expects {"text": string}"#, None::<()>))?;
         Ok::<_, ErrorObjectOwned>(json!({ "words": text.split_whitespace().count() }))
     })?;
     // Only sent when the role has `handshake = "initialize"`.
@@ -37,9 +38,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Serves until stdin reaches EOF, lets calls still running finish within a
     // grace period, flushes, and returns: then the process exits with status 0.
-    let summary = Server::new(module, ServerConfig::default())
-        .serve(input, output, CancellationToken::new())
-        .await?;
+    let summary = Server::new(module, ServerConfig::default()).serve(input, output, CancellationToken::new()).await?;
     eprintln!("rust-echo: stdin closed after {} messages, exiting", summary.dispatched);
     Ok(())
 }
