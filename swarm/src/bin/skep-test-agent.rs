@@ -15,7 +15,7 @@ usage: skep-test-agent [FLAGS]
 
 An NDJSON JSON-RPC 2.0 agent on stdin/stdout. Exits 0 on stdin EOF.
 Methods: echo, sleep {ms}, pid, fail {code?, message?}, initialize,
-crash {code?}, env, cwd, grandchild.
+crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest).
 
 Flags (combinable):
   --crash-after N        exit(3) on receiving call N+1, without answering
@@ -207,8 +207,20 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             .map(|dir| Value::from(dir.to_string_lossy().into_owned()))
             .map_err(|e| (-32000, format!("no cwd: {e}"))),
         "grandchild" => Ok(grandchild.map_or(Value::Null, Value::from)),
+        // Remembered so tests can see which of our ids skep cancelled.
+        "$/cancelRequest" => {
+            cancelled().push(params.get("id").cloned().unwrap_or(Value::Null));
+            Ok(Value::Null)
+        }
+        "cancelled" => Ok(Value::Array(cancelled().clone())),
         other => Err((-32601, format!("method not found: {other}"))),
     }
+}
+
+/// Ids named by `$/cancelRequest` notifications so far.
+fn cancelled() -> std::sync::MutexGuard<'static, Vec<Value>> {
+    static CANCELLED: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+    CANCELLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn error(id: Value, code: i64, message: &str) -> Value {

@@ -1,0 +1,111 @@
+//! The sidecar's method table served by the bridge and driven by the bridge's
+//! client, in-process, with real agents behind it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skep_bridge::{CallError, CallOptions, Client, ClientConfig, Server, ServerConfig};
+use skep_swarm::{Config, RoleConfig, Swarm, rpc_module};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
+const STEP: Duration = Duration::from_secs(20);
+
+async fn sidecar() -> (Client, Swarm, CancellationToken) {
+    let mut role = RoleConfig::with_command("solo", vec![AGENT.to_owned()]);
+    role.max_agents = 1;
+    let config = Config { roles: [("solo".to_owned(), role)].into(), source: None };
+    let swarm = timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started");
+    let shutdown = CancellationToken::new();
+    let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, our_write) = tokio::io::split(ours);
+    let token = shutdown.clone();
+    tokio::spawn(async move { server.serve(their_read, their_write, token).await });
+    (Client::connect(our_read, our_write, ClientConfig::default()), swarm, shutdown)
+}
+
+async fn call(client: &Client, method: &str, params: Value) -> Result<Value, CallError> {
+    timeout(STEP, client.call(method, params)).await.expect("answered in time")
+}
+
+#[tokio::test]
+async fn calls_pass_through_and_errors_say_what_to_do() {
+    let (client, swarm, _) = sidecar().await;
+    let init = call(&client, "initialize", json!({})).await.expect("initialize");
+    assert_eq!((init["name"].as_str(), init["roles"].clone()), (Some("skep"), json!(["solo"])));
+    let echoed =
+        call(&client, "swarm/call", json!({"role": "solo", "method": "echo", "params": {"b": [1, 2], "a": "é"}}))
+            .await
+            .expect("echo");
+    assert_eq!(echoed, json!({"b": [1, 2], "a": "é"}));
+    let Err(CallError::Rpc(err)) = call(&client, "swarm/call", json!({"role": "nope", "method": "echo"})).await else {
+        panic!("an unknown role must fail");
+    };
+    assert_eq!(err.code(), -32602);
+    assert_eq!(err.data().map(|d| d.get()), Some(r#"{"knownRoles":["solo"]}"#));
+    let Err(CallError::Rpc(err)) = call(&client, "swarm/call", json!({"role": "solo"})).await else {
+        panic!("missing method must fail");
+    };
+    assert_eq!(err.code(), -32602);
+    let Err(CallError::Rpc(err)) =
+        call(&client, "swarm/call", json!({"role": "solo", "method": "fail", "params": {"code": 7, "message": "no"}}))
+            .await
+    else {
+        panic!("the agent's error must come back");
+    };
+    assert_eq!((err.code(), err.message()), (7, "no"));
+    let agents = call(&client, "swarm/agents", json!([])).await.expect("agents");
+    assert_eq!(agents.as_array().map(Vec::len), Some(1));
+    let stats = call(&client, "swarm/stats", json!([])).await.expect("stats");
+    assert_eq!(stats["roles"][0]["calls"], 2);
+    assert_eq!(stats["roles"][0]["errors"], json!({"7": 1}));
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_call_is_cancelled_on_the_agent_with_its_own_id() {
+    let (client, swarm, _) = sidecar().await;
+    let options = CallOptions { timeout: Some(Duration::from_millis(300)), ..CallOptions::default() };
+    let params = serde_json::value::to_raw_value(&json!({"role": "solo", "method": "sleep", "params": {"ms": 1000}}))
+        .expect("JSON");
+    let cut = timeout(STEP, client.call_raw("swarm/call", Some(&params), options)).await.expect("in time");
+    assert!(matches!(cut, Err(CallError::Elapsed(_))), "{cut:?}");
+    // The one agent finishes its sleep, then reads the cancellation: the id it
+    // was given on the orchestrator → agent hop is 1, not the caller's id.
+    let cancelled =
+        call(&client, "swarm/call", json!({"role": "solo", "method": "cancelled"})).await.expect("cancelled");
+    assert_eq!(cancelled, json!([1]));
+    swarm.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_stream_to_subscribers_and_shutdown_is_a_method() {
+    let (client, swarm, shutdown) = sidecar().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // A second connection with a notification handler, as a watcher would have.
+    let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, our_write) = tokio::io::split(ours);
+    tokio::spawn(async move { server.serve(their_read, their_write, CancellationToken::new()).await });
+    let watcher = Client::builder(ClientConfig::default())
+        .on_notification(move |n| drop(tx.send(n)))
+        .connect(our_read, our_write);
+    let _subscription: Value =
+        timeout(STEP, watcher.call("events/subscribe", json!([]))).await.expect("in time").expect("subscribed");
+    call(&client, "swarm/call", json!({"role": "solo", "method": "echo", "params": [1]})).await.expect("echo");
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"callFinished".to_owned()) {
+        let n = timeout(STEP, rx.recv()).await.expect("an event in time").expect("open");
+        assert_eq!(n.method, "events/event");
+        let params: Value = serde_json::from_str(n.params.expect("params").get()).expect("JSON");
+        kinds.push(params["result"]["type"].as_str().expect("typed").to_owned());
+    }
+    assert!(kinds.contains(&"callStarted".to_owned()), "{kinds:?}");
+    call(&client, "shutdown", json!([])).await.expect("shutdown answered");
+    assert!(shutdown.is_cancelled());
+    swarm.shutdown().await;
+}
