@@ -65,7 +65,7 @@ pub(crate) async fn start(
 ) -> Result<Agent, StartFailure> {
     let spec = SpawnSpec {
         role: role.name.clone(),
-        command: role.command.clone(),
+        command: role.argv(),
         cwd: role.cwd.clone(),
         env: role.env.clone(),
         env_passthrough: role.env_passthrough.clone(),

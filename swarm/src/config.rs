@@ -17,7 +17,9 @@ use toml::de::{DeTable, DeValue};
 const DURATION: &str = r#"a duration such as "250ms", "30s" or "5m""#;
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
 const VAR: &str = "an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
-const HANDSHAKE: &str = r#""none" or "initialize""#;
+const HANDSHAKE: &str = r#""none", "initialize" or "mcp""#;
+const PROTOCOL: &str = r#""jsonrpc" or "command""#;
+const BYTES: &str = r#"a size such as "512KiB", "64MiB" or "1GiB""#;
 const NAME: &str = "a role name of 1 to 64 characters from [A-Za-z0-9._-]";
 
 /// A loaded, validated skep.toml.
@@ -37,6 +39,18 @@ pub enum Handshake {
     None,
     /// The agent must answer an `initialize` call first.
     Initialize,
+    /// The MCP stdio handshake: `initialize`, then `notifications/initialized`.
+    Mcp,
+}
+
+/// How skep talks to a role's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Warm agents speaking JSON-RPC 2.0 on stdin/stdout.
+    #[default]
+    JsonRpc,
+    /// A fresh process per call: params on stdin, `{exitCode, stdout, stderr}` back.
+    Command,
 }
 
 /// One role: how to start its agents and how to pool them.
@@ -70,6 +84,20 @@ pub struct RoleConfig {
     pub max_calls: u64,
     /// Idle time after which the pool shrinks back to `min_warm`.
     pub idle_timeout: Duration,
+    /// Warm JSON-RPC agents, or a process per call.
+    pub protocol: Protocol,
+    /// Run `command` through `/bin/sh -c` (explicit opt-in; never otherwise).
+    pub shell: bool,
+    /// Methods whose successful results are cached.
+    pub idempotent: Vec<String>,
+    /// How long a cached result stays fresh.
+    pub cache_ttl: Duration,
+    /// Most cached results.
+    pub cache_capacity: usize,
+    /// Most bytes of cached results.
+    pub cache_bytes: usize,
+    /// Patterns (regular expressions) that route free text to this role.
+    pub route: Vec<String>,
 }
 
 /// Why a config could not be loaded.
@@ -124,6 +152,13 @@ struct RawRole {
     queue_timeout: Opt<Dur>,
     max_calls: Opt<u64>,
     idle_timeout: Opt<Dur>,
+    protocol: Opt<String>,
+    shell: Opt<bool>,
+    idempotent: Opt<Vec<String>>,
+    cache_ttl: Opt<Dur>,
+    cache_capacity: Opt<u64>,
+    cache_bytes: Opt<Size>,
+    route: Opt<Vec<Spanned<String>>>,
 }
 
 // Parsed during deserialization so that `timeout = 30` and `timeout = "30"` get the same hint.
@@ -143,6 +178,25 @@ impl<'de> Deserialize<'de> for Dur {
                     Some(_) => Err(E::custom(format!("expected a duration above zero, found {text:?}"))),
                     None => Err(E::custom(format!("expected {DURATION}, found {text:?}"))),
                 }
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+// A byte size: parsed during deserialization, like `Dur`.
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(BYTES)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Size, E> {
+                parse_size(text).map(Size).ok_or_else(|| E::custom(format!("expected {BYTES}, found {text:?}")))
             }
         }
         deserializer.deserialize_str(Visitor)
@@ -198,6 +252,22 @@ impl RoleConfig {
             queue_timeout: Duration::from_secs(5),
             max_calls: 10_000,
             idle_timeout: Duration::from_secs(300),
+            protocol: Protocol::JsonRpc,
+            shell: false,
+            idempotent: Vec::new(),
+            cache_ttl: Duration::from_secs(600),
+            cache_capacity: 10_000,
+            cache_bytes: 64 * 1024 * 1024,
+            route: Vec::new(),
+        }
+    }
+
+    /// The argv actually spawned: `command`, or `/bin/sh -c` with it joined
+    /// when the role opted into a shell.
+    pub fn argv(&self) -> Vec<String> {
+        match self.shell {
+            false => self.command.clone(),
+            true => vec!["/bin/sh".to_owned(), "-c".to_owned(), self.command.join(" ")],
         }
     }
 }
@@ -211,6 +281,26 @@ pub fn is_valid_name(name: &str) -> bool {
 fn is_env_name(name: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     !name.starts_with(|c: char| c.is_ascii_digit()) && !name.is_empty() && name.bytes().all(word)
+}
+
+/// Parses "512", "512B", "64KiB", "64MiB", "1GiB" (also KB, MB, GB in powers of 1000).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    if number.is_empty() || number.len() > 19 {
+        return None;
+    }
+    number.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// Parses "250ms", "30s", "1.5s", "5m", "1h".
@@ -262,6 +352,7 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         Some(h) => match h.get_ref().as_str() {
             "none" => Handshake::None,
             "initialize" => Handshake::Initialize,
+            "mcp" => Handshake::Mcp,
             other => return Err(f.bad(h.span(), "handshake", HANDSHAKE, &format!("{other:?}"))),
         },
     };
@@ -273,6 +364,28 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         return Err(f.bad(span, "min_warm", &expected, &min_warm.to_string()));
     }
     let dur = |v: Opt<Dur>, default| v.map_or(default, |v| v.into_inner().0);
+    let protocol = match r.protocol {
+        None => Protocol::JsonRpc,
+        Some(p) => match p.get_ref().as_str() {
+            "jsonrpc" => Protocol::JsonRpc,
+            "command" => Protocol::Command,
+            other => return Err(f.bad(p.span(), "protocol", PROTOCOL, &format!("{other:?}"))),
+        },
+    };
+    let route = match r.route.map(Spanned::into_inner) {
+        None => Vec::new(),
+        Some(patterns) => patterns.into_iter().map(|p| f.pattern(p)).collect::<Res<_>>()?,
+    };
+    // An MCP server's tool list is fixed for its life: cache it unless told otherwise.
+    let idempotent = match (r.idempotent, handshake) {
+        (Some(methods), _) => methods.into_inner(),
+        (None, Handshake::Mcp) => vec!["tools/list".to_owned()],
+        (None, _) => Vec::new(),
+    };
+    let cache_bytes = match r.cache_bytes {
+        None => d.cache_bytes,
+        Some(size) => usize::try_from(size.into_inner().0).unwrap_or(usize::MAX),
+    };
     Ok(RoleConfig {
         name: name.get_ref().clone(),
         command,
@@ -288,6 +401,13 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         queue_timeout: dur(r.queue_timeout, d.queue_timeout),
         max_calls: f.int(&r.max_calls, "max_calls", d.max_calls, 1, u64::MAX)?,
         idle_timeout: dur(r.idle_timeout, d.idle_timeout),
+        protocol,
+        shell: r.shell.is_some_and(Spanned::into_inner),
+        idempotent,
+        cache_ttl: dur(r.cache_ttl, d.cache_ttl),
+        cache_capacity: f.int(&r.cache_capacity, "cache_capacity", d.cache_capacity as u64, 0, 1 << 32)? as usize,
+        cache_bytes,
+        route,
     })
 }
 
@@ -358,6 +478,16 @@ impl Fields<'_> {
             _ => format!("an integer from {lo} to {hi}"),
         };
         Err(self.bad(v.span(), field, &expected, &v.get_ref().to_string()))
+    }
+
+    fn pattern(&self, pattern: Spanned<String>) -> Res<String> {
+        match regex::Regex::new(pattern.get_ref()) {
+            Ok(_) => Ok(pattern.into_inner()),
+            Err(e) => {
+                let found = format!("{:?} ({})", pattern.get_ref(), e.to_string().lines().last().unwrap_or("invalid"));
+                Err(self.bad(pattern.span(), "route", "a regular expression", &found))
+            }
+        }
     }
 
     fn var(&self, name: Spanned<String>, field: &str) -> Res<String> {
@@ -482,6 +612,13 @@ startup_timeout = "250ms"
 queue_timeout = "2m"
 max_calls = 7
 idle_timeout = "1h"
+protocol = "command"
+shell = true
+idempotent = ["lookup", "tools/list"]
+cache_ttl = "10m"
+cache_capacity = 500
+cache_bytes = "2MiB"
+route = ["^review\\b", "lint"]
 "#;
         let expected = RoleConfig {
             name: "w".to_owned(),
@@ -498,8 +635,42 @@ idle_timeout = "1h"
             queue_timeout: Duration::from_secs(120),
             max_calls: 7,
             idle_timeout: Duration::from_secs(3600),
+            protocol: Protocol::Command,
+            shell: true,
+            idempotent: argv(&["lookup", "tools/list"]),
+            cache_ttl: Duration::from_secs(600),
+            cache_capacity: 500,
+            cache_bytes: 2 * 1024 * 1024,
+            route: argv(&["^review\\b", "lint"]),
         };
         assert_eq!(role(text, "w"), expected);
+        assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));
+    }
+
+    #[test]
+    fn mcp_roles_cache_their_tool_list_and_bad_new_keys_are_named() {
+        let r = role("[roles.m]\ncommand = [\"server\"]\nhandshake = \"mcp\"\n", "m");
+        assert_eq!((r.handshake, r.idempotent), (Handshake::Mcp, argv(&["tools/list"])));
+        fails(
+            &with_line(r#"route = ["ok", "(unclosed"]"#),
+            3,
+            &["roles.r.route: expected a regular expression", "(unclosed"],
+        );
+        fails(
+            &with_line(r#"cache_bytes = "64 megs""#),
+            3,
+            &[r#"roles.r.cache_bytes: expected a size such as "512KiB""#],
+        );
+        fails(
+            &with_line(r#"protocol = "grpc""#),
+            3,
+            &[r#"roles.r.protocol: expected "jsonrpc" or "command", found "grpc""#],
+        );
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(
+            (parse_size("10KB"), parse_size("7"), parse_size("1.5MiB"), parse_size("")),
+            (Some(10_000), Some(7), None, None)
+        );
     }
 
     #[test]
@@ -559,7 +730,7 @@ idle_timeout = "1h"
         fails(
             &with_line("comand = [\"x\"]"),
             3,
-            &["unknown key roles.r.comand (expected one of: command, cwd, env,", "idle_timeout)"],
+            &["unknown key roles.r.comand (expected one of: command, cwd, env,", "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route)"],
         );
         fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles)"]);
         fails(&format!("{EXAMPLE}[other]\n"), 15, &["unknown key other"]);
@@ -655,7 +826,7 @@ idle_timeout = "1h"
         fails(
             &with_line("handshake = \"init\""),
             3,
-            &[r#"roles.r.handshake: expected "none" or "initialize", found "init""#],
+            &[r#"roles.r.handshake: expected "none", "initialize" or "mcp", found "init""#],
         );
     }
 

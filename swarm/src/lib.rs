@@ -26,7 +26,7 @@ mod stats;
 mod stderr_ring;
 mod swarm;
 
-pub use config::{Config, ConfigError, Handshake, RoleConfig, is_valid_name, parse_duration};
+pub use config::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_valid_name, parse_duration, parse_size};
 pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};

@@ -135,6 +135,7 @@ impl Swarm {
                     handshake: match role.handshake {
                         Handshake::None => "none",
                         Handshake::Initialize => "initialize",
+                        Handshake::Mcp => "mcp",
                     },
                     min_warm: role.min_warm,
                     max_agents: role.max_agents,
