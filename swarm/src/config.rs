@@ -730,7 +730,10 @@ route = ["^review\\b", "lint"]
         fails(
             &with_line("comand = [\"x\"]"),
             3,
-            &["unknown key roles.r.comand (expected one of: command, cwd, env,", "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route)"],
+            &[
+                "unknown key roles.r.comand (expected one of: command, cwd, env,",
+                "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route)",
+            ],
         );
         fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles)"]);
         fails(&format!("{EXAMPLE}[other]\n"), 15, &["unknown key other"]);

@@ -6,6 +6,10 @@ use std::time::Duration;
 use serde_json::json;
 use skep_bridge::{ErrorObjectOwned, code};
 
+/// The code of a race whose every call failed (a server error in JSON-RPC's
+/// implementation-defined range; each cause keeps its own code in `data`).
+pub const ALL_FAILED: i32 = -32000;
+
 /// Why a swarm call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -31,6 +35,12 @@ pub enum SwarmError {
     /// The swarm is shutting down.
     #[error("shutting down: the call was not run")]
     ShuttingDown,
+    /// No role's `route` patterns match the text.
+    #[error("no role matches {text:?}; roles and their route patterns: {}", describe_routes(routes))]
+    NoRoute { text: String, routes: Vec<(String, Vec<String>)> },
+    /// Every call of a race failed.
+    #[error("all {} calls of the race failed", causes.len())]
+    AllFailed { causes: Vec<ErrorObjectOwned> },
     /// An agent could not be started at all.
     #[error("cannot start an agent for role {role}: {reason}")]
     Start { role: String, reason: String },
@@ -40,7 +50,8 @@ impl SwarmError {
     /// The JSON-RPC code this error is answered with.
     pub fn code(&self) -> i32 {
         match self {
-            SwarmError::UnknownRole { .. } => code::INVALID_PARAMS,
+            SwarmError::UnknownRole { .. } | SwarmError::NoRoute { .. } => code::INVALID_PARAMS,
+            SwarmError::AllFailed { .. } => ALL_FAILED,
             SwarmError::Overloaded { .. } => code::OVERLOADED,
             SwarmError::RoleFailed { .. } | SwarmError::AgentCrashed { .. } | SwarmError::Start { .. } => {
                 code::AGENT_CRASHED
@@ -72,8 +83,29 @@ impl SwarmError {
                 "role": role, "agent": agent, "pid": pid, "exitStatus": exit, "stderrTail": stderr_tail,
             })),
             SwarmError::Start { role, reason } => Some(json!({ "role": role, "reason": reason })),
+            SwarmError::NoRoute { routes, .. } => {
+                let routes: serde_json::Map<String, serde_json::Value> =
+                    routes.iter().map(|(role, patterns)| (role.clone(), json!(patterns))).collect();
+                Some(json!({ "routes": routes }))
+            }
+            SwarmError::AllFailed { causes } => {
+                let causes: Vec<_> =
+                    causes.iter().enumerate().map(|(index, e)| json!({ "index": index, "error": e })).collect();
+                Some(json!({ "causes": causes }))
+            }
             SwarmError::ShuttingDown => None,
         };
         ErrorObjectOwned::owned(self.code(), self.to_string(), data)
     }
+}
+
+fn describe_routes(routes: &[(String, Vec<String>)]) -> String {
+    let described: Vec<String> = routes
+        .iter()
+        .map(|(role, patterns)| match patterns.is_empty() {
+            true => format!("{role} (none)"),
+            false => format!("{role} {patterns:?}"),
+        })
+        .collect();
+    described.join(", ")
 }

@@ -8,6 +8,8 @@
 //! - `error.rs`: `SwarmError` and its one mapping to JSON-RPC error objects.
 //! - `events.rs`: the typed event stream.
 //! - `stats.rs`: per-role counters and latency percentiles.
+//! - `coordinate.rs`: fan-out, race and broadcast over a role's agents.
+//! - `route.rs`: picking a role for free text by its `route` patterns.
 //! - `rpc.rs`: the sidecar's method table.
 //! - `demo.rs`: the built-in demo role and the demo agent's methods.
 //! - `process.rs`: spawning an agent in its own process group, watching it exit, the stop ladder.
@@ -16,19 +18,22 @@
 
 mod agent;
 mod config;
+mod coordinate;
 mod demo;
 mod error;
 mod events;
 mod pool;
 mod process;
+mod route;
 mod rpc;
 mod stats;
 mod stderr_ring;
 mod swarm;
 
 pub use config::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_valid_name, parse_duration, parse_size};
+pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
-pub use error::SwarmError;
+pub use error::{ALL_FAILED, SwarmError};
 pub use events::{Event, Outcome};
 pub use pool::AgentInfo;
 pub use process::{AgentProcess, SpawnError, SpawnSpec, StopOutcome, describe_exit};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use skep_bridge::Client;
+use skep_bridge::{CacheConfig, Client, IdempotentCache};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -38,6 +38,8 @@ const HOUSEKEEPING: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     pub role: Arc<RoleConfig>,
+    /// The role's idempotent-call cache, when it declares idempotent methods.
+    pub cache: Option<Arc<IdempotentCache>>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -59,6 +61,8 @@ pub struct AgentInfo {
 
 enum Msg {
     Acquire(oneshot::Sender<Result<Lease, SwarmError>>),
+    /// A lease on every ready agent, whatever its load (for broadcasts).
+    AcquireEach(oneshot::Sender<Result<Vec<Lease>, SwarmError>>),
     Release {
         id: u64,
         outcome: Outcome,
@@ -101,7 +105,12 @@ impl Pool {
             shutdown: None,
         };
         tokio::spawn(supervisor.run());
-        Pool { role, tx }
+        let cache = (!role.idempotent.is_empty()).then(|| {
+            let limits =
+                CacheConfig { ttl: role.cache_ttl, max_entries: role.cache_capacity, max_bytes: role.cache_bytes };
+            Arc::new(IdempotentCache::new(limits))
+        });
+        Pool { role, cache, tx }
     }
 
     /// An agent for one call, waiting at most the role's queue timeout.
@@ -114,6 +123,13 @@ impl Pool {
             Ok(Err(_)) => Err(SwarmError::ShuttingDown),
             Err(_) => Err(SwarmError::Overloaded { role: self.role.name.clone(), waited }),
         }
+    }
+
+    /// A lease on every ready agent of the role.
+    pub(crate) async fn acquire_each(&self) -> Result<Vec<Lease>, SwarmError> {
+        let (reply, leases) = oneshot::channel();
+        self.tx.send(Msg::AcquireEach(reply)).map_err(|_| SwarmError::ShuttingDown)?;
+        leases.await.map_err(|_| SwarmError::ShuttingDown)?
     }
 
     /// Resolves once `min_warm` agents are ready or the role has failed.
@@ -252,6 +268,17 @@ impl Supervisor {
                 }
                 self.waiters.push_back(reply);
                 self.dispatch();
+            }
+            Msg::AcquireEach(reply) => {
+                let leases = match self.refusal() {
+                    Some(err) => Err(err),
+                    None => {
+                        let ready: Vec<u64> =
+                            self.slots.iter().filter(|(_, s)| s.state == State::Ready).map(|(id, _)| *id).collect();
+                        Ok(ready.into_iter().map(|id| self.lease(id)).collect())
+                    }
+                };
+                let _ = reply.send(leases);
             }
             Msg::Release { id, outcome, elapsed } => self.release(id, outcome, elapsed),
             Msg::Started { id, result } => self.started(id, result),

@@ -1,5 +1,6 @@
 //! The sidecar's methods, defined once on a jsonrpsee `RpcModule`:
-//! `initialize`, `swarm/call`, `swarm/roles`, `swarm/agents`, `swarm/stats`,
+//! `initialize`, `swarm/call`, `swarm/fanout`, `swarm/race`, `swarm/broadcast`,
+//! `swarm/route`, `swarm/roles`, `swarm/agents`, `swarm/stats`,
 //! `events/subscribe` / `events/unsubscribe`, and `shutdown`. Documented in
 //! docs/protocol.md.
 
@@ -12,6 +13,7 @@ use skep_bridge::{ErrorObjectOwned, RpcModule, SubscriptionResult};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::coordinate::RaceCall;
 use crate::swarm::{CallOptions, Swarm};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
@@ -20,6 +22,9 @@ pub struct Sidecar {
     swarm: Swarm,
     shutdown: CancellationToken,
 }
+
+/// The role that picks a role by `text` and the roles' `route` patterns.
+const AUTO_ROLE: &str = "auto";
 
 /// `swarm/call` params.
 #[derive(Deserialize)]
@@ -30,6 +35,70 @@ struct CallParams {
     #[serde(default)]
     params: Option<Box<RawValue>>,
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    cache: CacheMode,
+    /// With `"role": "auto"`: the text routed to a role.
+    text: Option<String>,
+}
+
+/// `"cache": "use"` (the default) or `"bypass"`.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum CacheMode {
+    #[default]
+    Use,
+    Bypass,
+}
+
+/// `swarm/fanout` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FanoutParams {
+    role: String,
+    method: String,
+    params: Vec<Box<RawValue>>,
+    max_parallel: Option<usize>,
+    timeout_ms: Option<u64>,
+}
+
+/// One contender of `swarm/race`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RaceEntry {
+    role: String,
+    method: String,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+}
+
+/// `swarm/race` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RaceParams {
+    calls: Vec<RaceEntry>,
+    timeout_ms: Option<u64>,
+}
+
+/// `swarm/broadcast` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BroadcastParams {
+    role: String,
+    method: String,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+    timeout_ms: Option<u64>,
+}
+
+/// `swarm/route` params.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteParams {
+    text: String,
+}
+
+fn options(timeout_ms: Option<u64>, cache: CacheMode) -> CallOptions {
+    CallOptions { timeout: timeout_ms.map(Duration::from_millis), bypass_cache: cache == CacheMode::Bypass }
 }
 
 /// The sidecar's method table over `swarm`; the `shutdown` method cancels `shutdown`.
@@ -44,11 +113,46 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
     module
         .register_async_method("swarm/call", |params, ctx, _| async move {
             let call: CallParams = params.parse()?;
-            let options = CallOptions { timeout: call.timeout_ms.map(Duration::from_millis) };
+            let swarm = &ctx.swarm;
+            let role = match (call.role.as_str(), &call.text) {
+                (AUTO_ROLE, Some(text)) => swarm.route(text).map_err(|e| e.to_error_object())?,
+                (AUTO_ROLE, None) => return Err(invalid_params("\"role\": \"auto\" needs \"text\" to route")),
+                (role, _) => role,
+            };
+            let options = options(call.timeout_ms, call.cache);
+            swarm.call(role, &call.method, call.params.as_deref(), options).await.map_err(|e| e.to_error_object())
+        })
+        .expect("fresh name");
+    module
+        .register_async_method("swarm/fanout", |params, ctx, _| async move {
+            let fan: FanoutParams = params.parse()?;
+            let options = options(fan.timeout_ms, CacheMode::Use);
             ctx.swarm
-                .call(&call.role, &call.method, call.params.as_deref(), options)
+                .fanout(&fan.role, &fan.method, fan.params, fan.max_parallel, options)
                 .await
                 .map_err(|e| e.to_error_object())
+        })
+        .expect("fresh name");
+    module
+        .register_async_method("swarm/race", |params, ctx, _| async move {
+            let race: RaceParams = params.parse()?;
+            let calls =
+                race.calls.into_iter().map(|c| RaceCall { role: c.role, method: c.method, params: c.params }).collect();
+            ctx.swarm.race(calls, options(race.timeout_ms, CacheMode::Use)).await.map_err(|e| e.to_error_object())
+        })
+        .expect("fresh name");
+    module
+        .register_async_method("swarm/broadcast", |params, ctx, _| async move {
+            let b: BroadcastParams = params.parse()?;
+            let options = options(b.timeout_ms, CacheMode::Use);
+            ctx.swarm.broadcast(&b.role, &b.method, b.params.as_deref(), options).await.map_err(|e| e.to_error_object())
+        })
+        .expect("fresh name");
+    module
+        .register_method("swarm/route", |params, ctx, _| {
+            let RouteParams { text } = params.parse()?;
+            let role = ctx.swarm.route(&text).map_err(|e| e.to_error_object())?;
+            Ok::<_, ErrorObjectOwned>(json!({ "role": role }))
         })
         .expect("fresh name");
     module.register_method("swarm/roles", |_, ctx, _| ctx.swarm.roles()).expect("fresh name");
@@ -92,4 +196,8 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
         )
         .expect("fresh name");
     module
+}
+
+fn invalid_params(message: &str) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(skep_bridge::code::INVALID_PARAMS, format!("invalid params: {message}"), None::<()>)
 }

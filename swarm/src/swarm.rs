@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use skep_bridge::{CallError, CallOptions as BridgeCallOptions};
+use skep_bridge::{CacheKey, CallError, CallOptions as BridgeCallOptions, ErrorObjectOwned};
 use tokio::sync::broadcast;
 
 use crate::config::{Config, Handshake};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
-use crate::pool::{AgentInfo, Pool};
+use crate::pool::{AgentInfo, Lease, Pool};
+use crate::route::Router;
 use crate::stats::SwarmStats;
 
 /// Events buffered per subscriber before a slow one starts missing some.
@@ -24,6 +25,8 @@ const EVENT_BUFFER: usize = 4096;
 pub struct CallOptions {
     /// Overrides the role's `timeout`.
     pub timeout: Option<Duration>,
+    /// Skips the role's idempotent cache for this call.
+    pub bypass_cache: bool,
 }
 
 /// A role as `swarm/roles` shows it.
@@ -48,6 +51,7 @@ pub struct Swarm {
 #[derive(Debug)]
 struct Inner {
     pools: BTreeMap<String, Pool>,
+    router: Router,
     events: broadcast::Sender<Event>,
 }
 
@@ -64,13 +68,21 @@ impl Swarm {
     /// ready or has failed (a failed role answers its calls with -32003).
     pub async fn start(config: Config) -> Result<Swarm, SwarmError> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let router = Router::new(config.roles.values());
         let pools: BTreeMap<String, Pool> =
             config.roles.into_values().map(|role| (role.name.clone(), Pool::start(role, events.clone()))).collect();
         futures::future::join_all(pools.values().map(Pool::settled)).await;
-        Ok(Swarm { inner: Arc::new(Inner { pools, events }) })
+        Ok(Swarm { inner: Arc::new(Inner { pools, router, events }) })
+    }
+
+    /// The role whose `route` patterns match `text`.
+    pub fn route(&self, text: &str) -> Result<&str, SwarmError> {
+        self.inner.router.route(text)
     }
 
     /// Calls `method` on an agent of `role` and returns its result undecoded.
+    /// Methods the role declares idempotent are answered from its cache when
+    /// they can be, and identical ones in flight share one agent call.
     pub async fn call(
         &self,
         role: &str,
@@ -79,7 +91,34 @@ impl Swarm {
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
         let pool = self.pool(role)?;
-        let mut lease = pool.acquire().await?;
+        let idempotent = !options.bypass_cache && pool.role.idempotent.iter().any(|m| m == method);
+        let Some(cache) = pool.cache.as_ref().filter(|_| idempotent) else {
+            let lease = pool.acquire().await?;
+            return self.call_on(pool, lease, method, params, options).await;
+        };
+        let key = CacheKey::new(role, method, params).map_err(|e| SwarmError::Agent(bad_params(&e)))?;
+        let (swarm, role, method) = (self.clone(), role.to_owned(), method.to_owned());
+        let params = params.map(ToOwned::to_owned);
+        let value = cache
+            .get_or_call(key, move || async move {
+                let pool = swarm.pool(&role)?;
+                let lease = pool.acquire().await?;
+                swarm.call_on(pool, lease, &method, params.as_deref(), options).await.map(Arc::from)
+            })
+            .await?;
+        Ok(RawValue::from_string(value.get().to_owned()).expect("cached results are JSON"))
+    }
+
+    /// Runs one call on a leased agent and books its outcome.
+    pub(crate) async fn call_on(
+        &self,
+        pool: &Pool,
+        mut lease: Lease,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
+        let role = pool.role.name.as_str();
         let timeout = options.timeout.unwrap_or(pool.role.timeout);
         self.emit(|| Event::CallStarted {
             role: role.to_owned(),
@@ -169,7 +208,7 @@ impl Swarm {
         futures::future::join_all(self.inner.pools.values().map(Pool::shutdown)).await;
     }
 
-    fn pool(&self, role: &str) -> Result<&Pool, SwarmError> {
+    pub(crate) fn pool(&self, role: &str) -> Result<&Pool, SwarmError> {
         self.inner.pools.get(role).ok_or_else(|| SwarmError::UnknownRole {
             role: role.to_owned(),
             known: self.inner.pools.keys().cloned().collect(),
@@ -181,4 +220,8 @@ impl Swarm {
             let _ = self.inner.events.send(event());
         }
     }
+}
+
+fn bad_params(e: &serde_json::Error) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(skep_bridge::code::INVALID_PARAMS, format!("invalid params: {e}"), None::<()>)
 }

@@ -146,7 +146,7 @@ async fn agent_errors_pass_through_and_unknown_roles_are_named() {
 async fn a_killed_agent_fails_its_call_at_once_and_is_replaced() {
     let mut h = Harness::start(vec![role("k", &[])]).await;
     let victim = *h.ready_pids("k").await.first().expect("one warm agent");
-    let options = CallOptions { timeout: Some(Duration::from_secs(3600)) };
+    let options = CallOptions { timeout: Some(Duration::from_secs(3600)), ..CallOptions::default() };
     let call = h.call_with("k", "sleep", json!({ "ms": 3_600_000 }), options);
     let kill = async {
         h.swarm.agents().await; // the call is in flight once the agent is busy
@@ -172,7 +172,7 @@ async fn a_killed_agent_fails_its_call_at_once_and_is_replaced() {
 async fn a_hung_agent_times_out_and_is_replaced() {
     let mut h = Harness::start(vec![role("h", &["--hang"])]).await;
     let hung = h.ready_pids("h").await;
-    let options = CallOptions { timeout: Some(Duration::from_millis(300)) };
+    let options = CallOptions { timeout: Some(Duration::from_millis(300)), ..CallOptions::default() };
     let err = h.call_with("h", "echo", json!([1]), options).await.expect_err("no answer");
     assert!(matches!(err, SwarmError::Timeout { .. }), "{err:?}");
     assert_eq!(err.code(), -32001);
@@ -219,7 +219,7 @@ async fn garbage_on_stdout_does_not_break_calls() {
 async fn an_endless_line_times_out_and_is_replaced() {
     let mut h = Harness::start(vec![role("n", &["--no-newline-flood"])]).await;
     let flooding = h.ready_pids("n").await;
-    let options = CallOptions { timeout: Some(Duration::from_millis(500)) };
+    let options = CallOptions { timeout: Some(Duration::from_millis(500)), ..CallOptions::default() };
     let err = h.call_with("n", "echo", json!([]), options).await.expect_err("no answer");
     assert_eq!(err.code(), -32001, "{err}");
     h.wait_for_pids("n", "a replacement", |pids| !pids.is_empty() && pids.is_disjoint(&flooding)).await;
@@ -231,7 +231,7 @@ async fn an_endless_line_times_out_and_is_replaced() {
 async fn an_agent_that_never_reads_does_not_block_others() {
     let h = Harness::start(vec![role("deaf", &["--no-read"]), role("ok", &[])]).await;
     let big = "x".repeat(1 << 20);
-    let options = CallOptions { timeout: Some(Duration::from_millis(500)) };
+    let options = CallOptions { timeout: Some(Duration::from_millis(500)), ..CallOptions::default() };
     let (deaf, ok) = tokio::join!(h.call_with("deaf", "echo", json!([big]), options), h.call("ok", "echo", json!([1])));
     assert_eq!(deaf.expect_err("times out").code(), -32001);
     assert_eq!(ok.expect("answered"), json!([1]));
