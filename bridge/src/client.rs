@@ -3,7 +3,8 @@
 //! jsonrpsee's client treats a reply with an unknown id as fatal and keeps a
 //! timed-out call pending until its late reply arrives, so the bridge has its
 //! own: a reply nobody waits for is dropped and counted, a timed-out or dropped
-//! call releases its entry at once and tells the peer `$/cancelRequest`, and a
+//! call releases its entry at once and tells the peer to cancel it
+//! (`$/cancelRequest`, or MCP's `notifications/cancelled`), and a
 //! peer that goes away fails every waiting call at once.
 //!
 //! Three parties share a connection: callers (any number of [`Client`]
@@ -34,6 +35,9 @@ use crate::message::{self, Incoming, Payload};
 use crate::server::CANCEL_METHOD;
 use crate::writer::write_loop;
 
+/// MCP's cancellation notification.
+pub const MCP_CANCEL_METHOD: &str = "notifications/cancelled";
+
 /// How a client speaks and how long it waits.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -49,6 +53,18 @@ pub struct ClientConfig {
     pub idempotent: Vec<String>,
     /// Limits of the idempotent cache (used only when `idempotent` is not empty).
     pub cache: CacheConfig,
+    /// How an abandoned call is cancelled on the wire.
+    pub cancel: CancelStyle,
+}
+
+/// The notification that tells a peer to stop working on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CancelStyle {
+    /// `$/cancelRequest {"id": N}`, as LSP and vscode-jsonrpc.
+    #[default]
+    Lsp,
+    /// `notifications/cancelled {"requestId": N, "reason": ...}`, as MCP.
+    Mcp,
 }
 
 impl Default for ClientConfig {
@@ -60,6 +76,7 @@ impl Default for ClientConfig {
             outbound_capacity: 1_024,
             idempotent: Vec::new(),
             cache: CacheConfig::default(),
+            cancel: CancelStyle::Lsp,
         }
     }
 }
@@ -412,11 +429,14 @@ impl Drop for Pending<'_> {
         }
         shared.counters.cancelled.fetch_add(1, Relaxed);
         let mut frame = shared.buffers.take();
-        let params = format!("{{\"id\":{}}}", self.id);
-        let params = RawValue::from_string(params).expect("an id object is JSON");
-        encode(shared.config.framing, &mut frame, |out| {
-            message::write_request(out, None, CANCEL_METHOD, Some(&params))
-        });
+        let (method, params) = match shared.config.cancel {
+            CancelStyle::Lsp => (CANCEL_METHOD, format!("{{\"id\":{}}}", self.id)),
+            CancelStyle::Mcp => {
+                (MCP_CANCEL_METHOD, format!("{{\"requestId\":{},\"reason\":\"the caller gave up\"}}", self.id))
+            }
+        };
+        let params = RawValue::from_string(params).expect("a cancel object is JSON");
+        encode(shared.config.framing, &mut frame, |out| message::write_request(out, None, method, Some(&params)));
         // Best effort: a full queue means the peer is not reading anyway.
         let _ = self.client.out.try_send(frame);
     }

@@ -28,7 +28,10 @@ mod writer;
 
 pub use buffers::{BufferPool, PooledBuf};
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, ResultStore, canonical_json};
-pub use client::{CallError, CallOptions, Client, ClientBuilder, ClientConfig, ClientStats, Notification};
+pub use client::{
+    CallError, CallOptions, CancelStyle, Client, ClientBuilder, ClientConfig, ClientStats, MCP_CANCEL_METHOD,
+    Notification,
+};
 pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
 pub use message::{
     Incoming, ParseError, Payload, classify, decode_error, error_response, parse, write_error, write_request,

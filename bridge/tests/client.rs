@@ -295,3 +295,17 @@ async fn close_fails_waiting_calls_and_ends_the_peers_input() {
     assert!(matches!(end, Ok(None)), "the peer's input should end: {end:?}");
     assert!(!client.is_connected());
 }
+
+#[tokio::test(start_paused = true)]
+async fn mcp_peers_are_cancelled_the_mcp_way() {
+    let config = ClientConfig { cancel: skep_bridge::CancelStyle::Mcp, ..ClientConfig::default() };
+    let (client, mut peer) = ScriptedPeer::connect(config);
+    let options = CallOptions { timeout: Some(Duration::from_secs(1)), ..CallOptions::default() };
+    let (result, request) = tokio::join!(client.call_raw("tools/call", None, options), peer.recv());
+    assert_eq!(request["id"], 1);
+    assert!(matches!(result, Err(CallError::Elapsed(_))));
+    assert_eq!(
+        peer.recv().await,
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "the caller gave up"}})
+    );
+}

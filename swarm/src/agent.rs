@@ -9,12 +9,15 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use skep_bridge::{CallOptions, Client, ClientConfig, Framing};
+use skep_bridge::{CallOptions, CancelStyle, Client, ClientConfig, Framing};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Handshake, RoleConfig};
 use crate::process::{AgentProcess, SpawnSpec, StopOutcome, describe_exit};
 use crate::stderr_ring::StderrTail;
+
+/// The MCP protocol revision skep asks for; servers answer with the one they speak.
+const MCP_PROTOCOL_VERSION: &str = "2025-06-18";
 
 /// How long each step of the stop ladder waits for the agent to exit.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -74,9 +77,13 @@ pub(crate) async fn start(
         .await
         .map_err(|e| StartFailure { reason: format!("{e:#}"), stderr_tail: String::new() })?;
     let (stdin, stdout) = process.take_stdio().expect("a fresh process still has its pipes");
-    let config = ClientConfig { framing: Framing::Newline, timeout: role.timeout, ..ClientConfig::default() };
+    let cancel = match role.handshake {
+        Handshake::Mcp => CancelStyle::Mcp,
+        Handshake::None | Handshake::Initialize => CancelStyle::Lsp,
+    };
+    let config = ClientConfig { framing: Framing::Newline, timeout: role.timeout, cancel, ..ClientConfig::default() };
     let client = Client::connect(stdout, stdin, config);
-    if role.handshake == Handshake::Initialize {
+    if role.handshake != Handshake::None {
         if let Err(reason) = handshake(role, &client, &mut process).await {
             let stderr_tail = process.stderr_tail(TAIL_BYTES);
             client.close();
@@ -101,13 +108,23 @@ pub(crate) async fn start(
     Ok(agent)
 }
 
-/// `initialize` must be answered before the agent counts as ready.
+/// `initialize` must be answered before the agent counts as ready; an MCP
+/// server is then told `notifications/initialized`, as its spec requires.
 async fn handshake(role: &RoleConfig, client: &Client, process: &mut AgentProcess) -> Result<(), String> {
-    let params = format!(r#"{{"client":"skep","version":"{}"}}"#, env!("CARGO_PKG_VERSION"));
+    let version = env!("CARGO_PKG_VERSION");
+    let params = match role.handshake {
+        Handshake::Mcp => format!(
+            r#"{{"protocolVersion":"{MCP_PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"skep","version":"{version}"}}}}"#
+        ),
+        Handshake::None | Handshake::Initialize => format!(r#"{{"client":"skep","version":"{version}"}}"#),
+    };
     let params = RawValue::from_string(params).expect("static JSON");
     let options = CallOptions { timeout: Some(role.startup_timeout), ..CallOptions::default() };
     tokio::select! {
         answered = client.call_raw("initialize", Some(&params), options) => match answered {
+            Ok(_) if role.handshake == Handshake::Mcp => {
+                client.notify("notifications/initialized", None).await.map_err(|e| format!("cannot confirm initialization: {e}"))
+            }
             Ok(_) => Ok(()),
             Err(e) => Err(format!("initialize failed: {e}")),
         },
