@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Deserializer, de};
 use toml::Spanned;
+
+use crate::breaker::BreakerConfig;
 use toml::de::{DeTable, DeValue};
 
 const DURATION: &str = r#"a duration such as "250ms", "30s" or "5m""#;
@@ -98,6 +100,8 @@ pub struct RoleConfig {
     pub cache_bytes: usize,
     /// Patterns (regular expressions) that route free text to this role.
     pub route: Vec<String>,
+    /// The role's circuit breaker.
+    pub breaker: BreakerConfig,
 }
 
 /// Why a config could not be loaded.
@@ -159,6 +163,40 @@ struct RawRole {
     cache_capacity: Opt<u64>,
     cache_bytes: Opt<Size>,
     route: Opt<Vec<Spanned<String>>>,
+    breaker: Opt<RawBreaker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    window: Option<u64>,
+    min_calls: Option<u64>,
+    failure_rate: Option<f64>,
+    slow_call: Option<Dur>,
+    slow_rate: Option<f64>,
+    open_for: Option<Dur>,
+    open_for_max: Option<Dur>,
+    half_open_probes: Option<u64>,
+    probe_timeout: Option<Dur>,
+}
+
+impl RawBreaker {
+    fn build(self) -> BreakerConfig {
+        let d = BreakerConfig::default();
+        let count = |v: Option<u64>, default: usize| v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX));
+        let dur = |v: Option<Dur>, default| v.map_or(default, |v| v.0);
+        BreakerConfig {
+            window: count(self.window, d.window),
+            min_calls: count(self.min_calls, d.min_calls),
+            failure_rate: self.failure_rate.unwrap_or(d.failure_rate),
+            slow_call: dur(self.slow_call, d.slow_call),
+            slow_rate: self.slow_rate.unwrap_or(d.slow_rate),
+            open_for: dur(self.open_for, d.open_for),
+            open_for_max: dur(self.open_for_max, d.open_for_max),
+            half_open_probes: count(self.half_open_probes, d.half_open_probes),
+            probe_timeout: dur(self.probe_timeout, d.probe_timeout),
+        }
+    }
 }
 
 // Parsed during deserialization so that `timeout = 30` and `timeout = "30"` get the same hint.
@@ -259,6 +297,7 @@ impl RoleConfig {
             cache_capacity: 10_000,
             cache_bytes: 64 * 1024 * 1024,
             route: Vec::new(),
+            breaker: BreakerConfig::default(),
         }
     }
 
@@ -382,6 +421,17 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         (None, Handshake::Mcp) => vec!["tools/list".to_owned()],
         (None, _) => Vec::new(),
     };
+    let breaker = match r.breaker {
+        None => d.breaker.clone(),
+        Some(raw) => {
+            let span = raw.span();
+            let breaker = raw.into_inner().build();
+            if let Err(rule) = breaker.validate() {
+                return Err(cx.at(span.start, format!("{}.breaker: {rule}", f.key)));
+            }
+            breaker
+        }
+    };
     let cache_bytes = match r.cache_bytes {
         None => d.cache_bytes,
         Some(size) => usize::try_from(size.into_inner().0).unwrap_or(usize::MAX),
@@ -408,6 +458,7 @@ fn build_role(cx: &Ctx<'_>, name: &Spanned<String>, r: RawRole, base: &Path) -> 
         cache_capacity: f.int(&r.cache_capacity, "cache_capacity", d.cache_capacity as u64, 0, 1 << 32)? as usize,
         cache_bytes,
         route,
+        breaker,
     })
 }
 
@@ -642,6 +693,7 @@ route = ["^review\\b", "lint"]
             cache_capacity: 500,
             cache_bytes: 2 * 1024 * 1024,
             route: argv(&["^review\\b", "lint"]),
+            breaker: BreakerConfig::default(),
         };
         assert_eq!(role(text, "w"), expected);
         assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));
@@ -732,12 +784,12 @@ route = ["^review\\b", "lint"]
             3,
             &[
                 "unknown key roles.r.comand (expected one of: command, cwd, env,",
-                "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route)",
+                "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route, breaker)",
             ],
         );
         fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles)"]);
         fails(&format!("{EXAMPLE}[other]\n"), 15, &["unknown key other"]);
-        fails(&with_line("[roles.r.breaker]\nx = 1"), 3, &["unknown key roles.r.breaker"]);
+        fails(&with_line("[roles.r.breaker]\nx = 1"), 4, &["unknown key roles.r.breaker.x (expected one of: window,"]);
     }
 
     #[test]

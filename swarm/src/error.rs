@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 use skep_bridge::{ErrorObjectOwned, code};
 
+use crate::breaker::BreakerState;
+
 /// The code of a race whose every call failed (a server error in JSON-RPC's
 /// implementation-defined range; each cause keeps its own code in `data`).
 pub const ALL_FAILED: i32 = -32000;
@@ -32,6 +34,9 @@ pub enum SwarmError {
     /// The agent answered with an error; it is passed on unchanged.
     #[error("the agent answered with error {}: {}", .0.code(), .0.message())]
     Agent(ErrorObjectOwned),
+    /// The role's circuit breaker is open: calls fail fast until it probes again.
+    #[error("circuit open for role {role}: calls fail fast; retry in {} ms", retry_after.as_millis())]
+    CircuitOpen { role: String, state: BreakerState, retry_after: Duration, last_failure: Option<String> },
     /// The swarm is shutting down.
     #[error("shutting down: the call was not run")]
     ShuttingDown,
@@ -57,6 +62,7 @@ impl SwarmError {
                 code::AGENT_CRASHED
             }
             SwarmError::Timeout { .. } => code::TIMEOUT,
+            SwarmError::CircuitOpen { .. } => code::CIRCUIT_OPEN,
             SwarmError::Agent(e) => e.code(),
             SwarmError::ShuttingDown => code::SHUTTING_DOWN,
         }
@@ -94,6 +100,12 @@ impl SwarmError {
                 Some(json!({ "causes": causes }))
             }
             SwarmError::ShuttingDown => None,
+            SwarmError::CircuitOpen { role, state, retry_after, last_failure } => Some(json!({
+                "role": role,
+                "state": state,
+                "retryAfterMs": retry_after.as_millis().max(1) as u64,
+                "lastFailure": last_failure,
+            })),
         };
         ErrorObjectOwned::owned(self.code(), self.to_string(), data)
     }

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::breaker::BreakerState;
+
 /// One thing that happened to an agent, a call or a role.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
@@ -24,6 +26,8 @@ pub enum Event {
     CallStarted { role: String, agent: String, method: String },
     /// A call ended: `outcome` is ok, error, timeout, crashed or cancelled.
     CallFinished { role: String, agent: String, method: String, duration_us: u64, outcome: Outcome },
+    /// The role's circuit breaker changed state.
+    BreakerChanged { role: String, from: BreakerState, to: BreakerState },
     /// A role hit its restart limit; its calls fail fast.
     RoleFailed { role: String, reason: String },
 }

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - `config.rs`: loading and validating `skep.toml`.
+//! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
+//! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: a role's supervisor task, which owns its agents, and the lease a call holds.
 //! - `agent.rs`: starting one agent (process, connection, handshake) and watching it exit.
@@ -17,6 +19,8 @@
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
 mod agent;
+mod breaker;
+mod command;
 mod config;
 mod coordinate;
 mod demo;
@@ -30,6 +34,9 @@ mod stats;
 mod stderr_ring;
 mod swarm;
 
+pub use breaker::{
+    Breaker, BreakerConfig, BreakerSnapshot, BreakerState, CallOutcome, CircuitOpen, Permit, Transition,
+};
 pub use config::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_valid_name, parse_duration, parse_size};
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};

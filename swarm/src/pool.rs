@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use skep_bridge::{CacheConfig, Client, IdempotentCache};
+use skep_bridge::{CacheConfig, Client, IdempotentCache, code};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::agent::{self, Agent, Exit, StartFailure};
-use crate::config::RoleConfig;
+use crate::breaker::{Breaker, CallOutcome, Permit};
+use crate::config::{Protocol, RoleConfig};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
 use crate::stats::{AgentCounts, Recorder, RoleStats};
@@ -40,6 +41,8 @@ pub(crate) struct Pool {
     pub role: Arc<RoleConfig>,
     /// The role's idempotent-call cache, when it declares idempotent methods.
     pub cache: Option<Arc<IdempotentCache>>,
+    /// Command processes that may run at once (`max_agents`), for command roles.
+    pub commands: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -65,6 +68,15 @@ enum Msg {
     AcquireEach(oneshot::Sender<Result<Vec<Lease>, SwarmError>>),
     Release {
         id: u64,
+        outcome: Outcome,
+        elapsed: Duration,
+        permit: Option<Permit>,
+    },
+    /// A breaker permit for a call that needs no agent (command roles).
+    Admit(oneshot::Sender<Result<Permit, SwarmError>>),
+    /// The end of a call admitted with `Admit`.
+    Judge {
+        permit: Permit,
         outcome: Outcome,
         elapsed: Duration,
     },
@@ -102,6 +114,7 @@ impl Pool {
             restart_at: None,
             failed: None,
             recorder: Recorder::default(),
+            breaker: Breaker::new(role.breaker.clone()),
             shutdown: None,
         };
         tokio::spawn(supervisor.run());
@@ -110,7 +123,8 @@ impl Pool {
                 CacheConfig { ttl: role.cache_ttl, max_entries: role.cache_capacity, max_bytes: role.cache_bytes };
             Arc::new(IdempotentCache::new(limits))
         });
-        Pool { role, cache, tx }
+        let commands = Arc::new(tokio::sync::Semaphore::new(role.max_agents));
+        Pool { role, cache, commands, tx }
     }
 
     /// An agent for one call, waiting at most the role's queue timeout.
@@ -155,6 +169,14 @@ impl Pool {
         }
     }
 
+    /// A breaker permit and a ticket for a call that runs without an agent.
+    pub(crate) async fn admit(&self) -> Result<Ticket, SwarmError> {
+        let (reply, permit) = oneshot::channel();
+        self.tx.send(Msg::Admit(reply)).map_err(|_| SwarmError::ShuttingDown)?;
+        let permit = permit.await.map_err(|_| SwarmError::ShuttingDown)??;
+        Ok(Ticket { permit: Some(permit), started: Instant::now(), outcome: Outcome::Cancelled, pool: self.tx.clone() })
+    }
+
     /// Asks for a shutdown without waiting (from `Drop`).
     pub(crate) fn shutdown_now(&self) {
         let _ = self.tx.send(Msg::Shutdown(None));
@@ -173,7 +195,35 @@ pub(crate) struct Lease {
     exit: tokio::sync::watch::Receiver<Option<String>>,
     started: Instant,
     outcome: Outcome,
+    /// The breaker's permit; `None` for broadcasts, which the breaker does not judge.
+    permit: Option<Permit>,
     pool: mpsc::UnboundedSender<Msg>,
+}
+
+/// A call admitted by the breaker that runs without a pooled agent (a
+/// command role's process). Dropping it books the outcome.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    permit: Option<Permit>,
+    started: Instant,
+    outcome: Outcome,
+    pool: mpsc::UnboundedSender<Msg>,
+}
+
+impl Ticket {
+    /// Records how the call ended.
+    pub(crate) fn finish(mut self, outcome: Outcome) -> Duration {
+        self.outcome = outcome;
+        self.started.elapsed()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            let _ = self.pool.send(Msg::Judge { permit, outcome: self.outcome, elapsed: self.started.elapsed() });
+        }
+    }
 }
 
 impl Lease {
@@ -197,7 +247,12 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let release = Msg::Release { id: self.id, outcome: self.outcome, elapsed: self.started.elapsed() };
+        let release = Msg::Release {
+            id: self.id,
+            outcome: self.outcome,
+            elapsed: self.started.elapsed(),
+            permit: self.permit.take(),
+        };
         let _ = self.pool.send(release);
     }
 }
@@ -225,7 +280,7 @@ struct Supervisor {
     events: broadcast::Sender<Event>,
     slots: BTreeMap<u64, Slot>,
     next_id: u64,
-    waiters: VecDeque<oneshot::Sender<Result<Lease, SwarmError>>>,
+    waiters: VecDeque<Waiter>,
     settled: Vec<oneshot::Sender<()>>,
     /// Times of recent crashes, for the restart limit.
     crashes: VecDeque<Instant>,
@@ -234,7 +289,14 @@ struct Supervisor {
     restart_at: Option<Instant>,
     failed: Option<SwarmError>,
     recorder: Recorder,
+    breaker: Breaker,
     shutdown: Option<Vec<oneshot::Sender<()>>>,
+}
+
+/// A caller waiting for an agent, already admitted by the breaker.
+struct Waiter {
+    reply: oneshot::Sender<Result<Lease, SwarmError>>,
+    permit: Permit,
 }
 
 impl Supervisor {
@@ -261,13 +323,22 @@ impl Supervisor {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Acquire(reply) => {
-                if let Some(err) = self.refusal() {
-                    let _ = reply.send(Err(err));
-                    return;
+            Msg::Acquire(reply) => match self.admit() {
+                Ok(permit) => {
+                    self.waiters.push_back(Waiter { reply, permit });
+                    self.dispatch();
                 }
-                self.waiters.push_back(reply);
-                self.dispatch();
+                Err(err) => drop(reply.send(Err(err))),
+            },
+            Msg::Admit(reply) => {
+                let admitted = self.admit();
+                if let Err(Ok(permit)) = reply.send(admitted) {
+                    self.judge(permit, Outcome::Cancelled, Duration::ZERO);
+                }
+            }
+            Msg::Judge { permit, outcome, elapsed } => {
+                self.recorder.record(outcome, elapsed);
+                self.judge(permit, outcome, elapsed);
             }
             Msg::AcquireEach(reply) => {
                 let leases = match self.refusal() {
@@ -275,12 +346,17 @@ impl Supervisor {
                     None => {
                         let ready: Vec<u64> =
                             self.slots.iter().filter(|(_, s)| s.state == State::Ready).map(|(id, _)| *id).collect();
-                        Ok(ready.into_iter().map(|id| self.lease(id)).collect())
+                        Ok(ready.into_iter().map(|id| self.lease(id, None)).collect())
                     }
                 };
                 let _ = reply.send(leases);
             }
-            Msg::Release { id, outcome, elapsed } => self.release(id, outcome, elapsed),
+            Msg::Release { id, outcome, elapsed, permit } => {
+                if let Some(permit) = permit {
+                    self.judge(permit, outcome, elapsed);
+                }
+                self.release(id, outcome, elapsed);
+            }
             Msg::Started { id, result } => self.started(id, result),
             Msg::Exited { id, exit } => self.exited(id, exit),
             Msg::Settled(reply) => {
@@ -292,9 +368,7 @@ impl Supervisor {
             }
             Msg::Shutdown(reply) => {
                 self.shutdown.get_or_insert_with(Vec::new).extend(reply);
-                for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Err(SwarmError::ShuttingDown));
-                }
+                self.fail_waiters(&SwarmError::ShuttingDown);
                 let ids: Vec<u64> = self.slots.keys().copied().collect();
                 for id in ids {
                     self.stop(id);
@@ -310,19 +384,66 @@ impl Supervisor {
         self.failed.clone()
     }
 
+    /// The breaker's word on one more call (a failed or stopping role refuses first).
+    fn admit(&mut self) -> Result<Permit, SwarmError> {
+        if let Some(err) = self.refusal() {
+            return Err(err);
+        }
+        let admitted = self.breaker.admit(Instant::now().into_std());
+        self.note_transitions();
+        admitted.map_err(|open| SwarmError::CircuitOpen {
+            role: self.role.name.clone(),
+            state: open.state,
+            retry_after: open.retry_after,
+            last_failure: open.last_failure,
+        })
+    }
+
+    /// Books a call's outcome with the breaker. Caller mistakes and cancelled
+    /// calls (race losers) do not count; an agent's own application errors
+    /// mean the agent works.
+    fn judge(&mut self, permit: Permit, outcome: Outcome, elapsed: Duration) {
+        let (verdict, detail) = match outcome {
+            Outcome::Ok => (CallOutcome::Success, None),
+            Outcome::Error(code::INTERNAL_ERROR) => (CallOutcome::Failure, Some("the agent answered -32603")),
+            Outcome::Error(code::METHOD_NOT_FOUND | code::INVALID_PARAMS) => (CallOutcome::Ignored, None),
+            Outcome::Error(_) => (CallOutcome::Success, None),
+            Outcome::Timeout => (CallOutcome::Failure, Some("timeout")),
+            Outcome::Crashed => (CallOutcome::Failure, Some("the agent crashed during the call")),
+            Outcome::Cancelled => (CallOutcome::Ignored, None),
+        };
+        self.breaker.record(permit, verdict, elapsed, detail, Instant::now().into_std());
+        self.note_transitions();
+    }
+
+    fn note_transitions(&mut self) {
+        for t in self.breaker.take_transitions() {
+            tracing::info!(role = %self.role.name, from = ?t.from, to = ?t.to, "circuit breaker");
+            self.emit(|| Event::BreakerChanged { role: self.role.name.clone(), from: t.from, to: t.to });
+        }
+    }
+
+    fn fail_waiters(&mut self, err: &SwarmError) {
+        for waiter in std::mem::take(&mut self.waiters) {
+            let _ = waiter.reply.send(Err(err.clone()));
+            self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
+        }
+    }
+
     /// Hands free agents to waiting callers, then starts agents for the rest.
     fn dispatch(&mut self) {
         while let Some(waiter) = self.waiters.pop_front() {
-            if waiter.is_closed() {
+            if waiter.reply.is_closed() {
+                self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
                 continue;
             }
             let Some(id) = self.pick() else {
                 self.waiters.push_front(waiter);
                 break;
             };
-            let lease = self.lease(id);
+            let lease = self.lease(id, Some(waiter.permit));
             // A caller that gave up just now drops the lease, which releases it.
-            let _ = waiter.send(Ok(lease));
+            let _ = waiter.reply.send(Ok(lease));
         }
         self.grow();
     }
@@ -336,7 +457,7 @@ impl Supervisor {
             .map(|(id, _)| *id)
     }
 
-    fn lease(&mut self, id: u64) -> Lease {
+    fn lease(&mut self, id: u64, permit: Option<Permit>) -> Lease {
         let slot = self.slots.get_mut(&id).expect("picked from the slots");
         slot.in_flight += 1;
         let agent = slot.agent.as_ref().expect("ready slots hold an agent");
@@ -349,6 +470,7 @@ impl Supervisor {
             exit: agent.exit.clone(),
             started: Instant::now(),
             outcome: Outcome::Cancelled,
+            permit,
             pool: self.tx.clone(),
         };
         if slot.in_flight == 1 {
@@ -441,9 +563,9 @@ impl Supervisor {
             };
             tracing::error!(role = %self.role.name, "{err}");
             self.emit(|| Event::RoleFailed { role: self.role.name.clone(), reason: err.to_string() });
-            for waiter in self.waiters.drain(..) {
-                let _ = waiter.send(Err(err.clone()));
-            }
+            self.fail_waiters(&err);
+            self.breaker.force_open(&err.to_string(), Instant::now().into_std());
+            self.note_transitions();
             self.failed = Some(err);
             return;
         }
@@ -456,7 +578,8 @@ impl Supervisor {
 
     /// Starts agents up to `min_warm`, and for callers that are waiting.
     fn grow(&mut self) {
-        if self.shutdown.is_some() || self.failed.is_some() {
+        // Command roles keep no agents: each call starts its own process.
+        if self.shutdown.is_some() || self.failed.is_some() || self.role.protocol == Protocol::Command {
             return;
         }
         if self.restart_at.is_some_and(|at| Instant::now() < at) {
@@ -464,7 +587,7 @@ impl Supervisor {
         }
         let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
         let starting = self.slots.values().filter(|s| s.state == State::Starting).count();
-        let waiting = self.waiters.iter().filter(|w| !w.is_closed()).count();
+        let waiting = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
         let for_waiters = waiting.div_ceil(self.role.concurrency).saturating_sub(starting);
         let wanted = self.role.min_warm.saturating_sub(live).max(for_waiters);
         for _ in 0..wanted.min(self.role.max_agents.saturating_sub(live)) {
@@ -501,6 +624,8 @@ impl Supervisor {
 
     fn housekeep(&mut self) {
         let now = Instant::now();
+        self.breaker.tick(now.into_std());
+        self.note_transitions();
         let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
         let surplus = live.saturating_sub(self.role.min_warm);
         let idle: Vec<u64> = self
@@ -520,7 +645,8 @@ impl Supervisor {
 
     fn check_settled(&mut self) {
         let ready = self.slots.values().filter(|s| s.state == State::Ready).count();
-        if ready >= self.role.min_warm || self.failed.is_some() || self.shutdown.is_some() {
+        let warm = ready >= self.role.min_warm || self.role.protocol == Protocol::Command;
+        if warm || self.failed.is_some() || self.shutdown.is_some() {
             for reply in self.settled.drain(..) {
                 let _ = reply.send(());
             }
@@ -556,8 +682,15 @@ impl Supervisor {
                 }
             })
             .collect();
-        let queued = self.waiters.iter().filter(|w| !w.is_closed()).count();
-        let stats = self.recorder.snapshot(&self.role.name, counts, queued, self.restarts, self.failed.is_some());
+        let queued = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
+        let stats = self.recorder.snapshot(
+            &self.role.name,
+            counts,
+            queued,
+            self.restarts,
+            self.failed.is_some(),
+            self.breaker.snapshot(Instant::now().into_std()),
+        );
         (agents, stats)
     }
 

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use skep_bridge::CacheStats;
+
+use crate::breaker::BreakerSnapshot;
 use serde::Serialize;
 
 use crate::events::Outcome;
@@ -36,6 +39,10 @@ pub struct RoleStats {
     pub restarts: u64,
     /// Whether the role hit its restart limit.
     pub failed: bool,
+    /// The role's circuit breaker.
+    pub breaker: BreakerSnapshot,
+    /// The role's idempotent cache, when it has one.
+    pub cache: Option<CacheStats>,
 }
 
 /// Agents of a role by state.
@@ -102,6 +109,7 @@ impl Recorder {
         queue_depth: usize,
         restarts: u64,
         failed: bool,
+        breaker: BreakerSnapshot,
     ) -> RoleStats {
         let at = |q| if self.calls == 0 { 0 } else { self.latency.value_at_quantile(q) };
         RoleStats {
@@ -113,6 +121,8 @@ impl Recorder {
             queue_depth,
             restarts,
             failed,
+            breaker,
+            cache: None,
         }
     }
 }
@@ -130,7 +140,8 @@ mod tests {
         r.record(Outcome::Timeout, Duration::from_secs(1));
         r.record(Outcome::Error(-32050), Duration::from_micros(5));
         r.record(Outcome::Cancelled, Duration::from_secs(9));
-        let s = r.snapshot("x", AgentCounts::default(), 0, 0, false);
+        let breaker = crate::breaker::Breaker::new(Default::default()).snapshot(std::time::Instant::now());
+        let s = r.snapshot("x", AgentCounts::default(), 0, 0, false, breaker);
         assert_eq!(s.calls, 102);
         assert_eq!(s.errors, BTreeMap::from([(-32050, 1), (-32001, 1)]));
         assert!((495..=510).contains(&s.latency_us.p50), "{:?}", s.latency_us);

@@ -10,7 +10,8 @@ use serde_json::value::RawValue;
 use skep_bridge::{CacheKey, CallError, CallOptions as BridgeCallOptions, ErrorObjectOwned};
 use tokio::sync::broadcast;
 
-use crate::config::{Config, Handshake};
+use crate::command;
+use crate::config::{Config, Handshake, Protocol};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
 use crate::pool::{AgentInfo, Lease, Pool};
@@ -93,8 +94,7 @@ impl Swarm {
         let pool = self.pool(role)?;
         let idempotent = !options.bypass_cache && pool.role.idempotent.iter().any(|m| m == method);
         let Some(cache) = pool.cache.as_ref().filter(|_| idempotent) else {
-            let lease = pool.acquire().await?;
-            return self.call_on(pool, lease, method, params, options).await;
+            return self.call_uncached(pool, method, params, options).await;
         };
         let key = CacheKey::new(role, method, params).map_err(|e| SwarmError::Agent(bad_params(&e)))?;
         let (swarm, role, method) = (self.clone(), role.to_owned(), method.to_owned());
@@ -102,11 +102,49 @@ impl Swarm {
         let value = cache
             .get_or_call(key, move || async move {
                 let pool = swarm.pool(&role)?;
-                let lease = pool.acquire().await?;
-                swarm.call_on(pool, lease, &method, params.as_deref(), options).await.map(Arc::from)
+                swarm.call_uncached(pool, &method, params.as_deref(), options).await.map(Arc::from)
             })
             .await?;
         Ok(RawValue::from_string(value.get().to_owned()).expect("cached results are JSON"))
+    }
+
+    async fn call_uncached(
+        &self,
+        pool: &Pool,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
+        if pool.role.protocol == Protocol::Command {
+            return self.call_command(pool, params, options).await;
+        }
+        let lease = pool.acquire().await?;
+        self.call_on(pool, lease, method, params, options).await
+    }
+
+    /// A command role's call: its own process, admitted by the breaker and
+    /// bounded to `max_agents` at once.
+    async fn call_command(
+        &self,
+        pool: &Pool,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
+        let role = &pool.role;
+        let ticket = pool.admit().await?;
+        let waited = role.queue_timeout;
+        let slot = tokio::time::timeout(waited, pool.commands.acquire())
+            .await
+            .map_err(|_| SwarmError::Overloaded { role: role.name.clone(), waited })?
+            .map_err(|_| SwarmError::ShuttingDown)?;
+        let result = command::run(role, params, options.timeout.unwrap_or(role.timeout)).await;
+        drop(slot);
+        ticket.finish(match &result {
+            Ok(_) => Outcome::Ok,
+            Err(SwarmError::Timeout { .. }) => Outcome::Timeout,
+            Err(_) => Outcome::Crashed,
+        });
+        result
     }
 
     /// Runs one call on a leased agent and books its outcome.
@@ -194,7 +232,11 @@ impl Swarm {
     /// Stats of every role.
     pub async fn stats(&self) -> SwarmStats {
         let snapshots = futures::future::join_all(self.inner.pools.values().map(Pool::snapshot)).await;
-        SwarmStats { roles: snapshots.into_iter().flatten().map(|(_, stats)| stats).collect() }
+        let mut roles: Vec<_> = snapshots.into_iter().flatten().map(|(_, stats)| stats).collect();
+        for stats in &mut roles {
+            stats.cache = self.inner.pools.get(&stats.role).and_then(|p| p.cache.as_ref()).map(|c| c.stats());
+        }
+        SwarmStats { roles }
     }
 
     /// The event stream; a subscriber that falls behind misses the oldest events.
