@@ -305,3 +305,57 @@ async fn shutdown_token_stops_serving() {
     h.shutdown.cancel();
     h.finish().await;
 }
+
+/// RELIABILITY 15: a caller that stops reading our output. The server stops
+/// taking work once its bounded queue and in-flight slots are full, rejects
+/// with -32004 what it cannot run, and answers every request exactly once
+/// when the caller reads again.
+#[tokio::test]
+async fn a_caller_that_stops_reading_meets_back_pressure_not_growth() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig { max_in_flight: 4, outbound_capacity: 2, ..ServerConfig::default() };
+    let notified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = skep_bridge::Server::new(support::spec_module(notified), config);
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (mut our_read, mut our_write) = tokio::io::split(ours);
+    let served = tokio::spawn(async move { server.serve(their_read, their_write, Default::default()).await });
+    const CALLS: usize = 2000;
+    let writer = tokio::spawn(async move {
+        for id in 0..CALLS {
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{id}}}\n");
+            our_write.write_all(line.as_bytes()).await.expect("server reads eventually");
+        }
+        our_write
+    });
+    // Not reading: the writer must get stuck, because the server stopped reading.
+    let stuck = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        while !writer.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(stuck.is_err(), "2000 requests went in although nothing was read: the server buffered them");
+    // Read again: every request gets exactly one answer.
+    let mut seen = vec![0u8; CALLS];
+    let (mut answered, mut overloaded, mut buf, mut text) = (0, 0, vec![0u8; 64 * 1024], String::new());
+    while answered < CALLS {
+        let n =
+            tokio::time::timeout(support::STEP, our_read.read(&mut buf)).await.expect("answers flow").expect("read");
+        assert!(n > 0, "output ended after {answered} answers");
+        text.push_str(std::str::from_utf8(&buf[..n]).expect("UTF-8"));
+        while let Some(end) = text.find('\n') {
+            let reply: serde_json::Value = serde_json::from_str(&text[..end]).expect("JSON");
+            text.drain(..=end);
+            seen[reply["id"].as_u64().expect("an id") as usize] += 1;
+            overloaded += usize::from(reply["error"]["code"] == -32004);
+            answered += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every request answered exactly once");
+    assert!(overloaded > 0, "some requests met the in-flight bound");
+    let mut our_write = writer.await.expect("writer");
+    our_write.shutdown().await.expect("close");
+    let summary = tokio::time::timeout(support::STEP, served).await.expect("ends").expect("no panic").expect("clean");
+    assert_eq!(summary.rejected as usize, overloaded);
+}
