@@ -1,0 +1,108 @@
+//! `skep call`: one call through a `skep serve` child, the same way any
+//! program would use the sidecar, with the result on stdout.
+
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use skep_bridge::{CallError, CallOptions as BridgeCallOptions, Client, ClientConfig, ErrorObjectOwned};
+use tokio::process::{Child, Command};
+
+use crate::cli::{CallArgs, compact, emit, runtime};
+
+/// The sidecar enforces the call's deadline (`--timeout-ms` or the role's);
+/// this one only keeps the client's from being infinite. A sidecar that dies
+/// fails the call at once, without waiting for it.
+const BACKSTOP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long the sidecar may take to stop its agents once its input closes
+/// (the stop ladder takes at most 4 s per agent, in parallel).
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// `swarm/call` params, with the user's params passed through undecoded.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SwarmCall<'a> {
+    role: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+}
+
+/// Makes the call; exit code 1 for an error reply.
+pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(call(args))
+}
+
+async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let request = serde_json::value::to_raw_value(&SwarmCall {
+        role: &args.role,
+        method: &args.method,
+        params: args.params_json.as_deref(),
+        timeout_ms: args.timeout_ms,
+    })
+    .context("cannot encode the swarm/call params")?;
+    let mut sidecar = spawn_sidecar(&args)?;
+    let stdin = sidecar.stdin.take().expect("stdin was set to piped");
+    let stdout = sidecar.stdout.take().expect("stdout was set to piped");
+    let client = Client::connect(stdout, stdin, ClientConfig::default());
+    let options = BridgeCallOptions { timeout: Some(BACKSTOP), ..Default::default() };
+    let reply = client.call_raw("swarm/call", Some(&request), options).await;
+    // Closing the sidecar's input is how it is asked to stop its agents and exit.
+    drop(client);
+    let status = wait_bounded(&mut sidecar).await?;
+    if !status.success() && reply.is_ok() {
+        tracing::warn!(%status, "skep serve answered, then exited with a failure");
+    }
+    match reply {
+        Ok(result) => {
+            emit(&compact(result.get()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CallError::Rpc(error)) => {
+            report(&error);
+            Ok(ExitCode::FAILURE)
+        }
+        // Its own stderr, inherited, has already said why.
+        Err(CallError::Disconnected) => bail!("skep serve exited ({status}) before answering"),
+        Err(other) => Err(other).context("the call through skep serve failed"),
+    }
+}
+
+fn spawn_sidecar(args: &CallArgs) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find skep's own executable")?;
+    let mut command = Command::new(exe);
+    command.arg("serve");
+    if let Some(config) = &args.config {
+        command.arg("--config").arg(config);
+    }
+    // kill_on_drop: if this process fails midway, the sidecar does not linger
+    // (its agents follow it through their parent-death signal).
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    command.spawn().context("cannot start skep serve")
+}
+
+/// Waits for the sidecar to stop its agents and exit; kills it if it takes too long.
+async fn wait_bounded(sidecar: &mut Child) -> anyhow::Result<ExitStatus> {
+    if let Ok(status) = tokio::time::timeout(EXIT_GRACE, sidecar.wait()).await {
+        return status.context("cannot wait for skep serve");
+    }
+    tracing::warn!("skep serve did not exit within {} s of its input closing; killing it", EXIT_GRACE.as_secs());
+    sidecar.kill().await.context("cannot kill skep serve")?;
+    sidecar.wait().await.context("cannot wait for skep serve")
+}
+
+/// `error CODE: MESSAGE`, then the data, on stderr: for a person to read.
+fn report(error: &ErrorObjectOwned) {
+    eprintln!("error {}: {}", error.code(), error.message());
+    if let Some(data) = error.data() {
+        let pretty = serde_json::from_str::<serde_json::Value>(data.get())
+            .and_then(|value| serde_json::to_string_pretty(&value))
+            .unwrap_or_else(|_| data.get().to_owned());
+        eprintln!("{pretty}");
+    }
+}

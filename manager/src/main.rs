@@ -1,0 +1,37 @@
+//! `skep`: keeps pools of agent processes warm and answers JSON-RPC calls through them.
+//!
+//! # Layout
+//! - `cli.rs`: the command line (clap), dispatch, and the one place that writes to stdout.
+//! - `serve.rs`: `skep serve`, the sidecar on stdin/stdout.
+//! - `call.rs`: `skep call`, one call through a `skep serve` child.
+//! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
+//! - `agent.rs`: `skep agent demo`, the demo role's agent process.
+//! - `progress.rs`: the progress line `skep demo` draws on stderr.
+
+mod agent;
+mod call;
+mod cli;
+mod demo;
+mod progress;
+mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    // Logs go to stderr only: stdout is the protocol (serve, agent) or the result (call, demo).
+    let filter = ["SKEP_LOG", "RUST_LOG"].into_iter().find_map(|var| EnvFilter::try_from_env(var).ok());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter.unwrap_or_else(|| EnvFilter::new("warn")))
+        .init();
+    cli::run(args).unwrap_or_else(|e| {
+        eprintln!("skep: {e:#}");
+        ExitCode::FAILURE
+    })
+}
