@@ -1,0 +1,108 @@
+//! `skep serve` under the two orchestrator-level scenarios of
+//! ../shared/RELIABILITY.md: killed with SIGKILL (12), and its caller closing
+//! stdin with 1,000 calls in flight (14).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::time::{Instant, timeout};
+
+const SKEP: &str = env!("CARGO_BIN_EXE_skep");
+const STEP: Duration = Duration::from_secs(30);
+
+fn serve() -> (Child, ChildStdin, tokio::io::Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(SKEP)
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("skep serve starts");
+    let stdin = child.stdin.take().expect("piped");
+    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    (child, stdin, lines)
+}
+
+async fn request(
+    stdin: &mut ChildStdin,
+    lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    id: u64,
+    method: &str,
+) -> Value {
+    let line = json!({"jsonrpc": "2.0", "id": id, "method": method}).to_string() + "\n";
+    stdin.write_all(line.as_bytes()).await.expect("serve reads");
+    let reply = timeout(STEP, lines.next_line()).await.expect("in time").expect("readable").expect("a reply");
+    serde_json::from_str(&reply).expect("JSON")
+}
+
+/// Dead: gone, or a zombie waiting for init to reap it (it no longer runs).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn agent_pids(agents: &Value) -> Vec<u32> {
+    agents["result"].as_array().expect("agents").iter().map(|a| a["pid"].as_u64().expect("pid") as u32).collect()
+}
+
+/// RELIABILITY 12: a killed orchestrator takes its agents with it
+/// (parent-death signal), without any chance to stop them itself.
+#[tokio::test]
+async fn agents_die_with_a_killed_orchestrator() {
+    let (mut child, mut stdin, mut lines) = serve();
+    let pids = agent_pids(&request(&mut stdin, &mut lines, 1, "swarm/agents").await);
+    assert!(!pids.is_empty() && pids.iter().all(|p| !dead(*p)), "{pids:?}");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    let deadline = Instant::now() + STEP;
+    while !pids.iter().all(|p| dead(*p)) {
+        assert!(Instant::now() < deadline, "agents outlived their orchestrator: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// RELIABILITY 14: stdin closes with 1,000 calls in flight. Every call is
+/// answered exactly once, with its result or -32005; then a clean exit and
+/// no agent left.
+#[tokio::test]
+async fn closing_stdin_with_1000_calls_in_flight_answers_every_call() {
+    let (mut child, mut stdin, mut lines) = serve();
+    let pids = agent_pids(&request(&mut stdin, &mut lines, 0, "swarm/agents").await);
+    let reader = tokio::spawn(async move {
+        let mut answers: HashMap<u64, Value> = HashMap::new();
+        while let Some(line) = timeout(STEP, lines.next_line()).await.expect("in time").expect("readable") {
+            let reply: Value = serde_json::from_str(&line).expect("JSON");
+            let id = reply["id"].as_u64().expect("an id");
+            assert!(answers.insert(id, reply).is_none(), "id {id} answered twice");
+        }
+        answers
+    });
+    let mut batch = String::new();
+    for id in 1..=1000u64 {
+        // Three calls outlast the 5 s grace period; the rest finish inside it.
+        let ms = if id % 400 == 0 { 60_000 } else { 5 };
+        let params = json!({"role": "demo", "method": "sleep", "params": {"ms": ms}});
+        batch += &(json!({"jsonrpc": "2.0", "id": id, "method": "swarm/call", "params": params}).to_string() + "\n");
+    }
+    stdin.write_all(batch.as_bytes()).await.expect("serve reads");
+    drop(stdin);
+    let answers = timeout(STEP, reader).await.expect("output ends").expect("no panic");
+    assert_eq!(answers.len(), 1000);
+    for (id, reply) in &answers {
+        if id % 400 == 0 {
+            assert_eq!(reply["error"]["code"], -32005, "{reply}");
+        } else {
+            assert_eq!(reply["result"]["slept"], 5, "{reply}");
+        }
+    }
+    let status = timeout(STEP, child.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(pids.iter().all(|p| dead(*p)), "agents left behind: {pids:?}");
+}
