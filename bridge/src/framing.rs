@@ -385,12 +385,16 @@ fn take_message(buf: &mut BytesMut, len: usize, consumed: usize) -> Frame {
 }
 
 /// Appends one framed message to `out` (payload + "\n", or "Content-Length: N\r\n\r\n" + payload).
+/// A newline-framed payload must not contain `\n`; trailing `\r` bytes are dropped.
 pub fn encode_frame(framing: Framing, payload: &[u8], out: &mut Vec<u8>) {
     match framing {
         Framing::Newline => {
             debug_assert!(memchr(b'\n', payload).is_none(), "newline-framed payload contains a newline");
-            out.reserve(payload.len() + 1);
-            out.extend_from_slice(payload);
+            // A reader takes `\r\n` as the delimiter, so a trailing `\r` could
+            // not survive the trip; for a JSON text it is insignificant whitespace.
+            let end = payload.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+            out.reserve(end + 1);
+            out.extend_from_slice(&payload[..end]);
             out.push(b'\n');
         }
         Framing::ContentLength => {
@@ -781,5 +785,12 @@ mod tests {
         let large = take_message(&mut buf, 32 * 1024, 32 * 1024 + 1);
         assert!(inside(&large, base), "a large frame is shared, not copied");
         assert_eq!(buf.len(), 100 * 1024 - 101 - 32 * 1024 - 1);
+    }
+
+    #[tokio::test]
+    async fn a_trailing_carriage_return_is_dropped_by_newline_encoding() {
+        let mut out = Vec::new();
+        encode_frame(Framing::Newline, b"{}\r", &mut out);
+        assert_eq!(out, b"{}\n");
     }
 }
