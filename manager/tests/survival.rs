@@ -106,3 +106,36 @@ async fn closing_stdin_with_1000_calls_in_flight_answers_every_call() {
     assert!(status.success(), "{status}");
     assert!(pids.iter().all(|p| dead(*p)), "agents left behind: {pids:?}");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// RELIABILITY 13, the largest case: a 100 MiB line is answered with -32600
+/// and skipped without being held; the connection lives on.
+#[tokio::test]
+async fn a_100_mib_line_is_refused_without_being_buffered() {
+    let (mut child, mut stdin, mut lines) = serve();
+    let pid = child.id().expect("running");
+    request(&mut stdin, &mut lines, 1, "initialize").await;
+    let chunk = vec![b'x'; 1 << 20];
+    let writer = tokio::spawn(async move {
+        stdin.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"params\":[\"").await.expect("write");
+        for _ in 0..100 {
+            stdin.write_all(&chunk).await.expect("serve keeps reading");
+        }
+        stdin.write_all(b"\"]}\n").await.expect("write");
+        stdin
+    });
+    let refused = timeout(STEP, lines.next_line()).await.expect("in time").expect("readable").expect("a reply");
+    let refused: Value = serde_json::from_str(&refused).expect("JSON");
+    assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (Value::Null, json!(-32600)), "{refused}");
+    let mut stdin = timeout(STEP, writer).await.expect("written").expect("no panic");
+    assert!(rss_kib(pid) < 64 * 1024, "skep serve holds {} KiB after a 100 MiB line", rss_kib(pid));
+    let alive = request(&mut stdin, &mut lines, 3, "swarm/roles").await;
+    assert_eq!(alive["result"][0]["name"], "demo");
+    drop(stdin);
+    assert!(timeout(STEP, child.wait()).await.expect("exits").expect("wait").success());
+}

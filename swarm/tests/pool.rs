@@ -338,3 +338,20 @@ async fn the_initialize_handshake_gates_readiness() {
     assert_eq!(h.call("init", "echo", json!([1])).await.expect("echo"), json!([1]));
     h.finish().await;
 }
+
+/// Scenario 4, second half: past 100 lines of protocol noise an agent is replaced.
+#[tokio::test]
+async fn a_noisy_agent_is_replaced_past_the_threshold() {
+    let mut r = role("noisy", &["--garbage-stdout"]);
+    r.max_agents = 1;
+    let mut h = Harness::start(vec![r]).await;
+    let first = h.call("noisy", "pid", json!([])).await.expect("pid");
+    for i in 0..100 {
+        assert_eq!(h.call("noisy", "echo", json!([i])).await.expect("echo"), json!([i]));
+    }
+    // The 101st noise line came with the last call; its agent is being replaced.
+    let later = h.call("noisy", "pid", json!([])).await.expect("pid");
+    assert_ne!(first, later, "the noisy agent was kept");
+    h.ready_pids("noisy").await;
+    h.finish().await;
+}

@@ -109,3 +109,34 @@ async fn events_stream_to_subscribers_and_shutdown_is_a_method() {
     assert!(shutdown.is_cancelled());
     swarm.shutdown().await;
 }
+
+#[tokio::test]
+async fn coordination_methods_over_the_wire() {
+    let (client, swarm, _) = sidecar().await;
+    let fanned =
+        call(&client, "swarm/fanout", json!({"role": "solo", "method": "echo", "params": [[1], [2], {"x": 3}]}))
+            .await
+            .expect("fanout");
+    assert_eq!(fanned, json!([{"ok": [1]}, {"ok": [2]}, {"ok": {"x": 3}}]));
+    let raced = call(
+        &client,
+        "swarm/race",
+        json!({"calls": [{"role": "nope", "method": "x"}, {"role": "solo", "method": "echo", "params": ["won"]}]}),
+    )
+    .await
+    .expect("race");
+    assert_eq!(raced, json!({"index": 1, "result": ["won"]}));
+    let sent = call(&client, "swarm/broadcast", json!({"role": "solo", "method": "echo", "params": [7]}))
+        .await
+        .expect("broadcast");
+    assert_eq!(sent, json!([{"agent": "solo/1", "ok": [7]}]));
+    let Err(CallError::Rpc(err)) = call(&client, "swarm/route", json!({"text": "anything"})).await else {
+        panic!("no role has route patterns");
+    };
+    assert_eq!((err.code(), err.data().map(|d| d.get())), (-32602, Some(r#"{"routes":{"solo":[]}}"#)));
+    let Err(CallError::Rpc(err)) = call(&client, "swarm/call", json!({"role": "auto", "method": "echo"})).await else {
+        panic!("auto needs text");
+    };
+    assert!(err.message().contains("needs \"text\""), "{}", err.message());
+    swarm.shutdown().await;
+}
