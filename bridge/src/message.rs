@@ -77,12 +77,12 @@ pub fn classify(raw: &RawValue) -> Incoming<'_> {
     if env.id.is_some() && id.is_none() {
         return Incoming::Invalid { id: None, reason: "id must be a string, a number or null" };
     }
-    if env.jsonrpc.as_deref() != Some("2.0") {
+    if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
         return Incoming::Invalid { id, reason: "jsonrpc must be exactly \"2.0\"" };
     }
     match (env.method, env.result, env.error) {
         (Some(method), None, None) => {
-            let Ok(method) = serde_json::from_str::<Cow<'_, str>>(method.get()) else {
+            let Some(method) = json_str(method) else {
                 return Incoming::Invalid { id, reason: "method must be a string" };
             };
             if env.params.is_some_and(|p| !is_structured(p)) {
@@ -116,8 +116,8 @@ pub fn decode_error(raw: &RawValue) -> ErrorObjectOwned {
 /// The fields that decide what a message is; everything else is ignored.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default, borrow)]
-    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
@@ -134,6 +134,15 @@ struct Envelope<'a> {
 /// a success, `"id": null` an id), which `Option`'s own impl would erase.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A JSON string's value, borrowed unless it holds escapes (a method name
+/// almost never does, so the hot path allocates nothing).
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(plain) => Some(Cow::Borrowed(plain)),
+        Err(_) => serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned),
+    }
 }
 
 fn is_valid_id(id: &RawValue) -> bool {

@@ -324,8 +324,14 @@ impl<R: AsyncRead + Unpin> Connection<'_, R> {
         self.send(message::error_response(id, err).as_bytes()).await;
     }
 
-    async fn send(&self, payload: &[u8]) {
-        let _ = self.out.send(framed(self.framing(), payload)).await;
+    /// Queues one payload for the writer. The future borrows nothing from
+    /// the connection, so serving needs a `Send` reader, not a `Sync` one
+    /// (`protocol_stdio`'s reader is not `Sync`).
+    fn send(&self, payload: &[u8]) -> impl Future<Output = ()> + Send + 'static {
+        let (out, frame) = (self.out.clone(), framed(self.framing(), payload));
+        async move {
+            let _ = out.send(frame).await;
+        }
     }
 
     fn framing(&self) -> Framing {
@@ -433,4 +439,16 @@ fn overloaded(limit: usize) -> ErrorObjectOwned {
         format!("overloaded: {limit} requests already in flight; retry later"),
         Some(serde_json::json!({ "maxInFlight": limit })),
     )
+}
+
+/// Compile-time check: serving `protocol_stdio()` can be spawned on a
+/// multi-thread runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn serving_protocol_stdio_is_send(
+    server: &Server,
+    input: crate::stdio::ProtocolReader,
+    output: crate::stdio::ProtocolWriter,
+) -> impl Send + '_ {
+    server.serve(input, output, CancellationToken::new())
 }
