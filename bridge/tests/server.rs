@@ -263,7 +263,8 @@ async fn over_the_in_flight_bound_is_overloaded() {
     for id in 1..=2 {
         h.send(&format!(r#"{{"jsonrpc":"2.0","method":"sleep","params":[60000],"id":{id}}}"#)).await;
     }
-    h.send(r#"{"jsonrpc":"2.0","method":"ping","id":3}"#).await;
+    // An asynchronous method needs a slot; synchronous ones are answered inline.
+    h.send(r#"{"jsonrpc":"2.0","method":"sleep","params":[0],"id":3}"#).await;
     let reply = h.recv_json().await;
     assert_eq!((reply["id"].as_i64(), reply["error"]["code"].as_i64()), (Some(3), Some(-32004)));
     for id in 1..=2 {
@@ -323,7 +324,7 @@ async fn a_caller_that_stops_reading_meets_back_pressure_not_growth() {
     const CALLS: usize = 2000;
     let writer = tokio::spawn(async move {
         for id in 0..CALLS {
-            let line = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{id}}}\n");
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":[0],\"id\":{id}}}\n");
             our_write.write_all(line.as_bytes()).await.expect("server reads eventually");
         }
         our_write
@@ -358,4 +359,22 @@ async fn a_caller_that_stops_reading_meets_back_pressure_not_growth() {
     our_write.shutdown().await.expect("close");
     let summary = tokio::time::timeout(support::STEP, served).await.expect("ends").expect("no panic").expect("clean");
     assert_eq!(summary.rejected as usize, overloaded);
+}
+
+#[tokio::test]
+async fn ids_jsonrpsee_cannot_carry_are_refused_with_the_id_echoed() {
+    let mut h = Harness::start(Framing::Newline, ServerConfig::default());
+    for id in ["-1", "1.5"] {
+        h.send(&format!(r#"{{"jsonrpc":"2.0","method":"ping","id":{id}}}"#)).await;
+        assert_eq!(
+            h.recv().await,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32600,"message":"invalid request: id must be a string, an integer of at least 0, or null"}}}}"#
+            )
+        );
+    }
+    h.send(r#"{"jsonrpc":"2.0","method":"ping","id":null}"#).await;
+    assert_eq!(h.recv().await, r#"{"jsonrpc":"2.0","id":null,"result":"pong"}"#);
+    h.expect_silence().await;
+    h.finish().await;
 }
