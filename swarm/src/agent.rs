@@ -66,14 +66,7 @@ pub(crate) async fn start(
     role: &RoleConfig,
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Result<Agent, StartFailure> {
-    let spec = SpawnSpec {
-        role: role.name.clone(),
-        command: role.argv(),
-        cwd: role.cwd.clone(),
-        env: role.env.clone(),
-        env_passthrough: role.env_passthrough.clone(),
-    };
-    let mut process = AgentProcess::spawn(&spec)
+    let mut process = AgentProcess::spawn(&spawn_spec(role))
         .await
         .map_err(|e| StartFailure { reason: format!("{e:#}"), stderr_tail: String::new() })?;
     let (stdin, stdout) = process.take_stdio().expect("a fresh process still has its pipes");
@@ -106,6 +99,17 @@ pub(crate) async fn start(
         on_exit(exit);
     });
     Ok(agent)
+}
+
+/// What to start for one process of `role` (an agent, or a command role's call).
+pub(crate) fn spawn_spec(role: &RoleConfig) -> SpawnSpec {
+    SpawnSpec {
+        role: role.name.clone(),
+        command: role.argv(),
+        cwd: role.cwd.clone(),
+        env: role.env.clone(),
+        env_passthrough: role.env_passthrough.clone(),
+    }
 }
 
 /// `initialize` must be answered before the agent counts as ready; an MCP

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::agent::spawn_spec;
 use crate::config::RoleConfig;
 use crate::error::SwarmError;
-use crate::process::{AgentProcess, SpawnSpec, describe_exit};
+use crate::process::{AgentProcess, describe_exit};
 
 /// Most bytes of stdout kept; the rest is read and dropped, and said so.
 const MAX_STDOUT: usize = 16 * 1024 * 1024;
@@ -44,14 +45,7 @@ pub(crate) async fn run(
     params: Option<&RawValue>,
     timeout: Duration,
 ) -> Result<Box<RawValue>, SwarmError> {
-    let spec = SpawnSpec {
-        role: role.name.clone(),
-        command: role.argv(),
-        cwd: role.cwd.clone(),
-        env: role.env.clone(),
-        env_passthrough: role.env_passthrough.clone(),
-    };
-    let mut process = AgentProcess::spawn(&spec)
+    let mut process = AgentProcess::spawn(&spawn_spec(role))
         .await
         .map_err(|e| SwarmError::Start { role: role.name.clone(), reason: format!("{e:#}") })?;
     let pid = process.pid();
