@@ -51,6 +51,19 @@ async fn wait_for_state(swarm: &Swarm, role: &str, want: BreakerState) {
     }
 }
 
+/// Polls until the open period is over (the breaker admits its next call as a probe).
+async fn wait_until_probing(swarm: &Swarm, role: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let stats = swarm.stats().await.roles.into_iter().find(|r| r.role == role).expect("the role");
+        if stats.breaker.retry_after_ms == Some(0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the open period of {role} never ended: {:?}", stats.breaker);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     let swarm = start(vec![role("b", &[])]).await;
@@ -73,7 +86,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     assert!(data["retryAfterMs"].as_u64().is_some_and(|ms| (1..=300).contains(&ms)), "{data}");
     assert_eq!(data["lastFailure"], "the agent answered -32603");
     // After the open period, two successful probes close it again.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    wait_until_probing(&swarm, "b").await;
     for i in 0..2 {
         assert_eq!(call(&swarm, "b", "echo", json!([i])).await.expect("probe"), json!([i]));
     }
@@ -98,7 +111,7 @@ async fn a_hanging_probe_reopens_the_breaker() {
         call(&swarm, "p", "fail", json!({"code": -32603, "message": "broken"})).await.expect_err("fails");
     }
     assert_eq!(breaker_state(&swarm, "p").await, BreakerState::Open);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    wait_until_probing(&swarm, "p").await;
     let probe = tokio::spawn({
         let swarm = swarm.clone();
         async move { call(&swarm, "p", "sleep", json!({"ms": 3000})).await }
