@@ -5,7 +5,8 @@
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
-//! - `pool.rs`: a role's supervisor task, which owns its agents, and the lease a call holds.
+//! - `pool.rs`: the handle on a role's pool, its messages, and the lease a call holds.
+//! - `supervisor.rs`: the one task per role that owns its agents, breaker and stats.
 //! - `agent.rs`: starting one agent (process, connection, handshake) and watching it exit.
 //! - `error.rs`: `SwarmError` and its one mapping to JSON-RPC error objects.
 //! - `events.rs`: the typed event stream.
@@ -32,6 +33,7 @@ mod route;
 mod rpc;
 mod stats;
 mod stderr_ring;
+mod supervisor;
 mod swarm;
 
 pub use breaker::{

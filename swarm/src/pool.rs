@@ -1,39 +1,25 @@
 //! A role's warm pool: one supervisor task owns the role's agents; callers
 //! hold a [`Pool`] handle and borrow an agent as a [`Lease`] for one call.
 //!
-//! Everything that changes the pool is a message to the supervisor: acquire,
-//! release (sent by a lease's `Drop`), agent started, agent exited, snapshot,
-//! shutdown. The supervisor starts `min_warm` agents in parallel, grows on
-//! demand up to `max_agents`, replaces crashed and hung agents with
-//! full-jitter backoff, recycles agents after `max_calls`, shrinks idle ones
-//! after `idle_timeout`, and fails the role after too many restarts.
+//! Everything that changes the pool is a [`Msg`] to the supervisor
+//! (`supervisor.rs`): acquire, release (sent by a lease's `Drop`), admit and
+//! judge (command roles), snapshot, shutdown.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use skep_bridge::{CacheConfig, Client, IdempotentCache, code};
+use skep_bridge::{CacheConfig, Client, IdempotentCache};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::agent::{self, Agent, Exit, StartFailure};
-use crate::breaker::{Breaker, CallOutcome, Permit};
-use crate::config::{Protocol, RoleConfig};
+use crate::breaker::Permit;
+use crate::config::RoleConfig;
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
-use crate::stats::{AgentCounts, Recorder, RoleStats};
-
-/// More restarts than this within [`RESTART_WINDOW`] fail the role.
-const RESTART_LIMIT: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
-/// Backoff before restarting: full jitter over `BASE * 2^attempt`, capped.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// Lines of protocol noise after which an agent is replaced.
-const NOISE_LIMIT: u64 = 100;
-/// How often the supervisor looks at idle agents and pending restarts.
-const HOUSEKEEPING: Duration = Duration::from_millis(200);
+use crate::stats::RoleStats;
+use crate::supervisor::Supervisor;
 
 /// A handle to a role's supervisor.
 #[derive(Debug, Clone)]
@@ -62,7 +48,7 @@ pub struct AgentInfo {
     pub uptime_ms: u64,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Acquire(oneshot::Sender<Result<Lease, SwarmError>>),
     /// A lease on every ready agent, whatever its load (for broadcasts).
     AcquireEach(oneshot::Sender<Result<Vec<Lease>, SwarmError>>),
@@ -99,25 +85,7 @@ impl Pool {
     pub(crate) fn start(role: RoleConfig, events: broadcast::Sender<Event>) -> Pool {
         let role = Arc::new(role);
         let (tx, rx) = mpsc::unbounded_channel();
-        let supervisor = Supervisor {
-            role: Arc::clone(&role),
-            tx: tx.clone(),
-            rx,
-            events,
-            slots: BTreeMap::new(),
-            next_id: 1,
-            waiters: VecDeque::new(),
-            settled: Vec::new(),
-            crashes: VecDeque::new(),
-            restarts: 0,
-            attempt: 0,
-            restart_at: None,
-            failed: None,
-            recorder: Recorder::default(),
-            breaker: Breaker::new(role.breaker.clone()),
-            shutdown: None,
-        };
-        tokio::spawn(supervisor.run());
+        Supervisor::spawn(Arc::clone(&role), tx.clone(), rx, events);
         let cache = (!role.idempotent.is_empty()).then(|| {
             let limits =
                 CacheConfig { ttl: role.cache_ttl, max_entries: role.cache_capacity, max_bytes: role.cache_bytes };
@@ -190,14 +158,14 @@ pub(crate) struct Lease {
     pub client: Client,
     pub agent: String,
     pub pid: u32,
-    id: u64,
-    stderr: crate::stderr_ring::StderrTail,
-    exit: tokio::sync::watch::Receiver<Option<String>>,
-    started: Instant,
-    outcome: Outcome,
+    pub(crate) id: u64,
+    pub(crate) stderr: crate::stderr_ring::StderrTail,
+    pub(crate) exit: tokio::sync::watch::Receiver<Option<String>>,
+    pub(crate) started: Instant,
+    pub(crate) outcome: Outcome,
     /// The breaker's permit; `None` for broadcasts, which the breaker does not judge.
-    permit: Option<Permit>,
-    pool: mpsc::UnboundedSender<Msg>,
+    pub(crate) permit: Option<Permit>,
+    pub(crate) pool: mpsc::UnboundedSender<Msg>,
 }
 
 /// A call admitted by the breaker that runs without a pooled agent (a
@@ -255,453 +223,4 @@ impl Drop for Lease {
         };
         let _ = self.pool.send(release);
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Starting,
-    Ready,
-    Stopping,
-}
-
-struct Slot {
-    state: State,
-    agent: Option<Agent>,
-    in_flight: usize,
-    calls: u64,
-    born: Instant,
-    idle_since: Instant,
-}
-
-struct Supervisor {
-    role: Arc<RoleConfig>,
-    tx: mpsc::UnboundedSender<Msg>,
-    rx: mpsc::UnboundedReceiver<Msg>,
-    events: broadcast::Sender<Event>,
-    slots: BTreeMap<u64, Slot>,
-    next_id: u64,
-    waiters: VecDeque<Waiter>,
-    settled: Vec<oneshot::Sender<()>>,
-    /// Times of recent crashes, for the restart limit.
-    crashes: VecDeque<Instant>,
-    restarts: u64,
-    attempt: u32,
-    restart_at: Option<Instant>,
-    failed: Option<SwarmError>,
-    recorder: Recorder,
-    breaker: Breaker,
-    shutdown: Option<Vec<oneshot::Sender<()>>>,
-}
-
-/// A caller waiting for an agent, already admitted by the breaker.
-struct Waiter {
-    reply: oneshot::Sender<Result<Lease, SwarmError>>,
-    permit: Permit,
-}
-
-impl Supervisor {
-    async fn run(mut self) {
-        self.grow();
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                Some(msg) = self.rx.recv() => self.handle(msg),
-                _ = housekeeping.tick() => self.housekeep(),
-            }
-            if let Some(done) = &mut self.shutdown {
-                if self.slots.is_empty() {
-                    for reply in done.drain(..) {
-                        let _ = reply.send(());
-                    }
-                    tracing::debug!(role = %self.role.name, "pool stopped");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Acquire(reply) => match self.admit() {
-                Ok(permit) => {
-                    self.waiters.push_back(Waiter { reply, permit });
-                    self.dispatch();
-                }
-                Err(err) => drop(reply.send(Err(err))),
-            },
-            Msg::Admit(reply) => {
-                let admitted = self.admit();
-                if let Err(Ok(permit)) = reply.send(admitted) {
-                    self.judge(permit, Outcome::Cancelled, Duration::ZERO);
-                }
-            }
-            Msg::Judge { permit, outcome, elapsed } => {
-                self.recorder.record(outcome, elapsed);
-                self.judge(permit, outcome, elapsed);
-            }
-            Msg::AcquireEach(reply) => {
-                let leases = match self.refusal() {
-                    Some(err) => Err(err),
-                    None => {
-                        let ready: Vec<u64> =
-                            self.slots.iter().filter(|(_, s)| s.state == State::Ready).map(|(id, _)| *id).collect();
-                        Ok(ready.into_iter().map(|id| self.lease(id, None)).collect())
-                    }
-                };
-                let _ = reply.send(leases);
-            }
-            Msg::Release { id, outcome, elapsed, permit } => {
-                if let Some(permit) = permit {
-                    self.judge(permit, outcome, elapsed);
-                }
-                self.release(id, outcome, elapsed);
-            }
-            Msg::Started { id, result } => self.started(id, result),
-            Msg::Exited { id, exit } => self.exited(id, exit),
-            Msg::Settled(reply) => {
-                self.settled.push(reply);
-                self.check_settled();
-            }
-            Msg::Snapshot(reply) => {
-                let _ = reply.send(self.snapshot());
-            }
-            Msg::Shutdown(reply) => {
-                self.shutdown.get_or_insert_with(Vec::new).extend(reply);
-                self.fail_waiters(&SwarmError::ShuttingDown);
-                let ids: Vec<u64> = self.slots.keys().copied().collect();
-                for id in ids {
-                    self.stop(id);
-                }
-            }
-        }
-    }
-
-    fn refusal(&self) -> Option<SwarmError> {
-        if self.shutdown.is_some() {
-            return Some(SwarmError::ShuttingDown);
-        }
-        self.failed.clone()
-    }
-
-    /// The breaker's word on one more call (a failed or stopping role refuses first).
-    fn admit(&mut self) -> Result<Permit, SwarmError> {
-        if let Some(err) = self.refusal() {
-            return Err(err);
-        }
-        let admitted = self.breaker.admit(Instant::now().into_std());
-        self.note_transitions();
-        admitted.map_err(|open| SwarmError::CircuitOpen {
-            role: self.role.name.clone(),
-            state: open.state,
-            retry_after: open.retry_after,
-            last_failure: open.last_failure,
-        })
-    }
-
-    /// Books a call's outcome with the breaker. Caller mistakes and cancelled
-    /// calls (race losers) do not count; an agent's own application errors
-    /// mean the agent works.
-    fn judge(&mut self, permit: Permit, outcome: Outcome, elapsed: Duration) {
-        let (verdict, detail) = match outcome {
-            Outcome::Ok => (CallOutcome::Success, None),
-            Outcome::Error(code::INTERNAL_ERROR) => (CallOutcome::Failure, Some("the agent answered -32603")),
-            Outcome::Error(code::METHOD_NOT_FOUND | code::INVALID_PARAMS) => (CallOutcome::Ignored, None),
-            Outcome::Error(_) => (CallOutcome::Success, None),
-            Outcome::Timeout => (CallOutcome::Failure, Some("timeout")),
-            Outcome::Crashed => (CallOutcome::Failure, Some("the agent crashed during the call")),
-            Outcome::Cancelled => (CallOutcome::Ignored, None),
-        };
-        self.breaker.record(permit, verdict, elapsed, detail, Instant::now().into_std());
-        self.note_transitions();
-    }
-
-    fn note_transitions(&mut self) {
-        for t in self.breaker.take_transitions() {
-            tracing::info!(role = %self.role.name, from = ?t.from, to = ?t.to, "circuit breaker");
-            self.emit(|| Event::BreakerChanged { role: self.role.name.clone(), from: t.from, to: t.to });
-        }
-    }
-
-    fn fail_waiters(&mut self, err: &SwarmError) {
-        for waiter in std::mem::take(&mut self.waiters) {
-            let _ = waiter.reply.send(Err(err.clone()));
-            self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
-        }
-    }
-
-    /// Hands free agents to waiting callers, then starts agents for the rest.
-    fn dispatch(&mut self) {
-        while let Some(waiter) = self.waiters.pop_front() {
-            if waiter.reply.is_closed() {
-                self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
-                continue;
-            }
-            let Some(id) = self.pick() else {
-                self.waiters.push_front(waiter);
-                break;
-            };
-            let lease = self.lease(id, Some(waiter.permit));
-            // A caller that gave up just now drops the lease, which releases it.
-            let _ = waiter.reply.send(Ok(lease));
-        }
-        self.grow();
-    }
-
-    /// The ready agent with the fewest calls in flight, below its concurrency.
-    fn pick(&self) -> Option<u64> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| s.state == State::Ready && s.in_flight < self.role.concurrency)
-            .min_by_key(|(_, s)| s.in_flight)
-            .map(|(id, _)| *id)
-    }
-
-    fn lease(&mut self, id: u64, permit: Option<Permit>) -> Lease {
-        let slot = self.slots.get_mut(&id).expect("picked from the slots");
-        slot.in_flight += 1;
-        let agent = slot.agent.as_ref().expect("ready slots hold an agent");
-        let lease = Lease {
-            client: agent.client.clone(),
-            agent: agent_name(&self.role.name, id),
-            pid: agent.pid,
-            id,
-            stderr: agent.stderr.clone(),
-            exit: agent.exit.clone(),
-            started: Instant::now(),
-            outcome: Outcome::Cancelled,
-            permit,
-            pool: self.tx.clone(),
-        };
-        if slot.in_flight == 1 {
-            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.clone() });
-        }
-        lease
-    }
-
-    fn release(&mut self, id: u64, outcome: Outcome, elapsed: Duration) {
-        self.recorder.record(outcome, elapsed);
-        let Some(slot) = self.slots.get_mut(&id) else { return };
-        slot.in_flight -= 1;
-        slot.calls += 1;
-        slot.idle_since = Instant::now();
-        if outcome == Outcome::Ok {
-            self.attempt = 0;
-        }
-        let noisy = slot.agent.as_ref().is_some_and(|a| a.client.stats().noise > NOISE_LIMIT);
-        let broken = matches!(outcome, Outcome::Timeout | Outcome::Crashed) || noisy;
-        let worn = slot.calls >= self.role.max_calls;
-        let idle = slot.in_flight == 0;
-        if slot.state == State::Ready && (broken || (worn && idle)) {
-            tracing::info!(role = %self.role.name, agent = id, ?outcome, noisy, worn, "replacing agent");
-            self.stop(id);
-        } else if idle && slot.state == State::Ready {
-            self.emit(|| Event::AgentIdle { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
-        }
-        self.dispatch();
-    }
-
-    fn started(&mut self, id: u64, result: Result<Agent, StartFailure>) {
-        match result {
-            Ok(agent) => {
-                let Some(slot) = self.slots.get_mut(&id) else { return };
-                let pid = agent.pid;
-                slot.agent = Some(agent);
-                slot.state = State::Ready;
-                slot.idle_since = Instant::now();
-                self.emit(|| Event::AgentReady {
-                    role: self.role.name.clone(),
-                    agent: agent_name(&self.role.name, id),
-                    pid,
-                });
-                if self.shutdown.is_some() {
-                    self.stop(id);
-                }
-            }
-            Err(failure) => {
-                self.slots.remove(&id);
-                tracing::warn!(role = %self.role.name, reason = %failure.reason, "agent failed to start");
-                self.crashed(failure.reason, failure.stderr_tail);
-            }
-        }
-        self.check_settled();
-        self.dispatch();
-    }
-
-    fn exited(&mut self, id: u64, exit: Exit) {
-        let Some(slot) = self.slots.remove(&id) else { return };
-        let pid = slot.agent.as_ref().map_or(0, |a| a.pid);
-        self.emit(|| Event::AgentExited {
-            role: self.role.name.clone(),
-            agent: agent_name(&self.role.name, id),
-            pid,
-            status: exit.status.clone(),
-            expected: exit.expected,
-        });
-        if !exit.expected && self.shutdown.is_none() {
-            tracing::warn!(role = %self.role.name, agent = id, pid, status = %exit.status, "agent exited unexpectedly");
-            self.crashed(exit.status, exit.stderr_tail);
-        }
-        self.check_settled();
-        self.dispatch();
-    }
-
-    /// Books a crash: back off before the next start, or fail the role.
-    fn crashed(&mut self, last_exit: String, stderr_tail: String) {
-        let now = Instant::now();
-        self.crashes.push_back(now);
-        while self.crashes.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
-            self.crashes.pop_front();
-        }
-        self.restarts += 1;
-        if self.crashes.len() > RESTART_LIMIT && self.failed.is_none() {
-            let err = SwarmError::RoleFailed {
-                role: self.role.name.clone(),
-                restarts: self.crashes.len(),
-                last_exit,
-                stderr_tail,
-            };
-            tracing::error!(role = %self.role.name, "{err}");
-            self.emit(|| Event::RoleFailed { role: self.role.name.clone(), reason: err.to_string() });
-            self.fail_waiters(&err);
-            self.breaker.force_open(&err.to_string(), Instant::now().into_std());
-            self.note_transitions();
-            self.failed = Some(err);
-            return;
-        }
-        let ceiling = BACKOFF_BASE.saturating_mul(1 << self.attempt.min(16)).min(BACKOFF_CAP);
-        let delay = ceiling.mul_f64(fastrand::f64());
-        self.attempt += 1;
-        self.restart_at = Some(now + delay);
-        self.emit(|| Event::AgentRestarting { role: self.role.name.clone(), delay_ms: delay.as_millis() as u64 });
-    }
-
-    /// Starts agents up to `min_warm`, and for callers that are waiting.
-    fn grow(&mut self) {
-        // Command roles keep no agents: each call starts its own process.
-        if self.shutdown.is_some() || self.failed.is_some() || self.role.protocol == Protocol::Command {
-            return;
-        }
-        if self.restart_at.is_some_and(|at| Instant::now() < at) {
-            return;
-        }
-        let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
-        let starting = self.slots.values().filter(|s| s.state == State::Starting).count();
-        let waiting = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
-        let for_waiters = waiting.div_ceil(self.role.concurrency).saturating_sub(starting);
-        let wanted = self.role.min_warm.saturating_sub(live).max(for_waiters);
-        for _ in 0..wanted.min(self.role.max_agents.saturating_sub(live)) {
-            self.spawn_agent();
-        }
-    }
-
-    fn spawn_agent(&mut self) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let now = Instant::now();
-        let slot = Slot { state: State::Starting, agent: None, in_flight: 0, calls: 0, born: now, idle_since: now };
-        self.slots.insert(id, slot);
-        self.emit(|| Event::AgentStarting { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
-        let (role, tx) = (Arc::clone(&self.role), self.tx.clone());
-        tokio::spawn(async move {
-            let on_exit = {
-                let tx = tx.clone();
-                move |exit| drop(tx.send(Msg::Exited { id, exit }))
-            };
-            let result = agent::start(&role, on_exit).await;
-            let _ = tx.send(Msg::Started { id, result });
-        });
-    }
-
-    fn stop(&mut self, id: u64) {
-        let Some(slot) = self.slots.get_mut(&id) else { return };
-        // A slot still starting is stopped by `started` once it is up.
-        if let Some(agent) = slot.agent.as_mut() {
-            slot.state = State::Stopping;
-            agent.stop();
-        }
-    }
-
-    fn housekeep(&mut self) {
-        let now = Instant::now();
-        self.breaker.tick(now.into_std());
-        self.note_transitions();
-        let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
-        let surplus = live.saturating_sub(self.role.min_warm);
-        let idle: Vec<u64> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.state == State::Ready && s.in_flight == 0)
-            .filter(|(_, s)| now.duration_since(s.idle_since) >= self.role.idle_timeout)
-            .map(|(id, _)| *id)
-            .take(surplus)
-            .collect();
-        for id in idle {
-            tracing::debug!(role = %self.role.name, agent = id, "stopping idle agent");
-            self.stop(id);
-        }
-        self.dispatch();
-    }
-
-    fn check_settled(&mut self) {
-        let ready = self.slots.values().filter(|s| s.state == State::Ready).count();
-        let warm = ready >= self.role.min_warm || self.role.protocol == Protocol::Command;
-        if warm || self.failed.is_some() || self.shutdown.is_some() {
-            for reply in self.settled.drain(..) {
-                let _ = reply.send(());
-            }
-        }
-    }
-
-    fn snapshot(&self) -> (Vec<AgentInfo>, RoleStats) {
-        let mut counts = AgentCounts::default();
-        let agents = self
-            .slots
-            .iter()
-            .map(|(id, slot)| {
-                let state = match slot.state {
-                    State::Starting => "starting",
-                    State::Stopping => "stopping",
-                    State::Ready if slot.in_flight > 0 => "busy",
-                    State::Ready => "idle",
-                };
-                *match state {
-                    "starting" => &mut counts.starting,
-                    "stopping" => &mut counts.stopping,
-                    "busy" => &mut counts.busy,
-                    _ => &mut counts.idle,
-                } += 1;
-                AgentInfo {
-                    id: agent_name(&self.role.name, *id),
-                    role: self.role.name.clone(),
-                    pid: slot.agent.as_ref().map_or(0, |a| a.pid),
-                    state,
-                    calls: slot.calls,
-                    in_flight: slot.in_flight,
-                    uptime_ms: slot.born.elapsed().as_millis() as u64,
-                }
-            })
-            .collect();
-        let queued = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
-        let stats = self.recorder.snapshot(
-            &self.role.name,
-            counts,
-            queued,
-            self.restarts,
-            self.failed.is_some(),
-            self.breaker.snapshot(Instant::now().into_std()),
-        );
-        (agents, stats)
-    }
-
-    /// Sends an event only when someone listens: building one allocates.
-    fn emit(&self, event: impl FnOnce() -> Event) {
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(event());
-        }
-    }
-}
-
-fn agent_name(role: &str, id: u64) -> String {
-    format!("{role}/{id}")
 }
