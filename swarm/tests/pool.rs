@@ -297,7 +297,12 @@ async fn a_full_pool_answers_overloaded_after_the_queue_timeout() {
     r.queue_timeout = Duration::from_millis(200);
     let h = Harness::start(vec![r]).await;
     let (slow, queued) = tokio::join!(h.call("one", "sleep", json!({ "ms": 2000 })), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Queue only once the one agent is busy with the sleep.
+        let deadline = Instant::now() + STEP;
+        while !h.swarm.agents().await.iter().any(|a| a.state == "busy") {
+            assert!(Instant::now() < deadline, "the sleep never reached the agent");
+            tokio::task::yield_now().await;
+        }
         h.call("one", "echo", json!([])).await
     });
     assert_eq!(slow.expect("slept"), json!({ "slept": 2000 }));
