@@ -15,8 +15,13 @@ const SKEP: &str = env!("CARGO_BIN_EXE_skep");
 const STEP: Duration = Duration::from_secs(30);
 
 fn serve() -> (Child, ChildStdin, tokio::io::Lines<BufReader<ChildStdout>>) {
+    serve_with(&[])
+}
+
+fn serve_with(args: &[&str]) -> (Child, ChildStdin, tokio::io::Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(SKEP)
         .arg("serve")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -138,4 +143,42 @@ async fn a_100_mib_line_is_refused_without_being_buffered() {
     assert_eq!(alive["result"][0]["name"], "demo");
     drop(stdin);
     assert!(timeout(STEP, child.wait()).await.expect("exits").expect("wait").success());
+}
+
+/// RELIABILITY 16, end to end: 10,000 calls in flight through `skep serve`
+/// to the demo agents, each answered exactly once.
+#[tokio::test]
+async fn ten_thousand_concurrent_calls_through_the_sidecar_are_each_answered_once() {
+    const CALLS: u64 = 10_000;
+    // Debug builds answer far slower than release: give the queue room.
+    let config = std::env::temp_dir().join(format!("skep-10k-{}.toml", std::process::id()));
+    let role = format!(
+        "[roles.demo]\ncommand = [{SKEP:?}, \"agent\", \"demo\"]\nmin_warm = 8\nmax_agents = 8\nqueue_timeout = \"10m\"\n"
+    );
+    std::fs::write(&config, role).expect("a temp config");
+    let (mut child, stdin, mut lines) = serve_with(&["--config", config.to_str().expect("UTF-8 path")]);
+    let writer = tokio::spawn(async move {
+        let mut stdin = stdin;
+        let mut batch = String::new();
+        for id in 1..=CALLS {
+            let params = json!({"role": "demo", "method": "echo", "params": {"n": id}});
+            batch +=
+                &(json!({"jsonrpc": "2.0", "id": id, "method": "swarm/call", "params": params}).to_string() + "\n");
+        }
+        stdin.write_all(batch.as_bytes()).await.expect("serve reads");
+        stdin
+    });
+    let mut seen = vec![false; CALLS as usize + 1];
+    for _ in 0..CALLS {
+        let line = timeout(STEP, lines.next_line()).await.expect("in time").expect("readable").expect("a reply");
+        let reply: Value = serde_json::from_str(&line).expect("JSON");
+        let id = reply["id"].as_u64().expect("an id");
+        assert_eq!(reply["result"], json!({"n": id}), "{reply}");
+        assert!(!std::mem::replace(&mut seen[id as usize], true), "id {id} answered twice");
+    }
+    drop(timeout(STEP, writer).await.expect("written").expect("no panic"));
+    let status = timeout(STEP, child.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(timeout(STEP, lines.next_line()).await.expect("ended").expect("readable").is_none(), "an extra reply");
+    std::fs::remove_file(&config).expect("cleaned up");
 }
