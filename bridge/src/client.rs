@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::buffers::{BufferPool, PooledBuf};
 use crate::cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache};
 use crate::code;
-use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing};
+use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, frame_in_place};
 use crate::message::{self, Incoming, Payload};
 use crate::server::CANCEL_METHOD;
 use crate::writer::write_loop;
@@ -543,17 +543,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Writes one message with `write` and frames it in place.
 fn encode(framing: Framing, frame: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
-    match framing {
-        Framing::Newline => {
-            write(frame);
-            frame.push(b'\n');
-        }
-        Framing::ContentLength => {
-            // The header needs the length first: write the body, then put the
-            // header in front of it.
-            write(frame);
-            let header = format!("Content-Length: {}\r\n\r\n", frame.len());
-            frame.splice(0..0, header.into_bytes());
-        }
-    }
+    write(frame);
+    frame_in_place(framing, frame);
 }

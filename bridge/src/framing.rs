@@ -4,7 +4,7 @@
 //! so one bad message never ends the connection nor grows memory without bound.
 
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::{memchr, memchr2};
@@ -387,20 +387,32 @@ fn take_message(buf: &mut BytesMut, len: usize, consumed: usize) -> Frame {
 /// Appends one framed message to `out` (payload + "\n", or "Content-Length: N\r\n\r\n" + payload).
 /// A newline-framed payload must not contain `\n`; trailing `\r` bytes are dropped.
 pub fn encode_frame(framing: Framing, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.reserve(payload.len() + 32);
+    out.extend_from_slice(payload);
+    frame_tail(framing, out, start);
+}
+
+/// Frames, in place, the one message a caller has written into `buf` (for
+/// encoding straight into a pooled buffer without a second copy).
+pub fn frame_in_place(framing: Framing, buf: &mut Vec<u8>) {
+    frame_tail(framing, buf, 0);
+}
+
+/// Frames the payload that occupies `buf[start..]`.
+fn frame_tail(framing: Framing, buf: &mut Vec<u8>, start: usize) {
     match framing {
         Framing::Newline => {
-            debug_assert!(memchr(b'\n', payload).is_none(), "newline-framed payload contains a newline");
+            debug_assert!(memchr(b'\n', &buf[start..]).is_none(), "newline-framed payload contains a newline");
             // A reader takes `\r\n` as the delimiter, so a trailing `\r` could
             // not survive the trip; for a JSON text it is insignificant whitespace.
-            let end = payload.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
-            out.reserve(end + 1);
-            out.extend_from_slice(&payload[..end]);
-            out.push(b'\n');
+            let end = buf[start..].iter().rposition(|&b| b != b'\r').map_or(start, |i| start + i + 1);
+            buf.truncate(end);
+            buf.push(b'\n');
         }
         Framing::ContentLength => {
-            out.reserve(payload.len() + 32);
-            write!(out, "Content-Length: {}\r\n\r\n", payload.len()).expect("writing to a Vec cannot fail");
-            out.extend_from_slice(payload);
+            let header = format!("Content-Length: {}\r\n\r\n", buf.len() - start);
+            buf.splice(start..start, header.into_bytes());
         }
     }
 }

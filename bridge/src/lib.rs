@@ -32,7 +32,7 @@ pub use client::{
     CallError, CallOptions, CancelStyle, Client, ClientBuilder, ClientConfig, ClientStats, MCP_CANCEL_METHOD,
     Notification,
 };
-pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
+pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame, frame_in_place};
 pub use message::{
     Incoming, ParseError, Payload, classify, decode_error, error_response, parse, write_error, write_request,
 };

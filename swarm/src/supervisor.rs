@@ -393,8 +393,10 @@ impl Supervisor {
         }
         let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
         let starting = self.slots.values().filter(|s| s.state == State::Starting).count();
-        let waiting = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
-        let for_waiters = waiting.div_ceil(self.role.concurrency).saturating_sub(starting);
+        // Counting only open waiters would scan the queue on every acquire and
+        // release; closed ones are dropped as dispatch reaches them, and an
+        // overcount can only start an agent early, within max_agents.
+        let for_waiters = self.waiters.len().div_ceil(self.role.concurrency).saturating_sub(starting);
         let wanted = self.role.min_warm.saturating_sub(live).max(for_waiters);
         for _ in 0..wanted.min(self.role.max_agents.saturating_sub(live)) {
             self.spawn_agent();
