@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -163,6 +163,16 @@ impl Swarm {
             agent: lease.agent.clone(),
             method: method.to_owned(),
         });
+        // Reports the call's end even when the caller drops it half-way (a
+        // cancel, an aborted race): a view must never show it running forever.
+        let mut report = FinishReport {
+            swarm: self,
+            role,
+            agent: lease.agent.clone(),
+            method,
+            started: Instant::now(),
+            outcome: None,
+        };
         let answer = lease
             .client
             .call_raw(method, params, BridgeCallOptions { timeout: Some(timeout), ..Default::default() })
@@ -187,15 +197,8 @@ impl Swarm {
             }
             Err(other) => (Outcome::Error(other.code()), Err(SwarmError::Agent(other.to_error_object()))),
         };
-        let agent = lease.agent.clone();
         let elapsed = lease.finish(outcome);
-        self.emit(|| Event::CallFinished {
-            role: role.to_owned(),
-            agent,
-            method: method.to_owned(),
-            duration_us: elapsed.as_micros() as u64,
-            outcome,
-        });
+        report.outcome = Some((outcome, elapsed));
         result
     }
 
@@ -261,6 +264,30 @@ impl Swarm {
         if self.inner.events.receiver_count() > 0 {
             let _ = self.inner.events.send(event());
         }
+    }
+}
+
+/// Emits `CallFinished` when dropped: with the call's outcome once known,
+/// as cancelled if the call future was dropped before it ended.
+struct FinishReport<'a> {
+    swarm: &'a Swarm,
+    role: &'a str,
+    agent: String,
+    method: &'a str,
+    started: Instant,
+    outcome: Option<(Outcome, Duration)>,
+}
+
+impl Drop for FinishReport<'_> {
+    fn drop(&mut self) {
+        let (outcome, elapsed) = self.outcome.unwrap_or((Outcome::Cancelled, self.started.elapsed()));
+        self.swarm.emit(|| Event::CallFinished {
+            role: self.role.to_owned(),
+            agent: std::mem::take(&mut self.agent),
+            method: self.method.to_owned(),
+            duration_us: elapsed.as_micros() as u64,
+            outcome,
+        });
     }
 }
 

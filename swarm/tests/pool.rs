@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{CallOptions, Config, Event, RoleConfig, Swarm, SwarmError};
+use skep_swarm::{CallOptions, Config, Event, Outcome, RoleConfig, Swarm, SwarmError};
 use tokio::time::{Instant, timeout};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
@@ -358,5 +358,28 @@ async fn a_noisy_agent_is_replaced_past_the_threshold() {
     let later = h.call("noisy", "pid", json!([])).await.expect("pid");
     assert_ne!(first, later, "the noisy agent was kept");
     h.ready_pids("noisy").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_call_dropped_by_its_caller_is_reported_finished_as_cancelled() {
+    let h = Harness::start(vec![role("drop", &[])]).await;
+    let mut events = h.swarm.subscribe();
+    let params = serde_json::value::to_raw_value(&json!({ "ms": 2000 })).expect("JSON");
+    // The caller gives up (as a cancelled sidecar request or an aborted Node call does).
+    let gave_up =
+        timeout(Duration::from_millis(100), h.swarm.call("drop", "sleep", Some(&params), CallOptions::default()));
+    assert!(gave_up.await.is_err(), "a 2 s sleep answered within 100 ms");
+    let finished = timeout(STEP, async {
+        loop {
+            match events.recv().await.expect("events flow") {
+                Event::CallFinished { method, outcome, .. } if method == "sleep" => return outcome,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("CallFinished for the dropped call");
+    assert_eq!(finished, Outcome::Cancelled);
     h.finish().await;
 }
