@@ -1,0 +1,54 @@
+// How TypeScript code uses the package; type-checked by types.test.js with
+// `tsc --noEmit`, which proves the committed index.d.ts right. The lines
+// expected to fail show that the types are not `any`.
+import { Swarm, type SkepError, type SwarmEvent, type Settled } from 'skep'
+
+interface Review {
+  comments: string[]
+}
+
+export async function main(signal: AbortSignal): Promise<void> {
+  const swarm: Swarm = await Swarm.fromFile('skep.toml')
+  const alsoInline = await Swarm.fromToml('[roles.echo]\ncommand = ["node", "echo.mjs"]\n')
+  const demo = await Swarm.demo()
+
+  const review = await swarm.call<Review>('reviewer', 'review', { path: 'src' }, { timeoutMs: 5000, signal })
+  const firstComment: string | undefined = review.comments[0]
+
+  const all: Settled[] = await swarm.fanout('reviewer', 'review', [{ path: 'a' }, { path: 'b' }], { maxParallel: 2 })
+  for (const outcome of all) {
+    if ('ok' in outcome) console.log(outcome.ok)
+    else console.log(outcome.error.code, outcome.error.message)
+  }
+  const first = await swarm.race([{ role: 'a', method: 'm', params: { x: 1 } }, { role: 'b', method: 'm' }])
+  const winner: number = first.index
+  const replies = await swarm.broadcast('reviewer', 'reload', {})
+  const agentIds: string[] = replies.map((r) => r.agent)
+
+  const roleNames: string[] = swarm.roles().map((r) => r.name)
+  const pids: number[] = (await swarm.agents()).map((a) => a.pid)
+  const p99: number = (await swarm.stats()).roles[0].latencyUs.p99
+
+  const off: () => void = swarm.onEvent((event: SwarmEvent) => {
+    if (event.type === 'callFinished') console.log(event.agent, event.durationUs, event.outcome)
+  })
+  off()
+
+  try {
+    await demo.call('demo', 'echo', ['hi'])
+  } catch (e) {
+    const error = e as SkepError
+    if (error.code === 'SKEP_TIMEOUT' || error.code === 'SKEP_CIRCUIT_OPEN') console.log(error.rpcCode, error.data)
+  }
+  console.log(firstComment, winner, agentIds, roleNames, pids, p99)
+
+  // @ts-expect-error: a role is a string
+  await swarm.call(42, 'review')
+  // @ts-expect-error: timeoutMs is a number of milliseconds
+  await swarm.call('reviewer', 'review', {}, { timeoutMs: '5s' })
+  // @ts-expect-error: no such code
+  const bad: SkepError['code'] = 'SKEP_OOPS'
+  console.log(bad)
+
+  await Promise.all([swarm.close(), alsoInline.close(), demo.close()])
+}

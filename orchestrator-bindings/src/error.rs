@@ -1,0 +1,104 @@
+//! The one mapping from what can fail to JavaScript `Error` objects.
+//!
+//! Every rejection carries `code` (a stable string such as `SKEP_TIMEOUT`),
+//! `rpcCode` (the JSON-RPC code the sidecar would answer with) and `data`
+//! (what to look at), as documented in the package README.
+
+use napi::JsValue;
+use napi::bindgen_prelude::{Env, JsObjectValue, Object, Status};
+use serde_json::Value;
+use skep_bridge::code;
+use skep_swarm::SwarmError;
+
+/// Why a call from JavaScript failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The swarm answered with an error.
+    Swarm(SwarmError),
+    /// The caller's `AbortSignal` fired first.
+    Aborted,
+    /// An argument was not what the method takes.
+    InvalidArg(String),
+    /// The swarm could not be built (config file, TOML).
+    Config(String),
+}
+
+impl From<SwarmError> for Failure {
+    fn from(e: SwarmError) -> Self {
+        Failure::Swarm(e)
+    }
+}
+
+impl Failure {
+    /// The stable string in `err.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Aborted => "SKEP_CANCELLED",
+            Failure::InvalidArg(_) => "SKEP_INVALID_ARG",
+            Failure::Config(_) => "SKEP_CONFIG",
+            Failure::Swarm(e) => match e {
+                SwarmError::Timeout { .. } => "SKEP_TIMEOUT",
+                SwarmError::CircuitOpen { .. } => "SKEP_CIRCUIT_OPEN",
+                SwarmError::AgentCrashed { .. } => "SKEP_AGENT_CRASHED",
+                SwarmError::RoleFailed { .. } => "SKEP_ROLE_FAILED",
+                SwarmError::Start { .. } => "SKEP_AGENT_START",
+                SwarmError::Overloaded { .. } => "SKEP_OVERLOADED",
+                SwarmError::ShuttingDown => "SKEP_CLOSED",
+                SwarmError::UnknownRole { .. } => "SKEP_UNKNOWN_ROLE",
+                SwarmError::NoRoute { .. } => "SKEP_NO_ROUTE",
+                SwarmError::AllFailed { .. } => "SKEP_ALL_FAILED",
+                SwarmError::Agent(e) if e.code() == code::REQUEST_CANCELLED => "SKEP_CANCELLED",
+                SwarmError::Agent(e) if e.code() == code::METHOD_NOT_FOUND => "SKEP_METHOD_NOT_FOUND",
+                SwarmError::Agent(e) if e.code() == code::INVALID_PARAMS => "SKEP_INVALID_PARAMS",
+                SwarmError::Agent(_) => "SKEP_AGENT_ERROR",
+                _ => "SKEP_ERROR",
+            },
+        }
+    }
+
+    /// The JSON-RPC code the sidecar answers the same failure with.
+    fn rpc_code(&self) -> i32 {
+        match self {
+            Failure::Swarm(e) => e.code(),
+            Failure::Aborted => code::REQUEST_CANCELLED,
+            Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
+        }
+    }
+
+    fn message_and_data(&self) -> (String, Option<Value>) {
+        match self {
+            Failure::Swarm(e) => {
+                let object = e.to_error_object();
+                let data = object.data().and_then(|raw| serde_json::from_str(raw.get()).ok());
+                (object.message().to_owned(), data)
+            }
+            Failure::Aborted => ("the call was aborted by its AbortSignal; the agent was told to cancel".into(), None),
+            Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
+        }
+    }
+
+    /// The JavaScript `Error` a Promise rejects with.
+    pub fn into_js(self, env: &Env) -> napi::Error {
+        match self.build(env) {
+            Ok(object) => napi::Error::from(object.to_unknown()),
+            // Building the object failed (the environment is going away): a plain error still says what happened.
+            Err(_) => {
+                napi::Error::new(Status::GenericFailure, format!("{}: {}", self.code(), self.message_and_data().0))
+            }
+        }
+    }
+
+    fn build<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let (message, data) = self.message_and_data();
+        let mut object = env.create_error(napi::Error::new(Status::GenericFailure, message))?;
+        object.set_named_property("code", self.code())?;
+        object.set_named_property("rpcCode", self.rpc_code())?;
+        object.set_named_property("data", data)?;
+        Ok(object)
+    }
+}
+
+/// An argument refused, with a message that names it.
+pub fn invalid_arg(message: impl Into<String>) -> Failure {
+    Failure::InvalidArg(message.into())
+}

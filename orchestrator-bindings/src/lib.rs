@@ -1,0 +1,21 @@
+//! The napi-rs binding behind the npm package `skep`: a swarm of warm agent
+//! processes, in-process for Node. Thin by design: each exported method calls
+//! one function of `skep-swarm`; options are checked once at the boundary and
+//! errors are mapped in one place.
+//!
+//! # Layout
+//! - `swarm.rs`: the exported class `Swarm`, one method per swarm function.
+//! - `options.rs`: the option objects JavaScript passes, checked into swarm types.
+//! - `promise.rs`: turning a swarm future into a Promise, with `AbortSignal` support.
+//! - `error.rs`: the one mapping from swarm errors to JavaScript `Error`s with `code`.
+//! - `events.rs`: `onEvent`, the event stream as callbacks.
+//! - `demo.rs`: the built-in demo role, run by Node's own executable.
+
+mod demo;
+mod error;
+mod events;
+mod options;
+mod promise;
+mod swarm;
+
+pub use swarm::Swarm;

@@ -1,0 +1,178 @@
+//! The exported class `Swarm`: one method per swarm function, nothing more.
+
+use napi::bindgen_prelude::{Env, Function, PromiseRaw};
+use napi_derive::napi;
+use serde_json::Value;
+use skep_swarm::Config;
+
+use crate::demo;
+use crate::error::Failure;
+use crate::events;
+use crate::options::{self, CallOptions, Checked, FanoutOptions, RaceCall};
+use crate::promise::{Prepared, json, settle};
+
+/// A running swarm of warm agent processes, one pool per role.
+///
+/// Start one with `Swarm.fromFile`, `Swarm.fromToml` or `Swarm.demo`; end it
+/// with `close()`. Agents never outlive the Node process.
+#[napi]
+#[derive(Debug)]
+pub struct Swarm {
+    inner: skep_swarm::Swarm,
+}
+
+#[napi]
+impl Swarm {
+    /// Starts the roles of a `skep.toml` file and resolves once each has its
+    /// `min_warm` agents ready (or has failed).
+    #[napi(ts_return_type = "Promise<Swarm>")]
+    pub fn from_file<'env>(env: &'env Env, path: String) -> napi::Result<PromiseRaw<'env, Swarm>> {
+        let config = Config::load(path.as_ref()).map_err(|e| Failure::Config(e.to_string()));
+        settle(env, Ok((None, start(config))))
+    }
+
+    /// Starts the roles of a `skep.toml` text; relative paths in it are
+    /// relative to the current directory.
+    #[napi(ts_return_type = "Promise<Swarm>")]
+    pub fn from_toml<'env>(env: &'env Env, text: String) -> napi::Result<PromiseRaw<'env, Swarm>> {
+        let config = std::env::current_dir()
+            .map_err(|e| Failure::Config(format!("cannot read the current directory: {e}")))
+            .and_then(|dir| Config::parse(&text, "<toml>", &dir).map_err(|e| Failure::Config(e.to_string())));
+        settle(env, Ok((None, start(config))))
+    }
+
+    /// Starts the built-in role `demo` (methods `echo`, `sleep {ms}`,
+    /// `wordcount {text}`, `fail {message}`), whose agents run on Node itself.
+    #[napi(ts_return_type = "Promise<Swarm>")]
+    pub fn demo(env: &Env) -> napi::Result<PromiseRaw<'_, Swarm>> {
+        let config = demo::agent_command().map(skep_swarm::demo_config).map_err(Failure::Config);
+        settle(env, Ok((None, start(config))))
+    }
+
+    /// Calls `method` on an agent of `role` and resolves with its result.
+    #[napi(ts_generic_types = "T = any", ts_return_type = "Promise<T>")]
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        role: String,
+        method: String,
+        #[napi(ts_arg_type = "unknown")] params: Option<Value>,
+        options: Option<CallOptions<'env>>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        let prepared = (|| -> Prepared<'env, _> {
+            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
+            Ok((signal, async move { json(swarm.call(&role, &method, params.as_deref(), call).await?) }))
+        })();
+        settle(env, prepared)
+    }
+
+    /// One call of `method` per element of `params`, all settled, in input order.
+    #[napi(ts_return_type = "Promise<Settled[]>")]
+    pub fn fanout<'env>(
+        &self,
+        env: &'env Env,
+        role: String,
+        method: String,
+        #[napi(ts_arg_type = "unknown[]")] params: Vec<Value>,
+        options: Option<FanoutOptions<'env>>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        let prepared = (|| -> Prepared<'env, _> {
+            let params = options::params_list(params)?;
+            let (max_parallel, Checked { call, signal }) = options::fanout_options(options)?;
+            Ok((signal, async move { json(swarm.fanout(&role, &method, params, max_parallel, call).await?) }))
+        })();
+        settle(env, prepared)
+    }
+
+    /// Runs the calls at once and resolves with the first success; the others
+    /// are cancelled on the wire. Rejects with `SKEP_ALL_FAILED` if all fail.
+    #[napi(ts_return_type = "Promise<RaceWin>")]
+    pub fn race<'env>(
+        &self,
+        env: &'env Env,
+        calls: Vec<RaceCall>,
+        options: Option<CallOptions<'env>>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        let prepared = (|| -> Prepared<'env, _> {
+            let calls = calls
+                .into_iter()
+                .map(|c| {
+                    Ok(skep_swarm::RaceCall { role: c.role, method: c.method, params: options::params(c.params)? })
+                })
+                .collect::<Result<Vec<_>, Failure>>()?;
+            let Checked { call, signal } = Checked::try_from(options)?;
+            Ok((signal, async move { json(swarm.race(calls, call).await?) }))
+        })();
+        settle(env, prepared)
+    }
+
+    /// Calls `method` on every ready agent of `role`; all settled.
+    #[napi(ts_return_type = "Promise<BroadcastReply[]>")]
+    pub fn broadcast<'env>(
+        &self,
+        env: &'env Env,
+        role: String,
+        method: String,
+        #[napi(ts_arg_type = "unknown")] params: Option<Value>,
+        options: Option<CallOptions<'env>>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        let prepared = (|| -> Prepared<'env, _> {
+            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
+            Ok((signal, async move { json(swarm.broadcast(&role, &method, params.as_deref(), call).await?) }))
+        })();
+        settle(env, prepared)
+    }
+
+    /// The configured roles.
+    #[napi(ts_return_type = "RoleInfo[]")]
+    pub fn roles(&self) -> napi::Result<Value> {
+        serde_json::to_value(self.inner.roles()).map_err(|e| napi::Error::from_reason(e.to_string()))
+    }
+
+    /// Every agent of every role, with its state.
+    #[napi(ts_return_type = "Promise<AgentInfo[]>")]
+    pub fn agents<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        settle(env, Ok((None, async move { json(swarm.agents().await) })))
+    }
+
+    /// Per-role counters, latency percentiles, breaker and cache.
+    #[napi(ts_return_type = "Promise<SwarmStats>")]
+    pub fn stats<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        settle(env, Ok((None, async move { json(swarm.stats().await) })))
+    }
+
+    /// Calls `listener` with every event of the swarm; returns the function
+    /// that stops it. A listener does not keep Node running.
+    #[napi(ts_args_type = "listener: (event: SwarmEvent) => void", ts_return_type = "() => void")]
+    pub fn on_event<'env>(
+        &self,
+        env: &'env Env,
+        listener: Function<'env, Value, ()>,
+    ) -> napi::Result<Function<'env, (), ()>> {
+        events::listen(env, &self.inner, listener)
+    }
+
+    /// Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
+    /// and resolves once all have exited. Later calls reject with `SKEP_CLOSED`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let swarm = self.inner.clone();
+        settle(
+            env,
+            Ok((None, async move {
+                swarm.shutdown().await;
+                Ok(())
+            })),
+        )
+    }
+}
+
+async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
+    Ok(Swarm { inner: skep_swarm::Swarm::start(config?).await? })
+}
