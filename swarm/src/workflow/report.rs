@@ -23,7 +23,8 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 svg text{font-size:12px;fill:#1b1f23}.lane-bg{fill:#f6f8fa}.tick{stroke:#d0d7de}
 .bar{fill:#8fb8de}.bar.critical{fill:#d9480f}.bar.cached{fill:#b2f2bb}.bar.failed{fill:#e03131}
-.bar.skipped{fill:#adb5bd;opacity:.6}.bar:hover{stroke:#1b1f23;stroke-width:1.5}
+.bar.skipped{fill:#adb5bd;opacity:.6}.bar{stroke:#fff;stroke-width:1}.bar:hover{stroke:#1b1f23;stroke-width:1.5}
+.bar-label{font-size:11px;fill:#fff;pointer-events:none}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 14px;vertical-align:-1px}
 ";
 
@@ -129,8 +130,9 @@ fn gantt(h: &mut String, record: &RunRecord) {
         let _ = write!(
             h,
             "<line class=\"tick\" x1=\"{x:.1}\" y1=\"18\" x2=\"{x:.1}\" y2=\"{height}\"/>\
-             <text x=\"{x:.1}\" y=\"12\" text-anchor=\"middle\">{}</text>",
-            ms(at)
+             <text x=\"{x:.1}\" y=\"12\" text-anchor=\"{anchor}\">{}</text>",
+            ms(at),
+            anchor = if t == 5 { "end" } else { "middle" }
         );
     }
     for (i, step) in record.steps.iter().enumerate() {
@@ -165,6 +167,16 @@ fn gantt(h: &mut String, record: &RunRecord) {
             bh = LANE_HEIGHT - 8.0,
             title = esc(&title),
         );
+        // A name inside the bar when it fits: lanes are agents, so bars need their step's name.
+        if width >= 7.0 * step.id.len() as f64 + 8.0 {
+            let _ = write!(
+                h,
+                "<text class=\"bar-label\" x=\"{:.1}\" y=\"{}\">{}</text>",
+                LABEL_WIDTH + start * scale + 4.0,
+                y + 12.0,
+                esc(&step.id)
+            );
+        }
     }
     h.push_str("</svg><div id=\"chart-status\" class=\"muted\">chart not checked (scripts off)</div>");
 }

@@ -252,6 +252,8 @@ impl Workflow {
             Some(dir) => base_dir.join(dir),
             None => base_dir.to_path_buf(),
         };
+        // `..` spelled out in every path printed later helps nobody.
+        let workdir = std::fs::canonicalize(&workdir).unwrap_or(workdir);
         let name = raw.name.unwrap_or_default();
         Ok(Workflow { name, origin: origin.to_owned(), workdir, steps, stages, graph, order })
     }
@@ -265,7 +267,7 @@ impl Workflow {
 fn unknown_need(step: &Step, need: &str, index: &HashMap<String, usize>) -> String {
     let mut known: Vec<&str> = index.keys().map(String::as_str).collect();
     known.sort_unstable();
-    format!("step {} needs {need:?}, but there is no step {need:?} (steps so far: {})", step.id, known.join(", "))
+    format!("step {} needs {need:?}, but there is no step {need:?} (steps: {})", step.id, known.join(", "))
 }
 
 fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
