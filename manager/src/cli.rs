@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::value::RawValue;
 
-use crate::{agent, call, demo, serve};
+use crate::{agent, call, demo, profile, run as run_cmd, serve};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -21,6 +21,7 @@ Examples:
   skep demo                                 # warm agents vs a fresh process per call
   skep call demo echo '{\"hello\":\"skep\"}'    # one call through the built-in demo role
   skep serve --config skep.toml             # the sidecar: JSON-RPC on stdin/stdout
+  skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
 
 Logs go to stderr, filtered by SKEP_LOG (then RUST_LOG), default \"warn\"."
 )]
@@ -35,6 +36,8 @@ enum Command {
     Call(CallArgs),
     Demo(DemoArgs),
     Agent(AgentArgs),
+    Run(RunArgs),
+    Profile(ProfileArgs),
 }
 
 /// Serve the swarm's methods as JSON-RPC 2.0 on stdin/stdout (the sidecar).
@@ -96,6 +99,69 @@ pub struct DemoArgs {
     pub cold_calls: u64,
 }
 
+/// Run a workflow (a TOML graph of agent calls and commands) and profile it.
+///
+/// Steps start as soon as their needs are met, longest predicted path first;
+/// unchanged steps come from the cache under .skep/. Every run is recorded in
+/// .skep/runs/ next to the workflow's workdir. Exits 1 if a step failed. The
+/// file format is docs/workflows.md.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep run examples/workflows/review.toml --report r.html
+  skep run ci.toml --config skep.toml --jobs 4 --trace trace.json
+  skep run ci.toml --no-cache --baseline release")]
+pub struct RunArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// The roles agent steps call (skep.toml); without it, the built-in role `demo`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// At most N steps at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub jobs: u64,
+    /// Run every step even if a cached success matches (results are still stored).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the run as Chrome trace-event JSON (opens in Perfetto).
+    #[arg(long, value_name = "OUT.json")]
+    pub trace: Option<PathBuf>,
+    /// Write a self-contained HTML report with a Gantt chart.
+    #[arg(long, value_name = "OUT.html")]
+    pub report: Option<PathBuf>,
+    /// Compare against this pinned baseline (see `skep profile --baseline`) instead of the previous run.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+}
+
+/// Print a recorded run's profile, compare two runs, or pin a baseline.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep profile                          # the latest run
+  skep profile 20250102T0304            # a run by (a prefix of) its id
+  skep profile --compare RUN_A RUN_B    # side by side
+  skep profile --baseline release       # pin the latest run as `release`")]
+pub struct ProfileArgs {
+    /// The run id (or a unique prefix); default the latest.
+    pub run: Option<String>,
+    /// Two runs side by side.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Vec<String>,
+    /// Pin the run as baseline NAME (`skep run --baseline NAME` compares against it).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// The state directory holding runs/ and history.jsonl.
+    #[arg(long, value_name = "DIR", default_value = ".skep")]
+    pub state: PathBuf,
+    /// Also write the run's HTML report.
+    #[arg(long, value_name = "OUT.html")]
+    pub report: Option<PathBuf>,
+    /// Also write the run's Chrome trace-event JSON.
+    #[arg(long, value_name = "OUT.json")]
+    pub trace: Option<PathBuf>,
+}
+
 /// Run as an agent on stdin/stdout (what a role's `command` starts).
 #[derive(Debug, clap::Args)]
 #[command(
@@ -124,6 +190,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Profile(args) => profile::run(args),
     }
 }
 

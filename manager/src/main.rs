@@ -6,13 +6,17 @@
 //! - `call.rs`: `skep call`, one call through a `skep serve` child.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
+//! - `run.rs`: `skep run FILE`, a workflow over a swarm, its progress and profile.
+//! - `profile.rs`: `skep profile`, recorded runs: a profile, a comparison, a baseline.
 //! - `progress.rs`: the progress line `skep demo` draws on stderr.
 
 mod agent;
 mod call;
 mod cli;
 mod demo;
+mod profile;
 mod progress;
+mod run;
 mod serve;
 
 use std::io::IsTerminal;

@@ -17,6 +17,7 @@
 //! - `demo.rs`: the built-in demo role and the demo agent's methods.
 //! - `process.rs`: spawning an agent in its own process group, watching it exit, the stop ladder.
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
+//! - `workflow/`: workflows: a DAG of steps over the swarm, its scheduler, cache, profiler and report.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
 mod agent;
@@ -35,6 +36,7 @@ mod stats;
 mod stderr_ring;
 mod supervisor;
 mod swarm;
+mod workflow;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerSnapshot, BreakerState, CallOutcome, CircuitOpen, Permit, Transition,
@@ -50,3 +52,4 @@ pub use rpc::{Sidecar, rpc_module};
 pub use stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use swarm::{CallOptions, RoleInfo, Swarm};
+pub use workflow::*;

@@ -1,7 +1,7 @@
 //! The sidecar's methods, defined once on a jsonrpsee `RpcModule`:
 //! `initialize`, `swarm/call`, `swarm/fanout`, `swarm/race`, `swarm/broadcast`,
 //! `swarm/route`, `swarm/roles`, `swarm/agents`, `swarm/stats`,
-//! `events/subscribe` / `events/unsubscribe`, and `shutdown`. Documented in
+//! `events/subscribe` / `events/unsubscribe`, `workflow/run` / `workflow/cancel`, and `shutdown`. Documented in
 //! docs/protocol.md.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::coordinate::RaceCall;
 use crate::swarm::{CallOptions, Swarm};
+use crate::workflow::{RunOptions, Workflow, run_workflow};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
 #[derive(Debug)]
@@ -95,6 +96,18 @@ struct BroadcastParams {
 #[serde(deny_unknown_fields)]
 struct RouteParams {
     text: String,
+}
+
+/// `workflow/run` params: a file, or TOML text (with `baseDir` for its relative paths).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WorkflowParams {
+    file: Option<String>,
+    toml: Option<String>,
+    base_dir: Option<String>,
+    jobs: Option<usize>,
+    #[serde(default)]
+    no_cache: bool,
 }
 
 fn options(timeout_ms: Option<u64>, cache: CacheMode) -> CallOptions {
@@ -191,6 +204,59 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                         () = sink.closed() => break,
                     }
                 }
+                SubscriptionResult::Ok(())
+            },
+        )
+        .expect("fresh name");
+    module
+        .register_subscription(
+            "workflow/run",
+            "workflow/progress",
+            "workflow/cancel",
+            |params, pending, ctx, _| async move {
+                let loaded = params.parse::<WorkflowParams>().map_err(|e| e.to_string()).and_then(|p| {
+                    let config = ctx.swarm.config();
+                    let workflow = match (&p.file, &p.toml) {
+                        (Some(file), None) => Workflow::load(std::path::Path::new(file), &config),
+                        (None, Some(text)) => {
+                            let base = std::path::PathBuf::from(p.base_dir.as_deref().unwrap_or("."));
+                            Workflow::parse(text, "<inline>", &base, &config)
+                        }
+                        _ => return Err("give exactly one of \"file\" and \"toml\"".to_owned()),
+                    };
+                    workflow.map(|w| (w, p)).map_err(|e| format!("{e:#}"))
+                });
+                let (workflow, p) = match loaded {
+                    Ok(loaded) => loaded,
+                    Err(message) => {
+                        pending.reject(invalid_params(&message)).await;
+                        return SubscriptionResult::Ok(());
+                    }
+                };
+                let sink = pending.accept().await?;
+                let defaults = RunOptions::default();
+                let options = RunOptions { jobs: p.jobs.unwrap_or(defaults.jobs), use_cache: !p.no_cache, ..defaults };
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let run = run_workflow(&ctx.swarm, &workflow, options, move |progress| {
+                    let _ = tx.send(serde_json::to_value(progress).expect("progress serializes"));
+                });
+                tokio::pin!(run);
+                // Progress goes out as it comes; dropping the run (the client left) stops its steps.
+                let record = loop {
+                    tokio::select! {
+                        record = &mut run => break record,
+                        Some(progress) = rx.recv() => sink.send(serde_json::value::to_raw_value(&progress)?).await?,
+                        () = sink.closed() => return SubscriptionResult::Ok(()),
+                    }
+                };
+                while let Ok(progress) = rx.try_recv() {
+                    sink.send(serde_json::value::to_raw_value(&progress)?).await?;
+                }
+                let last = match record {
+                    Ok(record) => json!({ "event": "result", "record": record }),
+                    Err(e) => json!({ "event": "error", "message": format!("{e:#}") }),
+                };
+                sink.send(serde_json::value::to_raw_value(&last)?).await?;
                 SubscriptionResult::Ok(())
             },
         )

@@ -11,7 +11,7 @@ use skep_bridge::{CacheKey, CallError, CallOptions as BridgeCallOptions, ErrorOb
 use tokio::sync::broadcast;
 
 use crate::command;
-use crate::config::{Config, Handshake, Protocol};
+use crate::config::{Config, Handshake, Protocol, RoleConfig};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
 use crate::pool::{AgentInfo, Lease, Pool};
@@ -224,6 +224,12 @@ impl Swarm {
                 }
             })
             .collect()
+    }
+
+    /// The roles' configs as one `Config` (what a workflow is validated against).
+    pub fn config(&self) -> Config {
+        let roles = self.inner.pools.iter().map(|(name, pool)| (name.clone(), RoleConfig::clone(&pool.role))).collect();
+        Config { roles, source: None }
     }
 
     /// Every agent of every role.

@@ -140,3 +140,45 @@ async fn coordination_methods_over_the_wire() {
     assert!(err.message().contains("needs \"text\""), "{}", err.message());
     swarm.shutdown().await;
 }
+
+#[tokio::test]
+async fn workflow_run_streams_progress_then_the_record() {
+    let (client, swarm, shutdown) = sidecar().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, our_write) = tokio::io::split(ours);
+    tokio::spawn(async move { server.serve(their_read, their_write, CancellationToken::new()).await });
+    let runner = Client::builder(ClientConfig::default())
+        .on_notification(move |n| drop(tx.send(n)))
+        .connect(our_read, our_write);
+    let state = std::env::temp_dir().join(format!("skep-sidecar-wf-{}", std::process::id()));
+    std::fs::create_dir_all(&state).expect("temp dir");
+    let toml = "[[steps]]\nid = \"hello\"\nrole = \"solo\"\nmethod = \"echo\"\nparams = [\"hi\"]\ncache = false\n\
+                [[steps]]\nid = \"after\"\nneeds = [\"hello\"]\nrun = [\"echo\", \"${steps.hello.result/0}\"]\ncache = false\n";
+    let params = json!({ "toml": toml, "baseDir": state.to_str().expect("utf-8 path") });
+    let _id: Value = timeout(STEP, runner.call("workflow/run", params)).await.expect("in time").expect("accepted");
+    let mut events = Vec::new();
+    let record = loop {
+        let n = timeout(STEP, rx.recv()).await.expect("progress in time").expect("open");
+        assert_eq!(n.method, "workflow/progress");
+        let params: Value = serde_json::from_str(n.params.expect("params").get()).expect("JSON");
+        let result = params["result"].clone();
+        if result["event"] == "result" {
+            break result["record"].clone();
+        }
+        events.push(result["event"].as_str().expect("named").to_owned());
+    };
+    assert_eq!(events.iter().filter(|e| *e == "finished").count(), 2, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("done"));
+    assert_eq!(record["ok"], true, "{record}");
+    assert_eq!(record["steps"][1]["id"], "after");
+    let refused =
+        call(&client, "workflow/run", json!({ "toml": "[[steps]]\nid = \"x\"\nneeds = [\"y\"]\nrun = [\"true\"]\n" }))
+            .await
+            .expect_err("an invalid workflow is refused");
+    assert!(refused.to_string().contains("step x needs \"y\", but there is no step \"y\""), "{refused}");
+    let _ = std::fs::remove_dir_all(&state);
+    swarm.shutdown().await;
+}

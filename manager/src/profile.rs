@@ -1,0 +1,142 @@
+//! `skep profile`: a recorded run's profile, two runs side by side, or a
+//! run pinned as a named baseline.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skep_swarm::{History, RunRecord, StepOutcome, render_report, render_trace};
+
+use crate::cli::{ProfileArgs, emit};
+use crate::run::write;
+
+/// Prints the profile asked for.
+pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let history = History::new(&args.state);
+    if let [a, b] = args.compare.as_slice() {
+        let (a, b) = (history.load(a)?, history.load(b)?);
+        for line in compare(&a, &b) {
+            emit(&line)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = match &args.run {
+        Some(id) => history.load(id)?,
+        None => history.latest(None)?.with_context(|| {
+            format!("no runs recorded in {} yet: `skep run FILE` records one", args.state.display())
+        })?,
+    };
+    if let Some(name) = &args.baseline {
+        history.pin(name, &record.id)?;
+        emit(&format!("baseline {name} = run {}", record.id))?;
+    }
+    for line in summary(&record) {
+        emit(&line)?;
+    }
+    if let Some(path) = &args.trace {
+        write(path, &render_trace(&record))?;
+    }
+    if let Some(path) = &args.report {
+        write(path, &render_report(&record))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(v: f64) -> String {
+    if v >= 10_000.0 { format!("{:.1} s", v / 1000.0) } else { format!("{v:.0} ms") }
+}
+
+/// The text profile of a run: figures, insights, bottlenecks, steps.
+pub fn summary(r: &RunRecord) -> Vec<String> {
+    let a = &r.analysis;
+    let mut out = vec![
+        format!("run {} of {}: {}", r.id, r.workflow, if r.ok { "succeeded" } else { "FAILED" }),
+        format!(
+            "wall {}  critical path {} ({})  parallel efficiency {:.0}%  cache hits {:.0}%",
+            ms(a.wall_ms),
+            ms(a.critical_path_ms),
+            a.critical_path.join(" → "),
+            a.parallel_efficiency * 100.0,
+            a.cache_hit_rate * 100.0
+        ),
+    ];
+    if !a.insights.is_empty() {
+        out.push("insights:".into());
+        out.extend(a.insights.iter().map(|i| format!("  - {i}")));
+    }
+    if !a.bottlenecks.is_empty() {
+        out.push(format!("{:<24} {:>10} {:>8} {:>8}", "bottleneck", "duration", "of wall", "of c.p."));
+        for b in &a.bottlenecks {
+            out.push(format!(
+                "{:<24} {:>10} {:>7.0}% {:>7.0}%",
+                b.id,
+                ms(b.duration_ms),
+                b.share_of_wall * 100.0,
+                b.share_of_critical_path * 100.0
+            ));
+        }
+    }
+    out.push(format!("{:<24} {:<8} {:>10} {:>10} {:>10}  agent", "step", "outcome", "queued", "duration", "wait"));
+    for s in &r.steps {
+        let outcome = match (s.outcome, s.cache_hit) {
+            (StepOutcome::Ok, true) => "cached",
+            (StepOutcome::Ok, false) => "ok",
+            (StepOutcome::Failed, _) => "failed",
+            (StepOutcome::Skipped, _) => "skipped",
+        };
+        out.push(format!(
+            "{:<24} {:<8} {:>10} {:>10} {:>10}  {}",
+            s.id,
+            outcome,
+            ms(s.queued_ms),
+            ms(s.duration_ms),
+            ms(s.wait_ms),
+            s.agent.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+/// Two runs side by side, step by step.
+fn compare(a: &RunRecord, b: &RunRecord) -> Vec<String> {
+    let change = |x: f64, y: f64| if x > 0.0 { format!("{:+.0}%", (y / x - 1.0) * 100.0) } else { "-".into() };
+    let mut out = vec![
+        format!(
+            "{:<24} {:>12} {:>12} {:>8}",
+            "",
+            a.id.get(..17).unwrap_or(&a.id),
+            b.id.get(..17).unwrap_or(&b.id),
+            "change"
+        ),
+        format!(
+            "{:<24} {:>12} {:>12} {:>8}",
+            "total (wall)",
+            ms(a.wall_ms),
+            ms(b.wall_ms),
+            change(a.wall_ms, b.wall_ms)
+        ),
+        format!(
+            "{:<24} {:>12} {:>12} {:>8}",
+            "critical path",
+            ms(a.analysis.critical_path_ms),
+            ms(b.analysis.critical_path_ms),
+            change(a.analysis.critical_path_ms, b.analysis.critical_path_ms)
+        ),
+    ];
+    let ids: BTreeSet<&str> = a.steps.iter().chain(&b.steps).map(|s| s.id.as_str()).collect();
+    for id in ids {
+        let find = |r: &RunRecord| r.steps.iter().find(|s| s.id == id).map(|s| (s.duration_ms, s.cache_hit));
+        let show = |d: Option<(f64, bool)>| match d {
+            None => "-".to_owned(),
+            Some((_, true)) => "cached".to_owned(),
+            Some((ms_, false)) => ms(ms_),
+        };
+        let (x, y) = (find(a), find(b));
+        let delta = match (x, y) {
+            (Some((x, false)), Some((y, false))) => change(x, y),
+            _ => "-".into(),
+        };
+        out.push(format!("{id:<24} {:>12} {:>12} {delta:>8}", show(x), show(y)));
+    }
+    out
+}

@@ -1,0 +1,102 @@
+//! `skep run FILE`: runs a workflow over a swarm, shows its progress, and
+//! writes its profile (plus a trace and an HTML report on request).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skep_swarm::{
+    Config, Progress, ProgressEvent, RunOptions, Swarm, Workflow, demo_config, render_report, render_trace,
+    run_workflow,
+};
+
+use crate::cli::{RunArgs, demo_agent_command, emit, runtime};
+use crate::profile::summary;
+
+/// Runs the workflow; exits 1 if a step failed.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Config::load(path).with_context(|| format!("cannot load {}", path.display()))?,
+        // Without a config, the built-in demo role: a workflow runs from a clean clone.
+        None => demo_config(demo_agent_command()?),
+    };
+    let workflow = Workflow::load(&args.file, &config).context("invalid workflow")?;
+    // Only the roles the workflow calls are started.
+    let mut used = config.clone();
+    used.roles.retain(|name, _| workflow.steps.iter().any(|s| s.role() == Some(name.as_str())));
+    let options = RunOptions {
+        jobs: args.jobs as usize,
+        use_cache: !args.no_cache,
+        baseline: args.baseline.clone(),
+        ..RunOptions::default()
+    };
+    let record = runtime()?.block_on(async {
+        let swarm = Swarm::start(used).await.context("cannot start the workflow's agents")?;
+        let mut display = Display::new(std::io::stderr().is_terminal());
+        let record = run_workflow(&swarm, &workflow, options, |p| display.show(p)).await;
+        swarm.shutdown().await;
+        record.context("the run could not be recorded")
+    })?;
+    for line in summary(&record) {
+        emit(&line)?;
+    }
+    let state = workflow.workdir.join(".skep").join("runs").join(format!("{}.json", record.id));
+    emit(&format!("profile: {}", state.display()))?;
+    if let Some(path) = &args.trace {
+        write(path, &render_trace(&record))?;
+        emit(&format!("trace: {} (open it in https://ui.perfetto.dev)", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        write(path, &render_report(&record))?;
+        emit(&format!("report: {}", path.display()))?;
+    }
+    Ok(if record.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Progress on stderr: one line redrawn in place on a terminal, a line per
+/// event otherwise (logs and CI output stay readable).
+struct Display {
+    terminal: bool,
+}
+
+impl Display {
+    fn new(terminal: bool) -> Display {
+        Display { terminal }
+    }
+
+    fn show(&mut self, p: &Progress) {
+        let mut err = std::io::stderr().lock();
+        let step = p.step.as_deref().unwrap_or("");
+        let secs = p.elapsed_ms / 1000.0;
+        // Progress is a courtesy: a failed write to stderr is not worth failing the run for.
+        if self.terminal {
+            let line = match p.event {
+                ProgressEvent::Done => String::new(),
+                _ => format!("[{}/{}] {:.1}s running: {}", p.done, p.total, secs, p.running.join(", ")),
+            };
+            let _ = write!(err, "\r\x1b[K{line}");
+            if let (ProgressEvent::Finished, Some(false)) | (ProgressEvent::Skipped, _) = (p.event, p.ok) {
+                let _ = writeln!(err, "\r\x1b[K{}", event_line(p, step));
+            }
+        } else if p.event != ProgressEvent::Queued && p.event != ProgressEvent::Done {
+            let _ = writeln!(err, "[{}/{}] {:>7.2}s {}", p.done, p.total, secs, event_line(p, step));
+        }
+        let _ = err.flush();
+    }
+}
+
+fn event_line(p: &Progress, step: &str) -> String {
+    match (p.event, p.ok, p.cache_hit) {
+        (ProgressEvent::Started, ..) => format!("started  {step}"),
+        (ProgressEvent::Finished, Some(true), Some(true)) => format!("cached   {step}"),
+        (ProgressEvent::Finished, Some(true), _) => format!("finished {step}"),
+        (ProgressEvent::Finished, ..) => format!("FAILED   {step}: {}", p.message.as_deref().unwrap_or("")),
+        (ProgressEvent::Skipped, ..) => format!("skipped  {step}: {}", p.message.as_deref().unwrap_or("")),
+        _ => String::new(),
+    }
+}

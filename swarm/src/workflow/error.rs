@@ -1,0 +1,54 @@
+//! Why a workflow could not be loaded or run.
+
+use std::path::PathBuf;
+
+/// What went wrong before or around a run (a failing step is not an error:
+/// it is recorded in the run's profile).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// The workflow file could not be read.
+    #[error("cannot read workflow {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or not a valid workflow.
+    #[error("{origin}:{line}: {message}")]
+    Invalid {
+        /// The file name, or `<inline>`.
+        origin: String,
+        /// 1-based line of the offending step or key.
+        line: usize,
+        /// What is wrong, naming the step, and what to do.
+        message: String,
+    },
+    /// The run's state directory (`.skep/`) could not be written or read.
+    #[error("cannot use {path}")]
+    State {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A run record in history is not valid JSON.
+    #[error("run record {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// No run by that id (or baseline by that name) exists.
+    #[error("no run {what} in {dir}; `skep profile` lists what is there")]
+    NoSuchRun {
+        /// The id or name asked for.
+        what: String,
+        /// The state directory searched.
+        dir: PathBuf,
+    },
+}

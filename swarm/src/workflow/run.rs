@@ -1,0 +1,495 @@
+//! The executor: runs a workflow's steps over the swarm as the scheduler
+//! allows, consults and fills the cache, reports progress, and records the run.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::cache::{Cache, CacheLimits, hash_file, unix_ms};
+use super::error::WorkflowError;
+use super::history::{History, RunRecord, run_id};
+use super::inputs::expand_inputs;
+use super::params::resolve;
+use super::profile::{Previous, StepOutcome, StepRecord, analyze};
+use super::schedule::{Scheduler, SkipCause};
+use super::spec::{Action, Workflow};
+use crate::events::Event;
+use crate::swarm::{CallOptions, Swarm};
+
+/// Choices for one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// At most this many steps at once.
+    pub jobs: usize,
+    /// Whether cached successes stand in for steps (results are stored either way).
+    pub use_cache: bool,
+    /// Where the cache and history live; default `<workdir>/.skep`.
+    pub state_dir: Option<PathBuf>,
+    /// The cache's TTL and size cap.
+    pub cache_limits: CacheLimits,
+    /// Compare against this pinned baseline instead of the previous run.
+    pub baseline: Option<String>,
+    /// Whether to write the run to history (tests and benchmarks may not want to).
+    pub save: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            jobs: 8,
+            use_cache: true,
+            state_dir: None,
+            cache_limits: CacheLimits::default(),
+            baseline: None,
+            save: true,
+        }
+    }
+}
+
+/// What happened, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProgressEvent {
+    /// A step's needs are met; it waits for a slot.
+    Queued,
+    /// A step started.
+    Started,
+    /// A step finished (succeeded, failed, or came from the cache).
+    Finished,
+    /// A step was skipped because something it needs failed.
+    Skipped,
+    /// The run is over.
+    Done,
+}
+
+/// One progress event, with the run's totals at that moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// What happened.
+    pub event: ProgressEvent,
+    /// To which step (none for `done`).
+    pub step: Option<String>,
+    /// `finished` only: whether it succeeded.
+    pub ok: Option<bool>,
+    /// `finished` only: whether it came from the cache.
+    pub cache_hit: Option<bool>,
+    /// Why it failed or was skipped.
+    pub message: Option<String>,
+    /// Steps finished or skipped so far.
+    pub done: usize,
+    /// Steps in the workflow.
+    pub total: usize,
+    /// Steps running now.
+    pub running: Vec<String>,
+    /// Milliseconds since the run started.
+    pub elapsed_ms: f64,
+}
+
+/// How a step's attempt ended.
+struct Ended {
+    result: Result<Value, String>,
+    cache_hit: bool,
+    attempts: u32,
+    bytes_in: u64,
+    bytes_out: u64,
+    at: Instant,
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Ended)> + Send + 'a>>;
+
+/// Runs `workflow` over `swarm` and returns its record (also written to
+/// history unless `options.save` is off). A failing step does not make this
+/// an error: the record says `ok: false`.
+pub async fn run_workflow(
+    swarm: &Swarm,
+    workflow: &Workflow,
+    options: RunOptions,
+    mut on_progress: impl FnMut(&Progress) + Send,
+) -> Result<RunRecord, WorkflowError> {
+    let state_dir = options.state_dir.clone().unwrap_or_else(|| workflow.workdir.join(".skep"));
+    let history = History::new(&state_dir);
+    let cache = Cache::new(&state_dir, options.cache_limits);
+    let known = history.predictions(&workflow.name)?;
+    let previous = match &options.baseline {
+        Some(name) => Some(history.baseline(name)?),
+        None => history.latest(Some(&workflow.name))?,
+    };
+    let steps = &workflow.steps;
+    let n = steps.len();
+    // Steps without history are predicted at the mean of those with it (equal weights on a first run).
+    let fallback = if known.is_empty() { 1.0 } else { known.values().sum::<f64>() / known.len() as f64 };
+    let predicted: Vec<f64> = steps.iter().map(|s| known.get(&s.id).copied().unwrap_or(fallback)).collect();
+    let capacities: HashMap<String, usize> =
+        swarm.roles().into_iter().map(|r| (r.name, (r.max_agents * r.concurrency).max(1))).collect();
+    let mut role_names: Vec<&str> = Vec::new();
+    let role_of: Vec<Option<usize>> = steps
+        .iter()
+        .map(|s| {
+            s.role().map(|r| {
+                role_names.iter().position(|&k| k == r).unwrap_or_else(|| {
+                    role_names.push(r);
+                    role_names.len() - 1
+                })
+            })
+        })
+        .collect();
+    let capacity = role_names.iter().map(|r| capacities.get(*r).copied().unwrap_or(1)).collect();
+    let mut scheduler = Scheduler::new(&workflow.graph, &workflow.order, &predicted, role_of, capacity, options.jobs);
+
+    let mut events = steps.iter().any(|s| s.role().is_some()).then(|| swarm.subscribe());
+    let t0 = Instant::now();
+    let started_at = SystemTime::now();
+    let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+    let mut records: Vec<StepRecord> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRecord {
+            id: s.id.clone(),
+            after: workflow.graph.deps(i).iter().map(|&d| steps[d].id.clone()).collect(),
+            kind: if s.role().is_some() { "agent" } else { "command" }.into(),
+            role: s.role().map(str::to_owned),
+            agent: None,
+            outcome: StepOutcome::Skipped,
+            error: None,
+            cache_hit: false,
+            queued_ms: 0.0,
+            started_ms: None,
+            finished_ms: None,
+            duration_ms: 0.0,
+            wait_ms: 0.0,
+            bytes_in: 0,
+            bytes_out: 0,
+            attempts: 0,
+            predicted_ms: predicted[i],
+        })
+        .collect();
+    let mut results: Vec<Option<Value>> = vec![None; n];
+    let mut started: Vec<Option<Instant>> = vec![None; n];
+    let mut running: Vec<usize> = Vec::new();
+    let mut done = 0;
+    let mut in_flight: FuturesUnordered<StepFuture<'_>> = FuturesUnordered::new();
+    let progress = |event, step: Option<usize>, done, running: &[usize]| Progress {
+        event,
+        step: step.map(|i| steps[i].id.clone()),
+        ok: None,
+        cache_hit: None,
+        message: None,
+        done,
+        total: n,
+        running: running.iter().map(|&i| steps[i].id.clone()).collect(),
+        elapsed_ms: ms(Instant::now()),
+    };
+    for i in (0..n).filter(|&i| workflow.graph.deps(i).is_empty()) {
+        on_progress(&progress(ProgressEvent::Queued, Some(i), 0, &[]));
+    }
+
+    loop {
+        while let Some(i) = scheduler.start_next() {
+            let now = Instant::now();
+            started[i] = Some(now);
+            records[i].started_ms = Some(ms(now));
+            running.push(i);
+            on_progress(&progress(ProgressEvent::Started, Some(i), done, &running));
+            let upstream: Vec<(&str, Value)> = workflow
+                .graph
+                .ancestors(i)
+                .iter()
+                .enumerate()
+                .filter(|(_, up)| **up)
+                .filter_map(|(d, _)| Some((steps[d].id.as_str(), results[d].clone()?)))
+                .collect();
+            in_flight.push(Box::pin(run_step(swarm, workflow, i, upstream, cache.clone(), options.use_cache)));
+        }
+        if scheduler.is_finished() {
+            break;
+        }
+        let next_event = async {
+            match events.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some((i, ended)) = in_flight.next() => {
+                running.retain(|&r| r != i);
+                done += 1;
+                let record = &mut records[i];
+                let start = started[i].expect("a finished step was started");
+                record.finished_ms = Some(ms(ended.at));
+                record.duration_ms = ms(ended.at) - ms(start);
+                record.cache_hit = ended.cache_hit;
+                record.attempts = ended.attempts;
+                record.bytes_in = ended.bytes_in;
+                record.bytes_out = ended.bytes_out;
+                let ok = ended.result.is_ok();
+                let mut finished = progress(ProgressEvent::Finished, Some(i), done, &running);
+                finished.ok = Some(ok);
+                finished.cache_hit = Some(ended.cache_hit);
+                match ended.result {
+                    Ok(value) => {
+                        record.outcome = StepOutcome::Ok;
+                        results[i] = Some(value);
+                        on_progress(&finished);
+                        scheduler.finish(i, true);
+                        for &d in workflow.graph.dependents(i) {
+                            if workflow.graph.deps(d).iter().all(|&u| results[u].is_some()) {
+                                records[d].queued_ms = ms(ended.at);
+                                on_progress(&progress(ProgressEvent::Queued, Some(d), done, &running));
+                            }
+                        }
+                    }
+                    Err(message) => {
+                        record.outcome = StepOutcome::Failed;
+                        record.error = Some(message.clone());
+                        finished.message = Some(message);
+                        on_progress(&finished);
+                        for (d, cause) in scheduler.finish(i, false) {
+                            done += 1;
+                            let why = skip_message(workflow, d, cause);
+                            records[d].error = Some(why.clone());
+                            records[d].queued_ms = ms(ended.at);
+                            let mut skipped = progress(ProgressEvent::Skipped, Some(d), done, &running);
+                            skipped.message = Some(why);
+                            on_progress(&skipped);
+                        }
+                    }
+                }
+            }
+            event = next_event => {
+                match event {
+                    Ok(Event::CallStarted { role, agent, method }) => {
+                        attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, ms(Instant::now()));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => events = None,
+                }
+            }
+        }
+    }
+    let wall_ms = ms(Instant::now());
+    let mut done_event = progress(ProgressEvent::Done, None, done, &[]);
+    done_event.ok = Some(records.iter().all(|r| r.outcome == StepOutcome::Ok));
+    on_progress(&done_event);
+    let compared = previous.as_ref().map(|p| Previous { id: &p.id, steps: &p.steps, wall_ms: p.wall_ms });
+    let analysis = analyze(&records, wall_ms, compared);
+    let started_at_ms = unix_ms(started_at);
+    let record = RunRecord {
+        id: run_id(started_at_ms),
+        workflow: workflow.name.clone(),
+        file: workflow.origin.clone(),
+        started_at_ms,
+        wall_ms,
+        ok: records.iter().all(|r| r.outcome == StepOutcome::Ok),
+        jobs: options.jobs,
+        cache_used: options.use_cache,
+        steps: records,
+        analysis,
+    };
+    if options.save {
+        history.save(&record)?;
+    }
+    Ok(record)
+}
+
+/// The agent that took a call is known only from the event stream: the
+/// earliest-started running step of that role and method without one gets it
+/// (pools hand out agents first come, first served).
+#[allow(clippy::too_many_arguments)]
+fn attribute_agent(
+    workflow: &Workflow,
+    running: &[usize],
+    started: &[Option<Instant>],
+    records: &mut [StepRecord],
+    role: &str,
+    method: &str,
+    agent: String,
+    now_ms: f64,
+) {
+    let candidate = running
+        .iter()
+        .copied()
+        .filter(|&i| records[i].agent.is_none())
+        .filter(|&i| matches!(&workflow.steps[i].action, Action::Call { role: r, method: m, .. } if r == role && m == method))
+        .min_by_key(|&i| started[i]);
+    if let Some(i) = candidate {
+        records[i].wait_ms = (now_ms - records[i].started_ms.unwrap_or(now_ms)).max(0.0);
+        records[i].agent = Some(agent);
+    }
+}
+
+fn skip_message(workflow: &Workflow, step: usize, cause: SkipCause) -> String {
+    let steps = &workflow.steps;
+    let (failed, via) = (&steps[cause.failed], &steps[cause.via]);
+    let this = &steps[step];
+    if !this.needs.contains(&via.id) && via.stage.is_some() && via.stage != this.stage {
+        let stage = via.stage.as_deref().unwrap_or_default();
+        return format!("skipped: stage {stage} did not complete (`{}` failed), so later stages stop", failed.id);
+    }
+    if cause.failed == cause.via {
+        format!("skipped: it needs `{}`, which failed", failed.id)
+    } else {
+        format!("skipped: it needs `{}`, which was skipped because `{}` failed", via.id, failed.id)
+    }
+}
+
+/// Runs one step: resolves its params, answers from the cache if it may, or
+/// runs it and stores a success.
+async fn run_step(
+    swarm: &Swarm,
+    workflow: &Workflow,
+    i: usize,
+    upstream: Vec<(&str, Value)>,
+    cache: Cache,
+    use_cache: bool,
+) -> (usize, Ended) {
+    let step = &workflow.steps[i];
+    let lookup = |id: &str| upstream.iter().find(|(u, _)| *u == id).map(|(_, v)| v.clone());
+    let resolved = match &step.action {
+        Action::Call { params, .. } => {
+            params.as_ref().map(|p| resolve(p, &lookup)).transpose().map(|p| p.unwrap_or(Value::Null))
+        }
+        Action::Command { argv, .. } => resolve(&json!(argv), &lookup),
+    };
+    let failed = |message: String| Ended {
+        result: Err(message),
+        cache_hit: false,
+        attempts: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        at: Instant::now(),
+    };
+    let resolved = match resolved {
+        Ok(r) => r,
+        Err(message) => return (i, failed(message)),
+    };
+    let key = if step.cache {
+        let (workdir, patterns) = (workflow.workdir.clone(), step.inputs.clone());
+        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, String)>> {
+            expand_inputs(&workdir, &patterns)?
+                .into_iter()
+                .map(|f| Ok((hash_file(&workdir.join(&f))?, f)))
+                .map(|r| r.map(|(h, f)| (f, h)))
+                .collect()
+        })
+        .await
+        .expect("hashing inputs does not panic");
+        let hashed = match hashed {
+            Ok(h) => h,
+            Err(e) => return (i, failed(format!("cannot hash its inputs: {e}"))),
+        };
+        let up: Vec<(&str, &Value)> = upstream.iter().map(|(id, v)| (*id, v)).collect();
+        Some(Cache::key(&step.definition(), &resolved, &hashed, &up))
+    } else {
+        None
+    };
+    if use_cache
+        && let Some(key) = &key
+        && let Some(result) = cache.get(key, SystemTime::now())
+    {
+        let bytes_out = result.to_string().len() as u64;
+        return (
+            i,
+            Ended { result: Ok(result), cache_hit: true, attempts: 0, bytes_in: 0, bytes_out, at: Instant::now() },
+        );
+    }
+    let bytes_in = resolved.to_string().len() as u64;
+    let mut attempts = 0;
+    let result = loop {
+        attempts += 1;
+        let result = match &step.action {
+            Action::Call { role, method, .. } => call_agent(swarm, role, method, &resolved, step.timeout).await,
+            Action::Command { shell, .. } => run_command(workflow, &resolved, *shell, step.timeout).await,
+        };
+        if result.is_ok() || attempts > step.retries {
+            break result;
+        }
+    };
+    let at = Instant::now();
+    let bytes_out = result.as_ref().map_or(0, |v| v.to_string().len() as u64);
+    if let (Ok(value), Some(key)) = (&result, &key)
+        && let Err(e) = cache.put(key, &step.id, value, SystemTime::now())
+    {
+        tracing::warn!(step = %step.id, error = %e, "cannot store the step's result in the cache");
+    }
+    (i, Ended { result, cache_hit: false, attempts, bytes_in, bytes_out, at })
+}
+
+async fn call_agent(
+    swarm: &Swarm,
+    role: &str,
+    method: &str,
+    params: &Value,
+    timeout: Option<Duration>,
+) -> Result<Value, String> {
+    let raw = match params {
+        Value::Null => None,
+        p => Some(serde_json::value::to_raw_value(p).map_err(|e| format!("params: {e}"))?),
+    };
+    let options = CallOptions { timeout, bypass_cache: false };
+    let answer = swarm.call(role, method, raw.as_deref(), options).await.map_err(|e| e.to_string())?;
+    serde_json::from_str(answer.get()).map_err(|e| format!("the agent's result is not JSON: {e}"))
+}
+
+/// Kills a command's whole process group if the step is dropped (timeout or
+/// a cancelled run) before the command exited.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the group the child leads; no memory is involved.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+}
+
+async fn run_command(
+    workflow: &Workflow,
+    argv: &Value,
+    shell: bool,
+    timeout: Option<Duration>,
+) -> Result<Value, String> {
+    let argv: Vec<String> = serde_json::from_value(argv.clone()).map_err(|e| format!("argv: {e}"))?;
+    let argv = if shell { vec!["/bin/sh".to_owned(), "-c".to_owned(), argv.join(" ")] } else { argv };
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(&workflow.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
+    let mut guard = GroupGuard(child.id());
+    let output = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, child.wait_with_output()).await {
+            Ok(output) => output,
+            Err(_) => return Err(format!("timeout: {:?} did not finish within {} ms", argv[0], limit.as_millis())),
+        },
+        None => child.wait_with_output().await,
+    }
+    .map_err(|e| format!("cannot read the output of {:?}: {e}", argv[0]))?;
+    guard.0 = None;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    match output.status.code() {
+        Some(0) => Ok(json!({ "exitCode": 0, "stdout": stdout, "stderr": stderr })),
+        code => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no stderr");
+            let how =
+                code.map_or_else(|| crate::process::describe_exit(output.status), |c| format!("exited with code {c}"));
+            Err(format!("{} {how}: {last}", argv[0]))
+        }
+    }
+}
