@@ -129,3 +129,65 @@ export type SwarmEvent =
   /** The listener fell behind and missed this many events. */
   | { type: 'lagged'; missed: number }
 
+/** One progress event of `runWorkflow`, with the run's totals at that moment. */
+export interface WorkflowProgress {
+  event: 'queued' | 'started' | 'finished' | 'skipped' | 'done'
+  /** The step (none for `done`). */
+  step: string | null
+  /** `finished` only: whether it succeeded, and whether it came from the cache. */
+  ok: boolean | null
+  cacheHit: boolean | null
+  /** Why it failed or was skipped. */
+  message: string | null
+  done: number
+  total: number
+  running: string[]
+  elapsedMs: number
+}
+
+/** One step of a run as measured; times are milliseconds from the run's start. */
+export interface StepRecord {
+  id: string
+  after: string[]
+  kind: string
+  role: string | null
+  agent: string | null
+  outcome: 'ok' | 'failed' | 'skipped'
+  error: string | null
+  cacheHit: boolean
+  queuedMs: number
+  startedMs: number | null
+  finishedMs: number | null
+  durationMs: number
+  waitMs: number
+  bytesIn: number
+  bytesOut: number
+  attempts: number
+  predictedMs: number
+}
+
+/** A finished workflow run and where its time went (docs/workflows.md). */
+export interface RunRecord {
+  id: string
+  workflow: string
+  file: string
+  startedAtMs: number
+  wallMs: number
+  /** Whether every step succeeded. */
+  ok: boolean
+  jobs: number
+  cacheUsed: boolean
+  steps: StepRecord[]
+  analysis: {
+    wallMs: number
+    criticalPath: string[]
+    criticalPathMs: number
+    parallelEfficiency: number
+    bottlenecks: { id: string; durationMs: number; shareOfWall: number; shareOfCriticalPath: number }[]
+    cacheHitRate: number
+    comparedWith: string | null
+    regressions: { what: string; beforeMs: number; afterMs: number }[]
+    insights: string[]
+  }
+}
+

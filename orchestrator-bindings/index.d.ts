@@ -129,6 +129,68 @@ export type SwarmEvent =
   /** The listener fell behind and missed this many events. */
   | { type: 'lagged'; missed: number }
 
+/** One progress event of `runWorkflow`, with the run's totals at that moment. */
+export interface WorkflowProgress {
+  event: 'queued' | 'started' | 'finished' | 'skipped' | 'done'
+  /** The step (none for `done`). */
+  step: string | null
+  /** `finished` only: whether it succeeded, and whether it came from the cache. */
+  ok: boolean | null
+  cacheHit: boolean | null
+  /** Why it failed or was skipped. */
+  message: string | null
+  done: number
+  total: number
+  running: string[]
+  elapsedMs: number
+}
+
+/** One step of a run as measured; times are milliseconds from the run's start. */
+export interface StepRecord {
+  id: string
+  after: string[]
+  kind: string
+  role: string | null
+  agent: string | null
+  outcome: 'ok' | 'failed' | 'skipped'
+  error: string | null
+  cacheHit: boolean
+  queuedMs: number
+  startedMs: number | null
+  finishedMs: number | null
+  durationMs: number
+  waitMs: number
+  bytesIn: number
+  bytesOut: number
+  attempts: number
+  predictedMs: number
+}
+
+/** A finished workflow run and where its time went (docs/workflows.md). */
+export interface RunRecord {
+  id: string
+  workflow: string
+  file: string
+  startedAtMs: number
+  wallMs: number
+  /** Whether every step succeeded. */
+  ok: boolean
+  jobs: number
+  cacheUsed: boolean
+  steps: StepRecord[]
+  analysis: {
+    wallMs: number
+    criticalPath: string[]
+    criticalPathMs: number
+    parallelEfficiency: number
+    bottlenecks: { id: string; durationMs: number; shareOfWall: number; shareOfCriticalPath: number }[]
+    cacheHitRate: number
+    comparedWith: string | null
+    regressions: { what: string; beforeMs: number; afterMs: number }[]
+    insights: string[]
+  }
+}
+
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -183,6 +245,12 @@ export declare class Swarm {
    */
   onEvent(listener: (event: SwarmEvent) => void): () => void
   /**
+   * Runs a workflow file (docs/workflows.md) over this swarm's roles and
+   * resolves with its record, failed or not (`record.ok`); the run is kept
+   * in `.skep/` beside the workflow, as `skep run` keeps it.
+   */
+  runWorkflow(file: string, options?: WorkflowOptions | undefined | null): Promise<RunRecord>
+  /**
    * Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
    * and resolves once all have exited. Later calls reject with `SKEP_CLOSED`.
    */
@@ -220,4 +288,16 @@ export interface RaceCall {
   method: string
   /** The params: an object or an array. */
   params?: unknown
+}
+
+/** Options of `runWorkflow`. */
+export interface WorkflowOptions {
+  /** At most this many steps at once (default 8). */
+  jobs?: number
+  /** Run every step, even those whose cached success still matches. */
+  noCache?: boolean
+  /** Called with every progress event. */
+  onProgress?: (progress: WorkflowProgress) => void
+  /** Aborting it stops the run: running steps are cancelled, nothing new starts. */
+  signal?: AbortSignal
 }

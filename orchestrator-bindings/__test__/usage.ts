@@ -50,5 +50,13 @@ export async function main(signal: AbortSignal): Promise<void> {
   const bad: SkepError['code'] = 'SKEP_OOPS'
   console.log(bad)
 
+  const record = await swarm.runWorkflow('review.toml', {
+    jobs: 4,
+    onProgress: (p) => console.log(`${p.done}/${p.total}`, p.running.join(', ')),
+    signal,
+  })
+  if (!record.ok) console.log(record.steps.filter((s) => s.outcome === 'failed').map((s) => s.error))
+  console.log(record.analysis.parallelEfficiency, record.analysis.insights)
+
   await Promise.all([swarm.close(), alsoInline.close(), demo.close()])
 }

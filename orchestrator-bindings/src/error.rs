@@ -8,7 +8,7 @@ use napi::JsValue;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, Status};
 use serde_json::Value;
 use skep_bridge::code;
-use skep_swarm::SwarmError;
+use skep_swarm::{SwarmError, WorkflowError};
 
 /// Why a call from JavaScript failed.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub enum Failure {
     InvalidArg(String),
     /// The swarm could not be built (config file, TOML).
     Config(String),
+    /// A workflow could not be loaded or run.
+    Workflow(WorkflowError),
 }
 
 impl From<SwarmError> for Failure {
@@ -36,6 +38,7 @@ impl Failure {
             Failure::Aborted => "SKEP_CANCELLED",
             Failure::InvalidArg(_) => "SKEP_INVALID_ARG",
             Failure::Config(_) => "SKEP_CONFIG",
+            Failure::Workflow(_) => "SKEP_WORKFLOW",
             Failure::Swarm(e) => match e {
                 SwarmError::Timeout { .. } => "SKEP_TIMEOUT",
                 SwarmError::CircuitOpen { .. } => "SKEP_CIRCUIT_OPEN",
@@ -62,6 +65,8 @@ impl Failure {
             Failure::Swarm(e) => e.code(),
             Failure::Aborted => code::REQUEST_CANCELLED,
             Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
+            Failure::Workflow(WorkflowError::Invalid { .. } | WorkflowError::Read { .. }) => code::INVALID_PARAMS,
+            Failure::Workflow(_) => code::INTERNAL_ERROR,
         }
     }
 
@@ -74,6 +79,7 @@ impl Failure {
             }
             Failure::Aborted => ("the call was aborted by its AbortSignal; the agent was told to cancel".into(), None),
             Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
+            Failure::Workflow(e) => (chain(e), None),
         }
     }
 
@@ -96,6 +102,17 @@ impl Failure {
         object.set_named_property("data", data)?;
         Ok(object)
     }
+}
+
+/// An error and its sources, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line = format!("{line}: {cause}");
+        source = cause.source();
+    }
+    line
 }
 
 /// An argument refused, with a message that names it.

@@ -9,12 +9,14 @@
 //! - `promise.rs`: turning a swarm future into a Promise, with `AbortSignal` support.
 //! - `error.rs`: the one mapping from swarm errors to JavaScript `Error`s with `code`.
 //! - `events.rs`: `onEvent`, the event stream as callbacks.
+//! - `progress.rs`: `runWorkflow`'s `onProgress` callback.
 //! - `demo.rs`: the built-in demo role, run by Node's own executable.
 
 mod demo;
 mod error;
 mod events;
 mod options;
+mod progress;
 mod promise;
 mod swarm;
 

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::Object;
+use napi::bindgen_prelude::{Function, Object};
 use napi_derive::napi;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use skep_swarm::RunOptions;
 
 use crate::error::{Failure, invalid_arg};
 
@@ -36,6 +37,48 @@ pub struct FanoutOptions<'env> {
     /// Aborting it rejects the whole fan-out and cancels every call still running.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Object<'env>>,
+}
+
+/// Options of `runWorkflow`.
+#[napi(object)]
+#[allow(missing_debug_implementations, reason = "JavaScript handles have no Debug")]
+pub struct WorkflowOptions<'env> {
+    /// At most this many steps at once (default 8).
+    pub jobs: Option<f64>,
+    /// Run every step, even those whose cached success still matches.
+    pub no_cache: Option<bool>,
+    /// Called with every progress event.
+    #[napi(ts_type = "(progress: WorkflowProgress) => void")]
+    pub on_progress: Option<Function<'env, Value, ()>>,
+    /// Aborting it stops the run: running steps are cancelled, nothing new starts.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Object<'env>>,
+}
+
+/// `runWorkflow`'s options taken apart: the run's, the listener, the signal.
+#[allow(missing_debug_implementations, reason = "JavaScript handles have no Debug")]
+pub struct CheckedWorkflow<'env> {
+    pub run: RunOptions,
+    pub on_progress: Option<Function<'env, Value, ()>>,
+    pub signal: Option<Object<'env>>,
+}
+
+impl<'env> TryFrom<Option<WorkflowOptions<'env>>> for CheckedWorkflow<'env> {
+    type Error = Failure;
+
+    fn try_from(options: Option<WorkflowOptions<'env>>) -> Result<Self, Failure> {
+        let Some(options) = options else {
+            return Ok(CheckedWorkflow { run: RunOptions::default(), on_progress: None, signal: None });
+        };
+        let mut run = RunOptions { use_cache: !options.no_cache.unwrap_or(false), ..RunOptions::default() };
+        if let Some(jobs) = options.jobs {
+            run.jobs = match whole(jobs, "jobs")? {
+                0 => return Err(invalid_arg("jobs must be at least 1")),
+                n => usize::try_from(n).map_err(|_| invalid_arg("jobs is too large"))?,
+            };
+        }
+        Ok(CheckedWorkflow { run, on_progress: options.on_progress, signal: options.signal })
+    }
 }
 
 /// One contender of `race`.
@@ -101,7 +144,7 @@ fn whole(n: f64, what: &str) -> Result<u64, Failure> {
     if n.is_finite() && n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&n) {
         Ok(n as u64)
     } else {
-        Err(invalid_arg(format!("{what} must be a whole number of milliseconds or calls, not {n}")))
+        Err(invalid_arg(format!("{what} must be a whole number, not {n}")))
     }
 }
 

@@ -3,13 +3,13 @@
 use napi::bindgen_prelude::{Env, Function, PromiseRaw};
 use napi_derive::napi;
 use serde_json::Value;
-use skep_swarm::Config;
+use skep_swarm::{Config, Workflow, run_workflow};
 
 use crate::demo;
 use crate::error::Failure;
-use crate::events;
-use crate::options::{self, CallOptions, Checked, FanoutOptions, RaceCall};
+use crate::options::{self, CallOptions, Checked, CheckedWorkflow, FanoutOptions, RaceCall, WorkflowOptions};
 use crate::promise::{Prepared, json, settle};
+use crate::{events, progress};
 
 /// A running swarm of warm agent processes, one pool per role.
 ///
@@ -156,6 +156,29 @@ impl Swarm {
         listener: Function<'env, Value, ()>,
     ) -> napi::Result<Function<'env, (), ()>> {
         events::listen(env, &self.inner, listener)
+    }
+
+    /// Runs a workflow file (docs/workflows.md) over this swarm's roles and
+    /// resolves with its record, failed or not (`record.ok`); the run is kept
+    /// in `.skep/` beside the workflow, as `skep run` keeps it.
+    #[napi(ts_return_type = "Promise<RunRecord>")]
+    pub fn run_workflow<'env>(
+        &self,
+        env: &'env Env,
+        file: String,
+        options: Option<WorkflowOptions<'env>>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let swarm = self.inner.clone();
+        let prepared = (|| -> Prepared<'env, _> {
+            let CheckedWorkflow { run, on_progress, signal } = CheckedWorkflow::try_from(options)?;
+            let workflow = Workflow::load(file.as_ref(), &swarm.config()).map_err(Failure::Workflow)?;
+            let progress = on_progress.map(progress::listener).transpose()?;
+            Ok((signal, async move {
+                let record = run_workflow(&swarm, &workflow, run, |p| progress::send(progress.as_ref(), p)).await;
+                json(record.map_err(Failure::Workflow)?)
+            }))
+        })();
+        settle(env, prepared)
     }
 
     /// Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)

@@ -1,0 +1,28 @@
+//! `runWorkflow`'s `onProgress`: a workflow's progress events delivered to a
+//! JavaScript callback from the run's task.
+
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use serde_json::Value;
+use skep_swarm::Progress;
+
+use crate::error::Failure;
+
+/// The callback, callable from any thread; weak, so it never keeps Node alive.
+pub type Listener = ThreadsafeFunction<Value, (), Value, napi::Status, false, true>;
+
+/// Makes `callback` callable from the run's task.
+pub fn listener(callback: Function<'_, Value, ()>) -> Result<Listener, Failure> {
+    callback
+        .build_threadsafe_function::<Value>()
+        .weak::<true>()
+        .build()
+        .map_err(|e| Failure::InvalidArg(format!("options.onProgress: {}", e.reason)))
+}
+
+/// Queues one progress event for the callback, if there is one.
+pub fn send(listener: Option<&Listener>, progress: &Progress) {
+    if let (Some(listener), Ok(value)) = (listener, serde_json::to_value(progress)) {
+        listener.call(value, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
