@@ -1,6 +1,10 @@
 //! Benchmarks for skep.
 //!
-//! The benches live in `benches/`; `docs/benchmarks.md` has the figures.
-//! The two binaries are the child processes they talk to over pipes:
-//! `bridge-echo` (a bridge `Server` with one raw `echo` method) and
-//! `raw-echo` (stdin copied to stdout, the floor).
+//! The criterion benches live in `benches/`; `docs/benchmarks.md` has the
+//! figures. The binaries: `bridge-echo` (a bridge `Server` with one raw
+//! `echo` method), `raw-echo` (stdin copied to stdout, the floor),
+//! `jsonrpsee-echo` (jsonrpsee's own method dispatch on a pipe, a peer) and
+//! `compare` (the side-by-side runner, `docs/benchmarks.md`). This library
+//! holds what the runner computes without I/O.
+
+pub mod summary;

@@ -1,0 +1,114 @@
+//! Scenario 4, the seed workflow: 5 steps, each 1 s of "AI" work (a sleep in
+//! `peers/heavy_agent.py`, whose start-up pays real imports plus a fixed
+//! 300 ms init). The steps form a DAG: 1 → {2, 3, 4} → 5, so the critical
+//! path is 3 steps of work.
+//!
+//! There is no workflow engine yet, so skep is driven through the sidecar:
+//! five `swarm/call`s one after another, or along the DAG with 2–4
+//! concurrent. When workflows land this moves to `skep run`.
+
+use std::time::{Duration, Instant};
+
+use skep_benches::summary::{Metric, Scenario, Side, Unit};
+use skep_bridge::Framing;
+
+use crate::python::heavy_config;
+use crate::runner::{self, Contender, Fut, Outcome, Plan, since, spawn};
+use crate::setup::Env;
+
+/// How the steps are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Warm sidecar, steps one after another.
+    Sequential,
+    /// Warm sidecar, steps 2–4 at once.
+    Dag,
+    /// Sidecar and agent start timed too, steps one after another.
+    Cold,
+}
+
+/// Scenario 4's entry point.
+pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
+    Box::pin(async move {
+        let work = Duration::from_millis(plan.pick(1000, 100));
+        let warm3 = heavy_config(env, 3)?;
+        let cold1 = heavy_config(env, 1)?;
+        let metrics = vec![
+            Metric { key: "total", label: "workflow, 5 steps", unit: Unit::Nanos, share_of_work: false },
+            Metric { key: "overhead", label: "overhead above the work", unit: Unit::Nanos, share_of_work: true },
+        ];
+        let skep = |name: &str, config: &str, shape: Shape, ideal: Duration| {
+            let config = config.to_owned();
+            Contender::new(name, Side::Skep, move || Box::pin(skep_round(env, config.clone(), shape, work, ideal)))
+                .work(ideal)
+        };
+        let contenders = vec![
+            skep("skep warm, steps 2–4 in parallel (DAG)", &warm3, Shape::Dag, work * 3),
+            skep("skep warm, steps one after another", &warm3, Shape::Sequential, work * 5),
+            skep("skep cold: start + init once, then 5 steps", &cold1, Shape::Cold, work * 5),
+            Contender::new("a new process per step (the seed workflow)", Side::Peer, move || {
+                Box::pin(process_round(env, work))
+            })
+            .work(work * 5),
+        ];
+        runner::run("4 seed workflow", metrics, contenders, plan.pick(3, 2)).await
+    })
+}
+
+fn step(work: Duration) -> String {
+    format!("{{\"role\":\"heavy\",\"method\":\"work\",\"params\":{{\"ms\":{}}}}}", work.as_millis())
+}
+
+fn outcome(total: u64, ideal: Duration) -> Outcome {
+    let overhead = total.saturating_sub(ideal.as_nanos() as u64);
+    Outcome::Samples([("total".to_owned(), vec![total]), ("overhead".to_owned(), vec![overhead])].into())
+}
+
+async fn skep_round(
+    env: &Env,
+    config: String,
+    shape: Shape,
+    work: Duration,
+    ideal: Duration,
+) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let mut child = spawn(&env.exe("skep"), &["serve", "--config", &config])?;
+    let client = runner::client(&mut child, Framing::Newline)?;
+    let call = step(work);
+    if shape != Shape::Cold {
+        // Warm: the agents are up; let all three answer once before timing.
+        let warm = step(Duration::ZERO);
+        futures::future::try_join_all((0..3).map(|_| runner::call(&client, "swarm/call", &warm))).await?;
+    }
+    let start = if shape == Shape::Cold { start } else { Instant::now() };
+    match shape {
+        Shape::Sequential | Shape::Cold => {
+            for _ in 0..5 {
+                runner::call(&client, "swarm/call", &call).await?;
+            }
+        }
+        Shape::Dag => {
+            runner::call(&client, "swarm/call", &call).await?;
+            futures::future::try_join_all((0..3).map(|_| runner::call(&client, "swarm/call", &call))).await?;
+            runner::call(&client, "swarm/call", &call).await?;
+        }
+    }
+    let total = since(start);
+    runner::finish(child, client).await?;
+    Ok(outcome(total, ideal))
+}
+
+/// Each step starts its own agent, makes its one call, and lets it exit.
+async fn process_round(env: &Env, work: Duration) -> anyhow::Result<Outcome> {
+    let python = env.python.display().to_string();
+    let agent = env.peer("heavy_agent.py");
+    let params = format!("{{\"ms\":{}}}", work.as_millis());
+    let start = Instant::now();
+    for _ in 0..5 {
+        let mut child = spawn(&python, &[&agent])?;
+        let client = runner::client(&mut child, Framing::Newline)?;
+        runner::call(&client, "work", &params).await?;
+        runner::finish(child, client).await?;
+    }
+    Ok(outcome(since(start), work * 5))
+}
