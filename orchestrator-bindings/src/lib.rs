@@ -11,6 +11,7 @@
 //! - `events.rs`: `onEvent`, the event stream as callbacks.
 //! - `progress.rs`: `runWorkflow`'s `onProgress` callback.
 //! - `demo.rs`: the built-in demo role, run by Node's own executable.
+//! - `runtime.rs`: the one-worker tokio runtime the futures run on.
 
 mod demo;
 mod error;
@@ -18,6 +19,7 @@ mod events;
 mod options;
 mod progress;
 mod promise;
+mod runtime;
 mod swarm;
 
 pub use swarm::Swarm;

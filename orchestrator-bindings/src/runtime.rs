@@ -1,0 +1,19 @@
+//! The runtime the addon's futures run on: one worker thread.
+//!
+//! skep's own work is I/O between pipes; the CPU goes to the agents and to
+//! Node's thread. With one worker, a call's tasks (the caller's future, the
+//! bridge's writer and reader) wake each other on the same thread instead of
+//! across threads, so a call pays two thread hops (Node → worker → Node)
+//! instead of several. The CLI makes the same choice (a current-thread
+//! runtime); docs/benchmarks.md has the measurement.
+
+use napi::bindgen_prelude::create_custom_tokio_runtime;
+
+#[napi_derive::module_init]
+fn init() {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("skep").enable_all().build() {
+        Ok(runtime) => create_custom_tokio_runtime(runtime),
+        // napi then builds its default runtime, which also works, only with more thread hops per call.
+        Err(e) => eprintln!("skep: cannot build a one-worker runtime ({e}); using napi's default"),
+    }
+}
