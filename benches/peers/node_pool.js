@@ -2,17 +2,15 @@
 // child_process pool of warm heavy_agent.py processes speaking newline
 // JSON-RPC, with a queue for callers when every worker is busy.
 //
-//   node node_pool.js CALLS [WORKERS]
+//   node node_pool.js CALLS BATCHES [WORKERS]
 //
-// Starts WORKERS agents (default 2), waits until each answered once (not
-// timed), then times CALLS sequential echo calls of a 100-byte object.
-// Prints {"metrics": {"call": [ns...]}}.
+// Starts WORKERS agents (default 2), then measures as node_timing.js says.
+// Prints {"metrics": {"call": [ns...], "batch": [ns...]}}.
 'use strict';
 const { spawn } = require('child_process');
 const path = require('path');
 const readline = require('readline');
-
-const PARAMS = { text: 'x'.repeat(89) };
+const { measure, run } = require('./node_timing');
 
 class Worker {
   constructor() {
@@ -60,22 +58,10 @@ class Pool {
   }
 }
 
-async function main() {
-  const calls = Number(process.argv[2]);
-  const pool = new Pool(Number(process.argv[3] || 2));
-  await Promise.all(pool.all.map((w) => w.call('echo', PARAMS)));
-  for (let i = 0; i < 100; i++) await pool.call('echo', PARAMS);
-  const call = [];
-  for (let i = 0; i < calls; i++) {
-    const t = process.hrtime.bigint();
-    await pool.call('echo', PARAMS);
-    call.push(Number(process.hrtime.bigint() - t));
-  }
+run(async () => {
+  const [calls, batches, workers] = process.argv.slice(2).map(Number);
+  const pool = new Pool(workers || 2);
+  const metrics = await measure((params) => pool.call('echo', params), calls, batches);
   pool.close();
-  process.stdout.write(JSON.stringify({ metrics: { call } }) + '\n');
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  return { metrics };
 });

@@ -1,49 +1,25 @@
-// skep's Node package driving heavy_agent.py, for scenarios 2 and 6.
+// Scenario 6: skep's Node package (napi, in-process) driving heavy_agent.py.
 //
-//   node skep_node.js CALLS TOML_FILE
+//   node skep_node.js CALLS BATCHES TOML_FILE
 //
-// Written against the package's API (`Swarm.fromToml`, `swarm.call(role,
-// method, params)`, `swarm.close()`). When the package is not built
-// (orchestrator-bindings/ missing or without its .node file), prints
-// {"skipped": reason} and exits 0, so the runner reports the row as skipped.
-// Otherwise times CALLS sequential echo calls of a 100-byte object after one
-// untimed call, and prints {"metrics": {"call": [ns...]}}.
+// When the package is not built (no .node file in orchestrator-bindings/),
+// prints {"skipped": reason} and exits 0, so the runner reports the row as
+// skipped. Otherwise prints {"metrics": {"call": [ns...], "batch": [ns...]}}.
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const { measure, run } = require('./node_timing');
 
-const PARAMS = { text: 'x'.repeat(89) };
 const PACKAGE = path.resolve(__dirname, '..', '..', 'orchestrator-bindings');
 
-function built() {
-  if (!fs.existsSync(PACKAGE)) return `${PACKAGE} does not exist (the Node package has not landed)`;
+run(async () => {
   if (!fs.readdirSync(PACKAGE).some((f) => f.endsWith('.node'))) {
-    return `no .node file in ${PACKAGE}: build the Node package first`;
-  }
-  return null;
-}
-
-async function main() {
-  const missing = built();
-  if (missing) {
-    process.stdout.write(JSON.stringify({ skipped: missing }) + '\n');
-    return;
+    return { skipped: `no .node file in ${PACKAGE}: run npm ci && npm run build there first` };
   }
   const { Swarm } = require(PACKAGE);
-  const [calls, tomlFile] = [Number(process.argv[2]), process.argv[3]];
+  const [calls, batches, tomlFile] = process.argv.slice(2);
   const swarm = await Swarm.fromToml(fs.readFileSync(tomlFile, 'utf8'));
-  await swarm.call('heavy', 'echo', PARAMS);
-  const call = [];
-  for (let i = 0; i < calls; i++) {
-    const t = process.hrtime.bigint();
-    await swarm.call('heavy', 'echo', PARAMS);
-    call.push(Number(process.hrtime.bigint() - t));
-  }
+  const metrics = await measure((params) => swarm.call('heavy', 'echo', params), Number(calls), Number(batches));
   await swarm.close();
-  process.stdout.write(JSON.stringify({ metrics: { call } }) + '\n');
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  return { metrics };
 });

@@ -47,7 +47,7 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
             Contender::new(
                 "skep Node package: swarm.call",
                 Side::Skep,
-                node::skep_package(env, config.clone(), warm.clone()),
+                node::skep_package(env, config.clone(), warm.clone(), "0".to_owned()),
             ),
             Contender::new("a new Python process per call", Side::Peer, py("spawn", cold)),
             Contender::new("ProcessPoolExecutor, 1 warm worker", Side::Peer, py("pool", warm)),
