@@ -7,13 +7,21 @@
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
 //! - `progress.rs`: the progress line `skep demo` draws on stderr.
+//! - `observer.rs`: the client side of the observe socket, shared by `ls`, `stats` and `grid`.
+//! - `ls.rs`: `skep ls`, this user's running orchestrators.
+//! - `stats.rs`: `skep stats`, the per-role and per-agent table.
+//! - `grid/`: `skep grid`, the live tmux view, and its pane processes.
 
 mod agent;
 mod call;
 mod cli;
 mod demo;
+mod grid;
+mod ls;
+mod observer;
 mod progress;
 mod serve;
+mod stats;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

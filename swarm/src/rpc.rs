@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::coordinate::RaceCall;
+use crate::events::Event;
 use crate::swarm::{CallOptions, Swarm};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
@@ -155,19 +156,57 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             Ok::<_, ErrorObjectOwned>(json!({ "role": role }))
         })
         .expect("fresh name");
-    module.register_method("swarm/roles", |_, ctx, _| ctx.swarm.roles()).expect("fresh name");
-    module
-        .register_async_method("swarm/agents", |_, ctx, _| async move { ctx.swarm.agents().await })
-        .expect("fresh name");
-    module
-        .register_async_method(
-            "swarm/stats",
-            |_, ctx, _| async move { Ok::<_, ErrorObjectOwned>(ctx.swarm.stats().await) },
-        )
-        .expect("fresh name");
     module
         .register_method("shutdown", |_, ctx, _| {
             ctx.shutdown.cancel();
+        })
+        .expect("fresh name");
+    register_views(&mut module);
+    module
+}
+
+/// What every method table over a swarm holds; the views below need only the swarm.
+pub(crate) trait HasSwarm: Send + Sync + 'static {
+    fn swarm(&self) -> &Swarm;
+}
+
+impl HasSwarm for Sidecar {
+    fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+}
+
+/// `events/subscribe` params: only events about this role, or this agent (`role/N`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventFilter {
+    role: Option<String>,
+    agent: Option<String>,
+}
+
+impl EventFilter {
+    fn matches(&self, event: &Event) -> bool {
+        let role_ok = self.role.as_deref().is_none_or(|r| r == event.role());
+        // Role-wide events (restarts, breaker, failure) concern every agent of the role.
+        let agent_ok = self.agent.as_deref().is_none_or(|a| match event.agent() {
+            Some(agent) => agent == a,
+            None => a.rsplit_once('/').is_some_and(|(role, _)| role == event.role()),
+        });
+        role_ok && agent_ok
+    }
+}
+
+/// The read-only methods: `swarm/roles`, `swarm/agents`, `swarm/stats` and
+/// `events/subscribe` / `events/unsubscribe`, shared by the sidecar and the
+/// observe socket.
+pub(crate) fn register_views<T: HasSwarm>(module: &mut RpcModule<T>) {
+    module.register_method("swarm/roles", |_, ctx, _| ctx.swarm().roles()).expect("fresh name");
+    module
+        .register_async_method("swarm/agents", |_, ctx, _| async move { ctx.swarm().agents().await })
+        .expect("fresh name");
+    module
+        .register_async_method("swarm/stats", |_, ctx, _| async move {
+            Ok::<_, ErrorObjectOwned>(ctx.swarm().stats().await)
         })
         .expect("fresh name");
     module
@@ -175,12 +214,21 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             "events/subscribe",
             "events/event",
             "events/unsubscribe",
-            |_, pending, ctx, _| async move {
-                let mut events = ctx.swarm.subscribe();
+            |params, pending, ctx, _| async move {
+                let filter: Option<EventFilter> = match params.parse() {
+                    Ok(filter) => filter,
+                    Err(e) => {
+                        pending.reject(e).await;
+                        return SubscriptionResult::Ok(());
+                    }
+                };
+                let filter = filter.unwrap_or_default();
+                let mut events = ctx.swarm().subscribe();
                 let sink = pending.accept().await?;
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
+                            Ok(event) if !filter.matches(&event) => {}
                             Ok(event) => sink.send(serde_json::value::to_raw_value(&event)?).await?,
                             Err(RecvError::Lagged(missed)) => {
                                 let notice = json!({ "type": "lagged", "missed": missed });
@@ -195,7 +243,6 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             },
         )
         .expect("fresh name");
-    module
 }
 
 fn invalid_params(message: &str) -> ErrorObjectOwned {
