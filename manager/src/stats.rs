@@ -29,7 +29,7 @@ async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         let (stats, agents) = match snapshot.await {
             Ok(both) => both,
             Err(e) if args.watch && !client.is_connected() => {
-                emit(&format!("{CLEAR}orchestrator at {} has ended ({e:#})", socket.display()))?;
+                emit(&format!("{CLEAR}orchestrator ended ({}: {e:#})", socket.display()))?;
                 return Ok(ExitCode::SUCCESS);
             }
             Err(e) => return Err(e).context("cannot read the orchestrator's stats"),

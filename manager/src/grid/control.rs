@@ -32,8 +32,13 @@ pub fn run(args: GridStatusArgs) -> anyhow::Result<ExitCode> {
         let _ = emit_frame(&format!("\x1b[H\x1b[2Jthe grid failed: {e:#}\r\n"));
         std::thread::sleep(LAST_WORD * 2);
     }
-    // Whatever happened, nothing of the grid outlives its owner.
+    // Whatever happened, nothing of the grid outlives its owner. The hang-up
+    // the server sends its panes is ignored here, to remove its socket after
+    // it (tmux leaves the file behind).
+    // SAFETY: ignoring a signal installs no handler; nothing else in this process handles SIGHUP.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let _ = tmux.kill_server();
+    let _ = std::fs::remove_file(tmux.socket());
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -75,10 +80,10 @@ async fn control(args: &GridStatusArgs, tmux: &Tmux) -> anyhow::Result<()> {
             () = client.disconnected() => break,
         }
     }
-    emit_frame(&format!(
-        "\x1b[H\x1b[2J{header}\r\norchestrator at {} has ended; closing the grid\r\n",
-        args.attach.display()
-    ))?;
+    let width = terminal_size().0;
+    let socket = format!("({})", args.attach.display());
+    let words = ["orchestrator ended; closing the grid", &socket].map(|l| clean(l, width)).join("\r\n");
+    emit_frame(&format!("\x1b[H\x1b[2J{words}\r\n"))?;
     tokio::time::sleep(LAST_WORD).await;
     Ok(())
 }
