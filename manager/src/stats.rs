@@ -75,14 +75,10 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
         ));
         for agent in agents.as_array().into_iter().flatten().filter(|a| a["role"] == name) {
             lines.push(format!(
-                "  {:<14} {:>7} {:>7} {:>6} {:>8} {:>8} {:>5}  pid {}",
+                "  {:<14} {:>7} {:>7}  pid {}",
                 agent["id"].as_str().unwrap_or("?"),
                 agent["state"].as_str().unwrap_or("?"),
                 agent["calls"].as_u64().unwrap_or(0),
-                "",
-                "",
-                "",
-                "",
                 agent["pid"].as_u64().unwrap_or(0),
             ));
         }
@@ -100,8 +96,11 @@ pub fn micros(us: u64) -> String {
     }
 }
 
+/// Calls answered without an agent call of their own (a stored result, or
+/// joining an identical call in flight) out of all cacheable calls.
 fn hit_rate(cache: &Value) -> String {
-    let (hits, misses) = (cache["hits"].as_u64().unwrap_or(0), cache["misses"].as_u64().unwrap_or(0));
+    let count = |key: &str| cache[key].as_u64().unwrap_or(0);
+    let (hits, misses) = (count("hits") + count("coalesced"), count("misses"));
     match (cache.is_null(), hits + misses) {
         (true, _) => "-".to_owned(),
         (false, 0) => "0%".to_owned(),
@@ -117,7 +116,7 @@ mod tests {
     fn table_has_a_row_per_role_and_agent() {
         let stats = json!({"roles": [{"role": "rev", "agents": {"idle": 1, "busy": 1}, "calls": 10,
             "errors": {"-32001": 2}, "latencyUs": {"p50": 1500, "p99": 2_500_000}, "failed": false,
-            "breaker": {"state": "halfOpen"}, "cache": {"hits": 3, "misses": 1}}]});
+            "breaker": {"state": "halfOpen"}, "cache": {"hits": 2, "coalesced": 1, "misses": 1}}]});
         let agents = json!([{"id": "rev/1", "role": "rev", "state": "busy", "calls": 6, "pid": 77},
             {"id": "other/1", "role": "other", "state": "idle", "calls": 0, "pid": 78}]);
         let lines = render(&stats, &agents);

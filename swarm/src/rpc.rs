@@ -248,3 +248,22 @@ pub(crate) fn register_views<T: HasSwarm>(module: &mut RpcModule<T>) {
 fn invalid_params(message: &str) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(skep_bridge::code::INVALID_PARAMS, format!("invalid params: {message}"), None::<()>)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_filter_keeps_its_agent_and_its_role_wide_events() {
+        let filter = EventFilter { role: None, agent: Some("a/1".into()) };
+        let busy = |agent: &str| Event::AgentBusy { role: "a".into(), agent: agent.into() };
+        let restarting = |role: &str| Event::AgentRestarting { role: role.into(), delay_ms: 5 };
+        assert!(filter.matches(&busy("a/1")));
+        assert!(!filter.matches(&busy("a/10")));
+        assert!(filter.matches(&restarting("a")));
+        assert!(!filter.matches(&restarting("ab")));
+        let by_role = EventFilter { role: Some("a".into()), agent: None };
+        assert!(by_role.matches(&busy("a/10")) && !by_role.matches(&restarting("b")));
+        assert!(EventFilter::default().matches(&restarting("b")));
+    }
+}
