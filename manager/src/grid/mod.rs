@@ -84,6 +84,8 @@ pub fn run(args: GridArgs) -> anyhow::Result<ExitCode> {
     }
     let status = std::process::Command::new("tmux")
         .args(["-S", &tmux_socket, "attach", "-t", &session])
+        // From inside another tmux, attaching to this separate server is fine.
+        .env_remove("TMUX")
         .status()
         .context("cannot run tmux attach")?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -13,6 +13,8 @@ use crate::observer::{agent_filter, fetch, subscribe};
 
 /// How often the pane re-reads pid, state and stderr from `swarm/agents`.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How long the pane stays after the orchestrator ended, if nobody ends it first.
+const LINGER: Duration = Duration::from_secs(30);
 /// How often a call in progress updates its elapsed time.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -55,9 +57,9 @@ async fn pane(socket: &Path, agent: &str, replaces: Option<&str>) -> anyhow::Res
     }
     view.end();
     draw(&view)?;
-    // Stay until tmux ends this pane (the status pane tears the grid down),
-    // so the last word stays readable instead of the pane vanishing.
-    std::future::pending::<()>().await;
+    // Stay until the status pane tears the grid down, so the last word stays
+    // readable; bounded, so a pane never outlives a status pane that died.
+    tokio::time::sleep(LINGER).await;
     Ok(())
 }
 
