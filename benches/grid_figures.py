@@ -48,11 +48,11 @@ class Load(threading.Thread):
 
     def run(self):
         per_tick = AGENTS * RATE // 100
-        line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "swarm/call",
-                           "params": {"role": "load", "method": "echo", "params": {"x": 1}}}) + "\n"
-        batch = (line * per_tick).encode()
+        head = '{"jsonrpc":"2.0","method":"swarm/call","params":{"role":"load","method":"echo","params":{"x":1}},"id":'
         next_at = time.monotonic()
         while not self.stop.is_set():
+            # Ids must be unique among calls in flight, or the sidecar refuses the duplicates.
+            batch = "".join(f"{head}{self.sent + i + 1}}}\n" for i in range(per_tick)).encode()
             with self.lock:
                 self.stdin.write(batch)
                 self.stdin.flush()
@@ -61,16 +61,20 @@ class Load(threading.Thread):
             time.sleep(max(0.0, next_at - time.monotonic()))
 
     def probe(self, n):
-        line = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "swarm/call",
+        line = json.dumps({"jsonrpc": "2.0", "id": f"probe-{n}", "method": "swarm/call",
                            "params": {"role": "load", "method": f"probe-{n}", "params": {}}}) + "\n"
         with self.lock:
             self.stdin.write(line.encode())
             self.stdin.flush()
 
 
+ANSWERS = {"result": 0, "error": 0}
+
+
 def drain(stream):
-    for _ in iter(lambda: stream.read(65536), b""):
-        pass
+    """Reads the sidecar's answers, counting results and errors."""
+    for line in stream:
+        ANSWERS["result" if b'"result"' in line else "error"] += 1
 
 
 def main():
@@ -138,6 +142,7 @@ def main():
     pct = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))]
     print(f"| figure | value |\n| --- | --- |")
     print(f"| load | {AGENTS} agents x {RATE} calls/s = {AGENTS * RATE} calls/s for {SECONDS} s per phase |")
+    print(f"| answers | {ANSWERS['result']} results, {ANSWERS['error']} errors (the probes: -32601) of {load.sent} calls |")
     print(f"| probe call -> visible in pane, p50 | {pct(0.5):.1f} ms ({len(latencies)} probes, {len(pending)} unseen) |")
     print(f"| probe call -> visible in pane, p99 | {pct(0.99):.1f} ms |")
     print(f"| orchestrator CPU, nobody watching | {idle_cpu * 100:.0f}% of a core |")
