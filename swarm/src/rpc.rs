@@ -185,6 +185,16 @@ struct EventFilter {
 }
 
 impl EventFilter {
+    /// No params, `[]` or `null`: every event (what subscribers sent before
+    /// filters existed); an object: a filter.
+    fn from_params(params: Result<serde_json::Value, ErrorObjectOwned>) -> Result<EventFilter, ErrorObjectOwned> {
+        match params? {
+            serde_json::Value::Null => Ok(EventFilter::default()),
+            serde_json::Value::Array(a) if a.is_empty() => Ok(EventFilter::default()),
+            other => serde_json::from_value(other).map_err(|e| invalid_params(&format!("events/subscribe: {e}"))),
+        }
+    }
+
     fn matches(&self, event: &Event) -> bool {
         let role_ok = self.role.as_deref().is_none_or(|r| r == event.role());
         // Role-wide events (restarts, breaker, failure) concern every agent of the role.
@@ -215,14 +225,13 @@ pub(crate) fn register_views<T: HasSwarm>(module: &mut RpcModule<T>) {
             "events/event",
             "events/unsubscribe",
             |params, pending, ctx, _| async move {
-                let filter: Option<EventFilter> = match params.parse() {
+                let filter = match EventFilter::from_params(params.parse()) {
                     Ok(filter) => filter,
                     Err(e) => {
                         pending.reject(e).await;
                         return SubscriptionResult::Ok(());
                     }
                 };
-                let filter = filter.unwrap_or_default();
                 let mut events = ctx.swarm().subscribe();
                 let sink = pending.accept().await?;
                 loop {
@@ -265,5 +274,12 @@ mod tests {
         let by_role = EventFilter { role: Some("a".into()), agent: None };
         assert!(by_role.matches(&busy("a/10")) && !by_role.matches(&restarting("b")));
         assert!(EventFilter::default().matches(&restarting("b")));
+        for everything in [json!(null), json!([])] {
+            assert!(EventFilter::from_params(Ok(everything)).unwrap().matches(&restarting("b")));
+        }
+        let one = EventFilter::from_params(Ok(json!({"agent": "a/1"}))).unwrap();
+        assert!(one.matches(&busy("a/1")) && !one.matches(&busy("a/2")));
+        let err = EventFilter::from_params(Ok(json!({"agnet": "a/1"}))).err().unwrap();
+        assert!(err.message().contains("agnet"), "{err:?}");
     }
 }
