@@ -7,7 +7,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::{Value, json};
-use support::{Scratch, Sidecar, agent_pids, dead, exists, poll};
+use support::{Guard, Scratch, Sidecar, agent_pids, dead, exists, poll};
 
 fn ls(scratch: &Scratch) -> Vec<Value> {
     serde_json::from_str::<Value>(&scratch.ok(&["ls", "--json"])).expect("JSON").as_array().expect("array").clone()
@@ -100,4 +100,35 @@ fn a_second_orchestrator_cannot_take_a_live_socket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by a running orchestrator"));
     assert_eq!(ls(&scratch).len(), 1, "the first orchestrator still serves");
     first.finish();
+}
+
+#[test]
+fn stats_watch_redraws_until_the_orchestrator_ends() {
+    use std::io::Read;
+    let scratch = Scratch::new("watch");
+    let mut sidecar = Sidecar::start(&scratch, &[]);
+    poll("skep ls lists the sidecar", || ls(&scratch).len() == 1);
+    let mut watch = Guard(
+        scratch
+            .skep(&["stats", "--watch"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("skep stats --watch starts"),
+    );
+    let mut stdout = watch.0.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    // Two frames, each starting by clearing the screen: it refreshes in place.
+    while seen.matches("\x1b[H\x1b[2J").count() < 2 {
+        let n = stdout.read(&mut buf).expect("readable");
+        assert!(n > 0, "stats --watch ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("ROLE/AGENT") && seen.contains("alpha/1"), "{seen}");
+    sidecar.finish();
+    stdout.read_to_string(&mut seen).expect("readable to the end");
+    poll("stats --watch exits", || watch.0.try_wait().unwrap().is_some());
+    assert!(watch.0.wait().unwrap().success());
+    assert!(seen.ends_with("\n") && seen.contains("orchestrator ended"), "{seen}");
 }

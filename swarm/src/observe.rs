@@ -25,7 +25,7 @@ use crate::swarm::Swarm;
 /// Where and how to serve the observe socket.
 #[derive(Debug, Clone, Default)]
 pub struct ObserveOptions {
-    /// The socket's path; default `<observe_dir()>/<pid>.sock`.
+    /// The socket's path; default `<observe_dir()>/<pid>.sock` (`<pid>-N.sock` for the Nth swarm of a process).
     pub path: Option<PathBuf>,
     /// The config file the swarm was started from, shown by `skep ls`.
     pub config: Option<PathBuf>,
@@ -97,7 +97,7 @@ impl HasSwarm for Observer {
 pub async fn observe(swarm: Swarm, options: ObserveOptions) -> Result<Observation, ObserveError> {
     let path = match options.path {
         Some(path) => path,
-        None => observe_dir().join(format!("{}.sock", std::process::id())),
+        None => observe_dir().join(default_name()),
     };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -195,6 +195,25 @@ async fn bind(path: &Path) -> Result<UnixListener, ObserveError> {
     Ok(listener)
 }
 
+/// `PID.sock`, then `PID-2.sock`, ... for further swarms of the same process
+/// (a Node app may run several).
+fn default_name() -> String {
+    static SERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{}.sock", std::process::id()),
+        n => format!("{}-{}.sock", std::process::id(), n + 1),
+    }
+}
+
+/// Only the orchestrator's own user may observe it.
+fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), String> {
+    match peer_uid {
+        Ok(uid) if uid == me => Ok(()),
+        Ok(uid) => Err(format!("peer uid {uid} is not this orchestrator's uid {me}")),
+        Err(e) => Err(format!("its uid cannot be checked ({e})")),
+    }
+}
+
 async fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: CancellationToken) {
     let me = uid();
     let mut connections = tokio::task::JoinSet::new();
@@ -202,16 +221,9 @@ async fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Cancella
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    match stream.peer_cred() {
-                        Ok(cred) if cred.uid() == me => {}
-                        Ok(cred) => {
-                            tracing::warn!(peer_uid = cred.uid(), "refused an observer of another user");
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::warn!(%e, "refused an observer whose uid cannot be checked");
-                            continue;
-                        }
+                    if let Err(refusal) = admit(stream.peer_cred().map(|cred| cred.uid()), me) {
+                        tracing::warn!("refused an observer: {refusal}");
+                        continue;
                     }
                     let (server, stop) = (Arc::clone(&server), stop.child_token());
                     connections.spawn(async move {
@@ -234,4 +246,41 @@ async fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Cancella
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_uid_is_admitted() {
+        assert_eq!(admit(Ok(1000), 1000), Ok(()));
+        assert!(admit(Ok(0), 1000).unwrap_err().contains("peer uid 0"));
+        assert!(admit(Err(std::io::Error::other("no creds")), 1000).unwrap_err().contains("cannot be checked"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_from_ourselves_is_served_and_the_socket_goes_with_the_observation() {
+        let dir = std::env::temp_dir().join(format!("skep-observe-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = crate::demo::demo_config(vec!["/bin/cat".into()]);
+        let swarm = Swarm::start(config).await.unwrap();
+        let path = dir.join("o.sock");
+        let observation =
+            observe(swarm.clone(), ObserveOptions { path: Some(path.clone()), config: None }).await.unwrap();
+        assert_eq!(observation.path(), path);
+        let stream = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(stream.peer_cred().unwrap().uid(), uid());
+        let (reader, writer) = stream.into_split();
+        let client = skep_bridge::Client::connect(reader, writer, Default::default());
+        let info: serde_json::Value = client.call("observe/info", serde_json::json!([])).await.unwrap();
+        assert_eq!(info["pid"], std::process::id());
+        let refused = client.call::<_, serde_json::Value>("shutdown", serde_json::json!([])).await.unwrap_err();
+        assert_eq!(refused.code(), skep_bridge::code::METHOD_NOT_FOUND);
+        observation.close().await;
+        assert!(!path.exists());
+        client.disconnected().await;
+        swarm.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
