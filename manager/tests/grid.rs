@@ -105,7 +105,8 @@ fn a_grid_on_a_sidecar_shows_calls_and_restarts_and_stop_leaves_nothing() {
         panes.into_iter().find(|(_, t)| t.split(' ').next() == Some(agent)).map(|(p, _)| p).expect("its pane")
     };
     let pane = pane_of(&took);
-    poll("the call in its agent's pane", || grid.capture(&pane).lines().any(|l| l.trim_start().starts_with("sleep 3")));
+    let finished = |l: &str| l.trim_start().starts_with("sleep ") && l.ends_with(" ok");
+    poll("the call in its agent's pane", || grid.capture(&pane).lines().any(finished));
     for (other, _) in grid.agent_panes().into_iter().filter(|(p, _)| *p != pane) {
         assert!(!grid.capture(&other).contains("sleep"), "the call shows in {other} too");
     }
