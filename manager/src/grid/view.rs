@@ -60,7 +60,10 @@ impl AgentView {
                 }
                 let outcome = match &event["outcome"] {
                     Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    other => match other["error"].as_i64() {
+                        Some(code) => format!("error {code}"),
+                        None => other.to_string(),
+                    },
                 };
                 let took = micros(event["durationUs"].as_u64().unwrap_or(0));
                 self.calls += 1;
@@ -162,6 +165,8 @@ mod tests {
         v.apply(&json!({"type": "callFinished", "method": "review", "durationUs": 1500, "outcome": "ok"}), t);
         let frame = v.render(t, 80, 20);
         assert_eq!(frame, ["r/1  pid 42  idle  calls 1", "  review 1.5ms ok"]);
+        v.apply(&json!({"type": "callFinished", "method": "x", "durationUs": 90, "outcome": {"error": -32601}}), t);
+        assert_eq!(v.render(t, 80, 20)[1], "  x 90µs error -32601");
     }
 
     #[test]
