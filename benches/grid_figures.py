@@ -19,6 +19,7 @@ runs for its agent panes (`skep grid-pane`), their output read from pipes.
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def main():
         p.wait()
     serve.stdin.close()
     serve.wait(timeout=60)
+    shutil.rmtree(tmp, ignore_errors=True)
     latencies.sort()
     pct = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))]
     print(f"| figure | value |\n| --- | --- |")
