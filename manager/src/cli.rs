@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::value::RawValue;
 
-use crate::{agent, call, demo, profile, run as run_cmd, serve};
+use crate::{agent, call, demo, grid, ls, profile, run as run_cmd, serve, stats};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -22,6 +22,7 @@ Examples:
   skep call demo echo '{\"hello\":\"skep\"}'    # one call through the built-in demo role
   skep serve --config skep.toml             # the sidecar: JSON-RPC on stdin/stdout
   skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
+  skep grid --config skep.toml              # watch a live swarm in tmux
 
 Logs go to stderr, filtered by SKEP_LOG (then RUST_LOG), default \"warn\"."
 )]
@@ -38,6 +39,92 @@ enum Command {
     Agent(AgentArgs),
     Run(RunArgs),
     Profile(ProfileArgs),
+    Ls(LsArgs),
+    Stats(StatsArgs),
+    Grid(GridArgs),
+    GridPane(GridPaneArgs),
+    GridStatus(GridStatusArgs),
+}
+
+/// List this user's running orchestrators (those serving an observe socket).
+///
+/// Sockets nobody listens on any more are removed.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// One JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show per role and agent: state, calls, errors, p50/p99, cache hit rate, breaker.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep stats                      # the only running orchestrator
+  skep stats --attach /run/user/1000/skep/4242.sock --json
+  skep stats --watch")]
+pub struct StatsArgs {
+    /// The orchestrator's observe socket; without it, the only running one (see `skep ls`).
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: Option<PathBuf>,
+    /// One JSON object per snapshot, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh in place until the orchestrator ends.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Watch a live swarm in a private tmux grid: a status pane and one pane per agent.
+///
+/// In tmux: C-b z zooms a pane, C-b n / C-b p switch windows (16 agents per
+/// window), C-b d detaches. Nothing is left running after --stop or once the
+/// orchestrator ends.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep grid --config skep.toml           # start an orchestrator and watch it
+  skep grid                              # watch the only running orchestrator
+  skep grid --config skep.toml --detach  # print the attach command and return
+  skep grid --stop")]
+pub struct GridArgs {
+    /// Start an orchestrator for these roles inside the grid.
+    #[arg(long, value_name = "FILE", conflicts_with = "attach")]
+    pub config: Option<PathBuf>,
+    /// Watch the orchestrator serving this observe socket.
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: Option<PathBuf>,
+    /// Set the grid up, print the command that attaches to it, and return.
+    #[arg(long)]
+    pub detach: bool,
+    /// End the grid (the only one, or the one for --attach SOCKET).
+    #[arg(long, conflicts_with_all = ["config", "detach"])]
+    pub stop: bool,
+}
+
+/// One agent's pane in a grid (run by the grid itself).
+#[derive(Debug, clap::Args)]
+#[command(hide = true)]
+pub struct GridPaneArgs {
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: PathBuf,
+    #[arg(long, value_name = "ROLE/N")]
+    pub agent: String,
+    /// The agent whose pane this was, when this one replaced it.
+    #[arg(long, value_name = "ROLE/N")]
+    pub replaces: Option<String>,
+}
+
+/// The status pane of a grid, which owns its layout (run by the grid itself).
+#[derive(Debug, clap::Args)]
+#[command(hide = true)]
+pub struct GridStatusArgs {
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: PathBuf,
+    #[arg(long, value_name = "SOCKET")]
+    pub tmux: PathBuf,
+    #[arg(long)]
+    pub session: String,
 }
 
 /// Serve the swarm's methods as JSON-RPC 2.0 on stdin/stdout (the sidecar).
@@ -53,6 +140,10 @@ pub struct ServeArgs {
     /// The roles to serve (skep.toml); without it, the built-in role `demo`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Also serve the read-only methods and events on a Unix socket for `skep ls`,
+    /// `skep stats` and `skep grid` (default path: $XDG_RUNTIME_DIR/skep/PID.sock).
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub observe: Option<Option<PathBuf>>,
 }
 
 /// Make one call through a fresh `skep serve` and print its result on stdout.
@@ -192,6 +283,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Profile(args) => profile::run(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Grid(args) => grid::run(args),
+        Command::GridPane(args) => grid::run_pane(args),
+        Command::GridStatus(args) => grid::run_status(args),
     }
 }
 
@@ -204,6 +300,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn emit(line: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}").and_then(|()| stdout.flush()).context("cannot write to stdout")
+}
+
+/// Writes a terminal frame (no newline added) to stdout: `emit`'s twin for
+/// the panes that redraw themselves in place.
+pub fn emit_frame(frame: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(frame.as_bytes()).and_then(|()| stdout.flush()).context("cannot write to stdout")
 }
 
 /// The argv of the demo role's agents: this very executable in agent mode.

@@ -9,15 +9,23 @@
 //! - `run.rs`: `skep run FILE`, a workflow over a swarm, its progress and profile.
 //! - `profile.rs`: `skep profile`, recorded runs: a profile, a comparison, a baseline.
 //! - `progress.rs`: the progress line `skep demo` draws on stderr.
+//! - `observer.rs`: the client side of the observe socket, shared by `ls`, `stats` and `grid`.
+//! - `ls.rs`: `skep ls`, this user's running orchestrators.
+//! - `stats.rs`: `skep stats`, the per-role and per-agent table.
+//! - `grid/`: `skep grid`, the live tmux view, and its pane processes.
 
 mod agent;
 mod call;
 mod cli;
 mod demo;
 mod profile;
+mod grid;
+mod ls;
+mod observer;
 mod progress;
 mod run;
 mod serve;
+mod stats;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use skep_bridge::{Server, ServerConfig, protocol_stdio};
-use skep_swarm::{Config, Swarm, demo_config, rpc_module};
+use skep_swarm::{Config, ObserveOptions, Swarm, demo_config, observe, rpc_module};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // protocol has a private descriptor. (Tracing, set up in main, writes to
     // stderr only.) It needs the runtime, as the pipes register with it.
     let (input, output) = protocol_stdio().context("cannot take over stdin and stdout")?;
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => {
             tracing::info!("no --config: serving the built-in role \"demo\" (skep's own demo agents)");
@@ -33,7 +33,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Installed before the agents start, so a signal during start-up still
     // ends in an orderly stop rather than the default abrupt exit.
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // The command line wins over the config file's `[observe] socket`.
+    let observe_path = match args.observe {
+        Some(path) => Some(path),
+        None => config.observe.take().map(Some),
+    };
     let swarm = Swarm::start(config).await.context("cannot start the swarm")?;
+    let observation = match observe_path {
+        Some(path) => {
+            let options = ObserveOptions { path, config: args.config.as_ref().map(|c| absolute(c)) };
+            Some(observe(swarm.clone(), options).await.context("cannot serve the observe socket")?)
+        }
+        None => None,
+    };
     let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
     let served = server.serve(input, output, shutdown.clone()).await;
     signals.abort();
@@ -41,18 +53,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(summary) => tracing::info!(?summary, "stopped serving; stopping the agents"),
         Err(e) => tracing::warn!(%e, "serving failed; stopping the agents"),
     }
+    if let Some(observation) = observation {
+        observation.close().await;
+    }
     swarm.shutdown().await;
     served.context("serving on stdin/stdout failed")?;
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Cancels `shutdown` on SIGTERM, SIGINT or SIGHUP (the terminal, or the
+/// grid's tmux server, went away).
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT; they will end skep without stopping its agents first");
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT/SIGHUP; they will end skep without stopping its agents first");
         return;
     };
     tokio::select! {
+        _ = hup.recv() => tracing::info!("SIGHUP: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         () = shutdown.cancelled() => return,

@@ -31,6 +31,8 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     /// The file the config was loaded from; `None` when parsed from text.
     pub source: Option<PathBuf>,
+    /// `[observe] socket`: where to serve the observe socket, resolved against the config's directory.
+    pub observe: Option<PathBuf>,
 }
 
 /// How an agent proves it is ready.
@@ -138,6 +140,13 @@ type Res<T> = Result<T, ConfigError>;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     roles: Opt<BTreeMap<Spanned<String>, RawRole>>,
+    observe: Opt<RawObserve>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObserve {
+    socket: Opt<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,7 +277,15 @@ impl Config {
             .map(|(n, raw)| build_role(&cx, &n, raw, base_dir).map(|r| (r.name.clone(), r)))
             .collect::<Res<_>>()?;
         let source = None;
-        Ok(Config { roles, source })
+        let observe = match raw.observe.and_then(|o| o.into_inner().socket) {
+            Some(socket) if socket.get_ref().is_empty() => {
+                let message = "observe.socket: expected a socket path such as \"skep.sock\", found an empty string";
+                return Err(cx.at(socket.span().start, message.to_owned()));
+            }
+            Some(socket) => Some(base_dir.join(socket.into_inner())),
+            None => None,
+        };
+        Ok(Config { roles, source, observe })
     }
 }
 
@@ -787,7 +804,7 @@ route = ["^review\\b", "lint"]
                 "idle_timeout, protocol, shell, idempotent, cache_ttl, cache_capacity, cache_bytes, route, breaker)",
             ],
         );
-        fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles)"]);
+        fails("[role.r]\ncommand = [\"x\"]\n", 1, &["unknown key role (expected one of: roles, observe)"]);
         fails(&format!("{EXAMPLE}[other]\n"), 15, &["unknown key other"]);
         fails(&with_line("[roles.r.breaker]\nx = 1"), 4, &["unknown key roles.r.breaker.x (expected one of: window,"]);
     }
@@ -909,6 +926,17 @@ route = ["^review\\b", "lint"]
         fails("", 1, &[expected]);
         fails("# nothing yet\n", 1, &[expected]);
         fails("\n[roles]\n", 2, &[expected]);
+    }
+
+    #[test]
+    fn observe_socket_resolves_against_base_dir_and_bad_keys_are_named() {
+        let text = "[roles.r]\ncommand = [\"agent\"]\n[observe]\nsocket = \"run/skep.sock\"\n";
+        assert_eq!(parse(text).unwrap().observe, Some(PathBuf::from("/srv/proj/run/skep.sock")));
+        let text = "[roles.r]\ncommand = [\"agent\"]\n[observe]\nsocket = \"/abs.sock\"\n";
+        assert_eq!(parse(text).unwrap().observe, Some(PathBuf::from("/abs.sock")));
+        assert_eq!(parse("[roles.r]\ncommand = [\"agent\"]\n").unwrap().observe, None);
+        fails("[roles.r]\ncommand = [\"agent\"]\n[observe]\nsocket = \"\"\n", 4, &["observe.socket", "empty"]);
+        fails("[roles.r]\ncommand = [\"agent\"]\n[observe]\nsokcet = \"x\"\n", 4, &["sokcet"]);
     }
 
     #[test]

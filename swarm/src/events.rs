@@ -47,3 +47,35 @@ pub enum Outcome {
     /// The caller gave up first.
     Cancelled,
 }
+
+impl Event {
+    /// The role the event is about.
+    pub fn role(&self) -> &str {
+        match self {
+            Event::AgentStarting { role, .. }
+            | Event::AgentReady { role, .. }
+            | Event::AgentBusy { role, .. }
+            | Event::AgentIdle { role, .. }
+            | Event::AgentExited { role, .. }
+            | Event::AgentRestarting { role, .. }
+            | Event::CallStarted { role, .. }
+            | Event::CallFinished { role, .. }
+            | Event::BreakerChanged { role, .. }
+            | Event::RoleFailed { role, .. } => role,
+        }
+    }
+
+    /// The agent (`role/N`) the event is about, if it is about one agent.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            Event::AgentStarting { agent, .. }
+            | Event::AgentReady { agent, .. }
+            | Event::AgentBusy { agent, .. }
+            | Event::AgentIdle { agent, .. }
+            | Event::AgentExited { agent, .. }
+            | Event::CallStarted { agent, .. }
+            | Event::CallFinished { agent, .. } => Some(agent),
+            Event::AgentRestarting { .. } | Event::BreakerChanged { .. } | Event::RoleFailed { .. } => None,
+        }
+    }
+}

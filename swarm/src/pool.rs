@@ -46,7 +46,12 @@ pub struct AgentInfo {
     pub calls: u64,
     pub in_flight: usize,
     pub uptime_ms: u64,
+    /// The last lines of the agent's stderr (up to [`AGENT_STDERR_TAIL`] bytes), for views such as the grid.
+    pub stderr_tail: String,
 }
+
+/// How much of each agent's stderr `swarm/agents` shows.
+pub const AGENT_STDERR_TAIL: usize = 512;
 
 pub(crate) enum Msg {
     Acquire(oneshot::Sender<Result<Lease, SwarmError>>),

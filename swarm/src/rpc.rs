@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::coordinate::RaceCall;
+use crate::events::Event;
 use crate::swarm::{CallOptions, Swarm};
 use crate::workflow::{RunOptions, Workflow, run_workflow};
 
@@ -168,45 +169,10 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             Ok::<_, ErrorObjectOwned>(json!({ "role": role }))
         })
         .expect("fresh name");
-    module.register_method("swarm/roles", |_, ctx, _| ctx.swarm.roles()).expect("fresh name");
-    module
-        .register_async_method("swarm/agents", |_, ctx, _| async move { ctx.swarm.agents().await })
-        .expect("fresh name");
-    module
-        .register_async_method(
-            "swarm/stats",
-            |_, ctx, _| async move { Ok::<_, ErrorObjectOwned>(ctx.swarm.stats().await) },
-        )
-        .expect("fresh name");
     module
         .register_method("shutdown", |_, ctx, _| {
             ctx.shutdown.cancel();
         })
-        .expect("fresh name");
-    module
-        .register_subscription(
-            "events/subscribe",
-            "events/event",
-            "events/unsubscribe",
-            |_, pending, ctx, _| async move {
-                let mut events = ctx.swarm.subscribe();
-                let sink = pending.accept().await?;
-                loop {
-                    tokio::select! {
-                        event = events.recv() => match event {
-                            Ok(event) => sink.send(serde_json::value::to_raw_value(&event)?).await?,
-                            Err(RecvError::Lagged(missed)) => {
-                                let notice = json!({ "type": "lagged", "missed": missed });
-                                sink.send(serde_json::value::to_raw_value(&notice)?).await?;
-                            }
-                            Err(RecvError::Closed) => break,
-                        },
-                        () = sink.closed() => break,
-                    }
-                }
-                SubscriptionResult::Ok(())
-            },
-        )
         .expect("fresh name");
     module
         .register_subscription(
@@ -261,9 +227,125 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             },
         )
         .expect("fresh name");
+    register_views(&mut module);
     module
+}
+
+/// What every method table over a swarm holds; the views below need only the swarm.
+pub(crate) trait HasSwarm: Send + Sync + 'static {
+    fn swarm(&self) -> &Swarm;
+}
+
+impl HasSwarm for Sidecar {
+    fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+}
+
+/// `events/subscribe` params: only events about this role, or this agent (`role/N`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventFilter {
+    role: Option<String>,
+    agent: Option<String>,
+}
+
+impl EventFilter {
+    /// No params, `[]` or `null`: every event (what subscribers sent before
+    /// filters existed); an object: a filter.
+    fn from_params(params: Result<serde_json::Value, ErrorObjectOwned>) -> Result<EventFilter, ErrorObjectOwned> {
+        match params? {
+            serde_json::Value::Null => Ok(EventFilter::default()),
+            serde_json::Value::Array(a) if a.is_empty() => Ok(EventFilter::default()),
+            other => serde_json::from_value(other).map_err(|e| invalid_params(&format!("events/subscribe: {e}"))),
+        }
+    }
+
+    fn matches(&self, event: &Event) -> bool {
+        let role_ok = self.role.as_deref().is_none_or(|r| r == event.role());
+        // Role-wide events (restarts, breaker, failure) concern every agent of the role.
+        let agent_ok = self.agent.as_deref().is_none_or(|a| match event.agent() {
+            Some(agent) => agent == a,
+            None => a.rsplit_once('/').is_some_and(|(role, _)| role == event.role()),
+        });
+        role_ok && agent_ok
+    }
+}
+
+/// The read-only methods: `swarm/roles`, `swarm/agents`, `swarm/stats` and
+/// `events/subscribe` / `events/unsubscribe`, shared by the sidecar and the
+/// observe socket.
+pub(crate) fn register_views<T: HasSwarm>(module: &mut RpcModule<T>) {
+    module.register_method("swarm/roles", |_, ctx, _| ctx.swarm().roles()).expect("fresh name");
+    module
+        .register_async_method("swarm/agents", |_, ctx, _| async move { ctx.swarm().agents().await })
+        .expect("fresh name");
+    module
+        .register_async_method("swarm/stats", |_, ctx, _| async move {
+            Ok::<_, ErrorObjectOwned>(ctx.swarm().stats().await)
+        })
+        .expect("fresh name");
+    module
+        .register_subscription(
+            "events/subscribe",
+            "events/event",
+            "events/unsubscribe",
+            |params, pending, ctx, _| async move {
+                let filter = match EventFilter::from_params(params.parse()) {
+                    Ok(filter) => filter,
+                    Err(e) => {
+                        pending.reject(e).await;
+                        return SubscriptionResult::Ok(());
+                    }
+                };
+                let mut events = ctx.swarm().subscribe();
+                let sink = pending.accept().await?;
+                loop {
+                    tokio::select! {
+                        event = events.recv() => match event {
+                            Ok(event) if !filter.matches(&event) => {}
+                            Ok(event) => sink.send(serde_json::value::to_raw_value(&event)?).await?,
+                            Err(RecvError::Lagged(missed)) => {
+                                let notice = json!({ "type": "lagged", "missed": missed });
+                                sink.send(serde_json::value::to_raw_value(&notice)?).await?;
+                            }
+                            Err(RecvError::Closed) => break,
+                        },
+                        () = sink.closed() => break,
+                    }
+                }
+                SubscriptionResult::Ok(())
+            },
+        )
+        .expect("fresh name");
 }
 
 fn invalid_params(message: &str) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(skep_bridge::code::INVALID_PARAMS, format!("invalid params: {message}"), None::<()>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_filter_keeps_its_agent_and_its_role_wide_events() {
+        let filter = EventFilter { role: None, agent: Some("a/1".into()) };
+        let busy = |agent: &str| Event::AgentBusy { role: "a".into(), agent: agent.into() };
+        let restarting = |role: &str| Event::AgentRestarting { role: role.into(), delay_ms: 5 };
+        assert!(filter.matches(&busy("a/1")));
+        assert!(!filter.matches(&busy("a/10")));
+        assert!(filter.matches(&restarting("a")));
+        assert!(!filter.matches(&restarting("ab")));
+        let by_role = EventFilter { role: Some("a".into()), agent: None };
+        assert!(by_role.matches(&busy("a/10")) && !by_role.matches(&restarting("b")));
+        assert!(EventFilter::default().matches(&restarting("b")));
+        for everything in [json!(null), json!([])] {
+            assert!(EventFilter::from_params(Ok(everything)).unwrap().matches(&restarting("b")));
+        }
+        let one = EventFilter::from_params(Ok(json!({"agent": "a/1"}))).unwrap();
+        assert!(one.matches(&busy("a/1")) && !one.matches(&busy("a/2")));
+        let err = EventFilter::from_params(Ok(json!({"agnet": "a/1"}))).err().unwrap();
+        assert!(err.message().contains("agnet"), "{err:?}");
+    }
 }

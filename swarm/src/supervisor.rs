@@ -20,7 +20,7 @@ use crate::breaker::{Breaker, CallOutcome, Permit};
 use crate::config::{Protocol, RoleConfig};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
-use crate::pool::{AgentInfo, Lease, Msg};
+use crate::pool::{AGENT_STDERR_TAIL, AgentInfo, Lease, Msg};
 use crate::stats::{AgentCounts, Recorder, RoleStats};
 
 /// More restarts than this within [`RESTART_WINDOW`] fail the role.
@@ -487,6 +487,7 @@ impl Supervisor {
                     calls: slot.calls,
                     in_flight: slot.in_flight,
                     uptime_ms: slot.born.elapsed().as_millis() as u64,
+                    stderr_tail: slot.agent.as_ref().map_or_else(String::new, |a| a.stderr.tail(AGENT_STDERR_TAIL)),
                 }
             })
             .collect();

@@ -229,7 +229,7 @@ impl Swarm {
     /// The roles' configs as one `Config` (what a workflow is validated against).
     pub fn config(&self) -> Config {
         let roles = self.inner.pools.iter().map(|(name, pool)| (name.clone(), RoleConfig::clone(&pool.role))).collect();
-        Config { roles, source: None }
+        Config { roles, source: None, observe: None }
     }
 
     /// Every agent of every role.

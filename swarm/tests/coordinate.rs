@@ -18,7 +18,8 @@ fn role(name: &str, min_warm: usize, max_agents: usize) -> RoleConfig {
 }
 
 async fn start(roles: Vec<RoleConfig>) -> Swarm {
-    let config = Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(), source: None };
+    let config =
+        Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(), source: None, observe: None };
     timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started")
 }
 

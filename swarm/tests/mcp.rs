@@ -23,7 +23,7 @@ fn mcp_role(name: &str, command: Vec<String>) -> RoleConfig {
 }
 
 async fn start(role: RoleConfig) -> Swarm {
-    let config = Config { roles: [(role.name.clone(), role)].into(), source: None };
+    let config = Config { roles: [(role.name.clone(), role)].into(), source: None, observe: None };
     timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started")
 }
 

@@ -25,7 +25,11 @@ fn role(name: &str, flags: &[&str]) -> RoleConfig {
 }
 
 fn config(roles: Vec<RoleConfig>) -> Config {
-    Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>(), source: None }
+    Config {
+        roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>(),
+        source: None,
+        observe: None,
+    }
 }
 
 /// A started swarm and every agent pid it was seen with.

@@ -15,7 +15,7 @@ const STEP: Duration = Duration::from_secs(20);
 async fn sidecar() -> (Client, Swarm, CancellationToken) {
     let mut role = RoleConfig::with_command("solo", vec![AGENT.to_owned()]);
     role.max_agents = 1;
-    let config = Config { roles: [("solo".to_owned(), role)].into(), source: None };
+    let config = Config { roles: [("solo".to_owned(), role)].into(), source: None, observe: None };
     let swarm = timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started");
     let shutdown = CancellationToken::new();
     let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());

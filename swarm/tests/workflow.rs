@@ -38,7 +38,7 @@ idempotent = ["summarize"]
 }
 
 fn no_roles() -> Config {
-    Config { roles: BTreeMap::new(), source: None }
+    Config { roles: BTreeMap::new(), source: None, observe: None }
 }
 
 fn load_err(text: &str) -> String {

@@ -1,0 +1,135 @@
+//! `skep stats`: a table per role and agent from an orchestrator's observe
+//! socket; `--json` for scripts, `--watch` to refresh in place.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::cli::{StatsArgs, emit, runtime};
+use crate::observer::{connect, fetch, resolve};
+
+/// How often `--watch` refreshes.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// Clear the screen and go home: each frame replaces the previous one.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
+/// Prints the table once, or until the orchestrator goes away with `--watch`.
+pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(stats(args))
+}
+
+async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let socket = resolve(args.attach).await?;
+    let client = connect(&socket).await?;
+    loop {
+        let snapshot =
+            async { anyhow::Ok((fetch(&client, "swarm/stats").await?, fetch(&client, "swarm/agents").await?)) };
+        let (stats, agents) = match snapshot.await {
+            Ok(both) => both,
+            Err(e) if args.watch && !client.is_connected() => {
+                emit(&format!("{CLEAR}orchestrator ended ({}: {e:#})", socket.display()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => return Err(e).context("cannot read the orchestrator's stats"),
+        };
+        if args.json {
+            emit(&json!({ "stats": stats, "agents": agents }).to_string())?;
+        } else {
+            let frame = render(&stats, &agents).join("\n");
+            emit(&if args.watch { format!("{CLEAR}{frame}") } else { frame })?;
+        }
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+            () = client.disconnected() => {}
+        }
+    }
+}
+
+/// The table: one row per role, then one per agent of it.
+pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<16} {:>7} {:>7} {:>6} {:>8} {:>8} {:>5}  {}",
+        "ROLE/AGENT", "STATE", "CALLS", "ERRORS", "P50", "P99", "CACHE", "BREAKER"
+    )];
+    for role in stats["roles"].as_array().into_iter().flatten() {
+        let name = role["role"].as_str().unwrap_or("?");
+        let errors: u64 = role["errors"].as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
+        let counts = &role["agents"];
+        let live = ["idle", "busy"].iter().map(|k| counts[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let state = if role["failed"].as_bool() == Some(true) { "FAILED".to_owned() } else { format!("{live} up") };
+        lines.push(format!(
+            "{:<16} {:>7} {:>7} {:>6} {:>8} {:>8} {:>5}  {}",
+            name,
+            state,
+            role["calls"].as_u64().unwrap_or(0),
+            errors,
+            micros(role["latencyUs"]["p50"].as_u64().unwrap_or(0)),
+            micros(role["latencyUs"]["p99"].as_u64().unwrap_or(0)),
+            hit_rate(&role["cache"]),
+            role["breaker"]["state"].as_str().unwrap_or("?"),
+        ));
+        for agent in agents.as_array().into_iter().flatten().filter(|a| a["role"] == name) {
+            lines.push(format!(
+                "  {:<14} {:>7} {:>7}  pid {}",
+                agent["id"].as_str().unwrap_or("?"),
+                agent["state"].as_str().unwrap_or("?"),
+                agent["calls"].as_u64().unwrap_or(0),
+                agent["pid"].as_u64().unwrap_or(0),
+            ));
+        }
+    }
+    lines
+}
+
+/// `1.2ms`, `850µs`, `3.4s`; `-` before the first call.
+pub fn micros(us: u64) -> String {
+    match us {
+        0 => "-".to_owned(),
+        1..1_000 => format!("{us}µs"),
+        1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
+        _ => format!("{:.1}s", us as f64 / 1e6),
+    }
+}
+
+/// Calls answered without an agent call of their own (a stored result, or
+/// joining an identical call in flight) out of all cacheable calls.
+fn hit_rate(cache: &Value) -> String {
+    let count = |key: &str| cache[key].as_u64().unwrap_or(0);
+    let (hits, misses) = (count("hits") + count("coalesced"), count("misses"));
+    match (cache.is_null(), hits + misses) {
+        (true, _) => "-".to_owned(),
+        (false, 0) => "0%".to_owned(),
+        (false, n) => format!("{}%", hits * 100 / n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_a_row_per_role_and_agent() {
+        let stats = json!({"roles": [{"role": "rev", "agents": {"idle": 1, "busy": 1}, "calls": 10,
+            "errors": {"-32001": 2}, "latencyUs": {"p50": 1500, "p99": 2_500_000}, "failed": false,
+            "breaker": {"state": "halfOpen"}, "cache": {"hits": 2, "coalesced": 1, "misses": 1}}]});
+        let agents = json!([{"id": "rev/1", "role": "rev", "state": "busy", "calls": 6, "pid": 77},
+            {"id": "other/1", "role": "other", "state": "idle", "calls": 0, "pid": 78}]);
+        let lines = render(&stats, &agents);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let role: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(role, ["rev", "2", "up", "10", "2", "1.5ms", "2.5s", "75%", "halfOpen"]);
+        let agent: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(agent, ["rev/1", "busy", "6", "pid", "77"]);
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!([micros(0), micros(999), micros(1_000), micros(59_000_000)], ["-", "999µs", "1.0ms", "59.0s"]);
+        assert_eq!(hit_rate(&Value::Null), "-");
+    }
+}

@@ -1,0 +1,286 @@
+//! The observe socket: a Unix socket serving the swarm's read-only methods and
+//! its event stream to any number of observers (`skep ls`, `skep stats`,
+//! `skep grid`), so a sidecar started by any program can be watched.
+//!
+//! The socket lives in a directory only its user can enter (0700, owned by
+//! the user, checked rather than trusted), and every connection's peer uid is
+//! checked against ours, so another user cannot watch even if the mode were
+//! loosened later.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+use skep_bridge::{ErrorObjectOwned, RpcModule, Server, ServerConfig};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::observe_dir::{ensure_private_dir, observe_dir, uid};
+use crate::rpc::{HasSwarm, register_views};
+use crate::swarm::Swarm;
+
+/// Where and how to serve the observe socket.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveOptions {
+    /// The socket's path; default `<observe_dir()>/<pid>.sock` (`<pid>-N.sock` for the Nth swarm of a process).
+    pub path: Option<PathBuf>,
+    /// The config file the swarm was started from, shown by `skep ls`.
+    pub config: Option<PathBuf>,
+}
+
+/// Why the observe socket could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObserveError {
+    /// The socket's directory is missing, not ours, or open to others.
+    #[error("unsafe or unusable directory {path}: {reason}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Another live orchestrator already serves this path.
+    #[error("{path} is in use by a running orchestrator; pick another path or stop that one (see `skep ls`)")]
+    InUse {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Binding the socket failed.
+    #[error("cannot listen on {path}")]
+    Bind {
+        /// The socket.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A served observe socket. Dropping it stops accepting, ends every observer's
+/// connection and removes the socket file.
+#[derive(Debug)]
+pub struct Observation {
+    path: PathBuf,
+    stop: CancellationToken,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// What `observe/info` answers: enough for `skep ls` to tell orchestrators apart.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    pid: u32,
+    config: Option<PathBuf>,
+    socket: PathBuf,
+    started_unix_ms: u64,
+}
+
+/// The observer's method table context.
+#[derive(Debug)]
+struct Observer {
+    swarm: Swarm,
+    identity: Identity,
+}
+
+impl HasSwarm for Observer {
+    fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+}
+
+/// Serves `swarm`'s read-only methods on a Unix socket until the returned
+/// [`Observation`] is closed or dropped.
+pub async fn observe(swarm: Swarm, options: ObserveOptions) -> Result<Observation, ObserveError> {
+    let path = match options.path {
+        Some(path) => path,
+        None => observe_dir().join(default_name()),
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    ensure_private_dir(&dir)?;
+    let listener = bind(&path).await?;
+    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let identity = Identity { pid: std::process::id(), config: options.config, socket: path.clone(), started_unix_ms };
+    let server = Arc::new(Server::new(observer_module(swarm, identity), ServerConfig::default()));
+    let stop = CancellationToken::new();
+    let accept = tokio::spawn(accept_loop(listener, server, stop.clone()));
+    tracing::info!(socket = %path.display(), "observe socket ready (skep ls, skep stats, skep grid)");
+    Ok(Observation { path, stop, accept: Some(accept) })
+}
+
+impl Observation {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting, ends every observer's connection, and removes the socket.
+    pub async fn close(mut self) {
+        self.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        // Only our own socket: a path that is no longer a socket is not ours to delete.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The read-only methods plus `observe/info`.
+fn observer_module(swarm: Swarm, identity: Identity) -> RpcModule<Observer> {
+    let mut module = RpcModule::new(Observer { swarm, identity });
+    module
+        .register_async_method("observe/info", |_, ctx, _| async move {
+            let stats = ctx.swarm.stats().await;
+            let mut agents = json!({ "starting": 0, "idle": 0, "busy": 0, "stopping": 0 });
+            for role in &stats.roles {
+                let counts = role.agents;
+                for (key, n) in [
+                    ("starting", counts.starting),
+                    ("idle", counts.idle),
+                    ("busy", counts.busy),
+                    ("stopping", counts.stopping),
+                ] {
+                    agents[key] = json!(agents[key].as_u64().unwrap_or(0) + n as u64);
+                }
+            }
+            let mut info = serde_json::to_value(&ctx.identity).map_err(|e| internal(&e))?;
+            info["roles"] = json!(stats.roles.len());
+            info["agents"] = agents;
+            info["version"] = json!(env!("CARGO_PKG_VERSION"));
+            Ok::<_, ErrorObjectOwned>(info)
+        })
+        .expect("fresh name");
+    register_views(&mut module);
+    module
+}
+
+fn internal(e: &serde_json::Error) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(skep_bridge::code::INTERNAL_ERROR, format!("internal error: {e}"), None::<()>)
+}
+
+/// Binds `path`, replacing a stale socket (nobody listening) but never a live one.
+async fn bind(path: &Path) -> Result<UnixListener, ObserveError> {
+    let bind_error = |source| ObserveError::Bind { path: path.to_path_buf(), source };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            let reason =
+                std::io::Error::other("a file that is not a socket is in the way; remove it or pick another path");
+            return Err(bind_error(reason));
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ObserveError::InUse { path: path.to_path_buf() });
+        }
+        tracing::info!(socket = %path.display(), "removing a stale observe socket");
+        std::fs::remove_file(path).map_err(bind_error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// `PID.sock`, then `PID-2.sock`, ... for further swarms of the same process
+/// (a Node app may run several).
+fn default_name() -> String {
+    static SERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{}.sock", std::process::id()),
+        n => format!("{}-{}.sock", std::process::id(), n + 1),
+    }
+}
+
+/// Only the orchestrator's own user may observe it.
+fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), String> {
+    match peer_uid {
+        Ok(uid) if uid == me => Ok(()),
+        Ok(uid) => Err(format!("peer uid {uid} is not this orchestrator's uid {me}")),
+        Err(e) => Err(format!("its uid cannot be checked ({e})")),
+    }
+}
+
+async fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: CancellationToken) {
+    let me = uid();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Err(refusal) = admit(stream.peer_cred().map(|cred| cred.uid()), me) {
+                        tracing::warn!("refused an observer: {refusal}");
+                        continue;
+                    }
+                    let (server, stop) = (Arc::clone(&server), stop.child_token());
+                    connections.spawn(async move {
+                        let (reader, writer) = stream.into_split();
+                        if let Err(e) = server.serve(reader, writer, stop).await {
+                            tracing::debug!(%e, "observer connection ended with an error");
+                        }
+                    });
+                }
+                // EMFILE and the like: keep serving the observers we have.
+                Err(e) => {
+                    tracing::warn!(%e, "cannot accept an observer");
+                    // Out of descriptors persists for a while: do not spin on it.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_uid_is_admitted() {
+        assert_eq!(admit(Ok(1000), 1000), Ok(()));
+        assert!(admit(Ok(0), 1000).unwrap_err().contains("peer uid 0"));
+        assert!(admit(Err(std::io::Error::other("no creds")), 1000).unwrap_err().contains("cannot be checked"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_from_ourselves_is_served_and_the_socket_goes_with_the_observation() {
+        let dir = std::env::temp_dir().join(format!("skep-observe-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = crate::demo::demo_config(vec!["/bin/cat".into()]);
+        let swarm = Swarm::start(config).await.unwrap();
+        let path = dir.join("o.sock");
+        let observation =
+            observe(swarm.clone(), ObserveOptions { path: Some(path.clone()), config: None }).await.unwrap();
+        assert_eq!(observation.path(), path);
+        let stream = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(stream.peer_cred().unwrap().uid(), uid());
+        let (reader, writer) = stream.into_split();
+        let client = skep_bridge::Client::connect(reader, writer, Default::default());
+        let info: serde_json::Value = client.call("observe/info", serde_json::json!([])).await.unwrap();
+        assert_eq!(info["pid"], std::process::id());
+        let refused = client.call::<_, serde_json::Value>("shutdown", serde_json::json!([])).await.unwrap_err();
+        assert_eq!(refused.code(), skep_bridge::code::METHOD_NOT_FOUND);
+        observation.close().await;
+        assert!(!path.exists());
+        client.disconnected().await;
+        swarm.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

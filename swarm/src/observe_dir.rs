@@ -1,0 +1,90 @@
+//! The per-user directory where observe sockets live, and the checks that
+//! keep it private: owned by the user, mode 0700, not a symlink.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::observe::ObserveError;
+
+/// The directory for this user's observe sockets (and grids' tmux sockets):
+/// `$XDG_RUNTIME_DIR/skep`, else `/tmp/skep-<uid>`.
+pub fn observe_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => Path::new(&dir).join("skep"),
+        _ => PathBuf::from(format!("/tmp/skep-{}", uid())),
+    }
+}
+
+/// The real uid of this process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Creates `dir` (mode 0700) if missing; refuses one that is a symlink, not
+/// ours, or that group or others may enter.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), ObserveError> {
+    let refuse = |reason: String| ObserveError::Directory { path: dir.to_path_buf(), reason };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(refuse(format!("cannot create it ({e}); set XDG_RUNTIME_DIR or pass a path"))),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(format!("cannot inspect it ({e})")))?;
+    if !meta.is_dir() {
+        return Err(refuse("not a directory (a symlink or file is in the way); remove it".into()));
+    }
+    if meta.uid() != uid() {
+        return Err(refuse(format!(
+            "owned by uid {}, not by you (uid {}); remove it or use another path",
+            meta.uid(),
+            uid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!("mode {mode:o} lets others in; run `chmod 700 {}`", dir.display())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("skep-observe-dir-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn creates_a_0700_directory() {
+        let dir = scratch("create");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        ensure_private_dir(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_directory_others_may_enter() {
+        let dir = scratch("wide");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("mode 755") && err.contains("chmod 700"), "{err}");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_symlink() {
+        let (dir, target) = (scratch("link"), scratch("target"));
+        std::fs::DirBuilder::new().mode(0o700).create(&target).unwrap();
+        std::os::unix::fs::symlink(&target, &dir).unwrap();
+        let err = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::remove_dir(&target).unwrap();
+    }
+}
