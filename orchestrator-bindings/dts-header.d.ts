@@ -39,6 +39,8 @@ export type SkepErrorCode =
   | 'SKEP_INVALID_PARAMS'
   | 'SKEP_INVALID_ARG'
   | 'SKEP_CONFIG'
+  | 'SKEP_WORKFLOW'
+  | 'SKEP_OBSERVE'
 
 /** What every Promise of this package rejects with. */
 export interface SkepError extends Error {

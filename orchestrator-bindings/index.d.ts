@@ -39,6 +39,8 @@ export type SkepErrorCode =
   | 'SKEP_INVALID_PARAMS'
   | 'SKEP_INVALID_ARG'
   | 'SKEP_CONFIG'
+  | 'SKEP_WORKFLOW'
+  | 'SKEP_OBSERVE'
 
 /** What every Promise of this package rejects with. */
 export interface SkepError extends Error {
@@ -250,6 +252,13 @@ export declare class Swarm {
    * in `.skep/` beside the workflow, as `skep run` keeps it.
    */
   runWorkflow(file: string, options?: WorkflowOptions | undefined | null): Promise<RunRecord>
+  /**
+   * Serves the observe socket (docs/grid.md), so that `skep ls`, `skep
+   * stats` and `skep grid` can watch this swarm; resolves with its path.
+   * Without `path`: a private per-user directory. A config file's
+   * `[observe] socket` is served from the start. Closed with the swarm.
+   */
+  observe(path?: string | undefined | null): Promise<string>
   /**
    * Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
    * and resolves once all have exited. Later calls reject with `SKEP_CLOSED`.

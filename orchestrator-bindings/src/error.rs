@@ -8,7 +8,7 @@ use napi::JsValue;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, Status};
 use serde_json::Value;
 use skep_bridge::code;
-use skep_swarm::{SwarmError, WorkflowError};
+use skep_swarm::{ObserveError, SwarmError, WorkflowError};
 
 /// Why a call from JavaScript failed.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub enum Failure {
     Config(String),
     /// A workflow could not be loaded or run.
     Workflow(WorkflowError),
+    /// The observe socket could not be served.
+    Observe(ObserveError),
 }
 
 impl From<SwarmError> for Failure {
@@ -39,6 +41,7 @@ impl Failure {
             Failure::InvalidArg(_) => "SKEP_INVALID_ARG",
             Failure::Config(_) => "SKEP_CONFIG",
             Failure::Workflow(_) => "SKEP_WORKFLOW",
+            Failure::Observe(_) => "SKEP_OBSERVE",
             Failure::Swarm(e) => match e {
                 SwarmError::Timeout { .. } => "SKEP_TIMEOUT",
                 SwarmError::CircuitOpen { .. } => "SKEP_CIRCUIT_OPEN",
@@ -66,7 +69,7 @@ impl Failure {
             Failure::Aborted => code::REQUEST_CANCELLED,
             Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
             Failure::Workflow(WorkflowError::Invalid { .. } | WorkflowError::Read { .. }) => code::INVALID_PARAMS,
-            Failure::Workflow(_) => code::INTERNAL_ERROR,
+            Failure::Workflow(_) | Failure::Observe(_) => code::INTERNAL_ERROR,
         }
     }
 
@@ -80,6 +83,7 @@ impl Failure {
             Failure::Aborted => ("the call was aborted by its AbortSignal; the agent was told to cancel".into(), None),
             Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
             Failure::Workflow(e) => (chain(e), None),
+            Failure::Observe(e) => (chain(e), None),
         }
     }
 

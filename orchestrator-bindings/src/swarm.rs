@@ -1,9 +1,12 @@
 //! The exported class `Swarm`: one method per swarm function, nothing more.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use napi::bindgen_prelude::{Env, Function, PromiseRaw};
 use napi_derive::napi;
 use serde_json::Value;
-use skep_swarm::{Config, Workflow, run_workflow};
+use skep_swarm::{Config, Observation, ObserveOptions, Workflow, observe, run_workflow};
 
 use crate::demo;
 use crate::error::Failure;
@@ -19,6 +22,8 @@ use crate::{events, progress};
 #[derive(Debug)]
 pub struct Swarm {
     inner: skep_swarm::Swarm,
+    /// Observe sockets being served; closed with the swarm.
+    observations: Arc<Mutex<Vec<Observation>>>,
 }
 
 #[napi]
@@ -181,21 +186,52 @@ impl Swarm {
         settle(env, prepared)
     }
 
+    /// Serves the observe socket (docs/grid.md), so that `skep ls`, `skep
+    /// stats` and `skep grid` can watch this swarm; resolves with its path.
+    /// Without `path`: a private per-user directory. A config file's
+    /// `[observe] socket` is served from the start. Closed with the swarm.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn observe<'env>(&self, env: &'env Env, path: Option<String>) -> napi::Result<PromiseRaw<'env, String>> {
+        let (swarm, observations) = (self.inner.clone(), self.observations.clone());
+        let options = ObserveOptions { path: path.map(PathBuf::from), config: None };
+        settle(env, Ok((None, async move { serve_observer(swarm, options, &observations).await })))
+    }
+
     /// Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
     /// and resolves once all have exited. Later calls reject with `SKEP_CLOSED`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-        let swarm = self.inner.clone();
-        settle(
-            env,
-            Ok((None, async move {
-                swarm.shutdown().await;
-                Ok(())
-            })),
-        )
+        let (swarm, observations) = (self.inner.clone(), self.observations.clone());
+        let close = async move {
+            let serving = std::mem::take(&mut *observations.lock().unwrap_or_else(PoisonError::into_inner));
+            futures::future::join_all(serving.into_iter().map(Observation::close)).await;
+            swarm.shutdown().await;
+            Ok(())
+        };
+        settle(env, Ok((None, close)))
     }
 }
 
 async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
-    Ok(Swarm { inner: skep_swarm::Swarm::start(config?).await? })
+    let mut config = config?;
+    let observe_at = config.observe.take();
+    let source = config.source.clone();
+    let swarm = Swarm { inner: skep_swarm::Swarm::start(config).await?, observations: Default::default() };
+    if let Some(path) = observe_at {
+        let options = ObserveOptions { path: Some(path), config: source };
+        serve_observer(swarm.inner.clone(), options, &swarm.observations).await?;
+    }
+    Ok(swarm)
+}
+
+/// Starts an observe socket and keeps it with the swarm's others; its path.
+async fn serve_observer(
+    swarm: skep_swarm::Swarm,
+    options: ObserveOptions,
+    observations: &Mutex<Vec<Observation>>,
+) -> Result<String, Failure> {
+    let observation = observe(swarm, options).await.map_err(Failure::Observe)?;
+    let path = observation.path().display().to_string();
+    observations.lock().unwrap_or_else(PoisonError::into_inner).push(observation);
+    Ok(path)
 }
