@@ -3,9 +3,10 @@
 //! 300 ms init). The steps form a DAG: 1 → {2, 3, 4} → 5, so the critical
 //! path is 3 steps of work.
 //!
-//! There is no workflow engine yet, so skep is driven through the sidecar:
-//! five `swarm/call`s one after another, or along the DAG with 2–4
-//! concurrent. When workflows land this moves to `skep run`.
+//! skep runs it two ways: as a workflow file with `skep run` (which starts
+//! its agents once, then schedules the DAG), and through a warm sidecar
+//! (five `swarm/call`s one after another, or along the DAG with 2–4
+//! concurrent), which shows the cost per step once agents are warm.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,24 @@ enum Shape {
     Cold,
 }
 
+/// The seed workflow as a workflow file for `skep run` (docs/workflows.md).
+fn workflow_file(work: Duration) -> String {
+    let ms = work.as_millis();
+    let step = |id: &str, needs: &str| {
+        format!(
+            "[[steps]]\nid = \"{id}\"\nneeds = [{needs}]\nrole = \"heavy\"\nmethod = \"work\"\nparams = {{ ms = {ms} }}\n"
+        )
+    };
+    let steps = [
+        step("plan", ""),
+        step("code", "\"plan\""),
+        step("tests", "\"plan\""),
+        step("docs", "\"plan\""),
+        step("summary", "\"code\", \"tests\", \"docs\""),
+    ];
+    format!("name = \"seed\"\n{}", steps.concat())
+}
+
 /// Scenario 4's entry point.
 pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
     Box::pin(async move {
@@ -42,7 +61,16 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
             Contender::new(name, Side::Skep, move || Box::pin(skep_round(env, config.clone(), shape, work, ideal)))
                 .work(ideal)
         };
+        let flow = env.scratch_file("seed.toml", &workflow_file(work))?.display().to_string();
+        let run = {
+            let (flow, config) = (flow.clone(), warm3.clone());
+            Contender::new("skep run: starts 3 agents, then the DAG", Side::Skep, move || {
+                Box::pin(workflow_round(env, flow.clone(), config.clone(), work * 3))
+            })
+            .work(work * 3)
+        };
         let contenders = vec![
+            run,
             skep("skep warm, steps 2–4 in parallel (DAG)", &warm3, Shape::Dag, work * 3),
             skep("skep warm, steps one after another", &warm3, Shape::Sequential, work * 5),
             skep("skep cold: start + init once, then 5 steps", &cold1, Shape::Cold, work * 5),
@@ -95,6 +123,24 @@ async fn skep_round(
     }
     let total = since(start);
     runner::finish(child, client).await?;
+    Ok(outcome(total, ideal))
+}
+
+/// One `skep run` of the workflow file, from its start to its exit.
+async fn workflow_round(env: &Env, flow: String, config: String, ideal: Duration) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let output = tokio::process::Command::new(env.exe("skep"))
+        .args(["run", &flow, "--config", &config, "--no-cache", "--jobs", "3"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    let total = since(start);
+    anyhow::ensure!(
+        output.status.success(),
+        "skep run {flow} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(outcome(total, ideal))
 }
 
