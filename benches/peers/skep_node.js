@@ -14,7 +14,7 @@ const PACKAGE = path.resolve(__dirname, '..', '..', 'orchestrator-bindings');
 
 run(async () => {
   if (!fs.readdirSync(PACKAGE).some((f) => f.endsWith('.node'))) {
-    return { skipped: `no .node file in ${PACKAGE}: run npm ci && npm run build there first` };
+    return { skipped: `no .node file in ${PACKAGE}: run npm install && npm run build there first` };
   }
   const { Swarm } = require(PACKAGE);
   const [calls, batches, tomlFile] = process.argv.slice(2);

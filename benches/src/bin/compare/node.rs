@@ -5,7 +5,7 @@
 //! (`peers/node_timing.js`).
 //!
 //! The package's row reports itself skipped when `orchestrator-bindings/` has
-//! not been built (`npm ci && npm run build` there).
+//! not been built (`npm install && npm run build` there).
 
 use skep_benches::summary::{Metric, Scenario, Side, Unit};
 
