@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::{FutureExt as _, StreamExt as _};
 use serde_json::value::RawValue;
+use skep_benches::raw::raw_pipelined;
 use skep_bridge::{
     BufferPool, CacheConfig, CacheKey, CallOptions, Client, ClientConfig, DEFAULT_MAX_FRAME, Frame, FrameReader,
     Framing, IdempotentCache, canonical_json, write_request,
 };
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
 
 /// Calls in flight in the pipelined benches.
 const WINDOW: usize = 128;
@@ -131,44 +131,6 @@ async fn bridge_pipelined(client: &Client, params: &RawValue, calls: u64) {
         .await;
 }
 
-/// `lines` copies of `line` through `raw-echo`, at most `WINDOW` unanswered:
-/// the writer sends whatever the window allows in one write, the reader
-/// counts newlines and reopens the window.
-async fn raw_pipelined(stdin: &mut ChildStdin, stdout: &mut ChildStdout, line: &[u8], lines: u64) {
-    let window = Semaphore::new(WINDOW);
-    let write = async {
-        let mut burst = Vec::with_capacity(WINDOW * line.len());
-        let mut sent = 0;
-        while sent < lines {
-            window.acquire().await.expect("the window stays open").forget();
-            let mut n = 1;
-            while n < lines - sent {
-                let Ok(permit) = window.try_acquire() else { break };
-                permit.forget();
-                n += 1;
-            }
-            for _ in 0..n {
-                burst.extend_from_slice(line);
-            }
-            stdin.write_all(&burst).await.expect("raw-echo reads");
-            burst.clear();
-            sent += n;
-        }
-    };
-    let read = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut received = 0;
-        while received < lines {
-            let n = stdout.read(&mut buf).await.expect("raw-echo writes");
-            assert!(n > 0, "raw-echo ended early");
-            let complete = buf[..n].iter().filter(|&&b| b == b'\n').count();
-            window.add_permits(complete);
-            received += complete as u64;
-        }
-    };
-    tokio::join!(write, read);
-}
-
 fn pipelined(c: &mut Criterion) {
     let rt = runtime();
     let params = params_of(100);
@@ -192,7 +154,9 @@ fn pipelined(c: &mut Criterion) {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
-                raw_pipelined(&mut stdin, &mut stdout, &line, iters * BATCH).await;
+                raw_pipelined(&mut stdin, &mut stdout, &line, (iters * BATCH) as usize, WINDOW)
+                    .await
+                    .expect("raw-echo answers");
                 start.elapsed()
             })
         });

@@ -5,6 +5,8 @@
 //! `echo` method), `raw-echo` (stdin copied to stdout, the floor),
 //! `jsonrpsee-echo` (jsonrpsee's own method dispatch on a pipe, a peer) and
 //! `compare` (the side-by-side runner, `docs/benchmarks.md`). This library
-//! holds what the runner computes without I/O.
+//! holds what the runner computes without I/O (`summary`) and the raw
+//! pipelined floor both the criterion bench and the runner use (`raw`).
 
+pub mod raw;
 pub mod summary;

@@ -13,11 +13,11 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use jsonrpsee::core::client::{ClientBuilder, ClientT as _, ReceivedMessage, TransportReceiverT, TransportSenderT};
 use jsonrpsee::core::traits::ToRpcParams;
 use serde_json::value::RawValue;
+use skep_benches::raw::raw_pipelined;
 use skep_benches::summary::{Metric, Scenario, Side, Unit};
 use skep_bridge::Framing;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
-use tokio::sync::Semaphore;
 
 use crate::runner::{self, Contender, Fut, Outcome, Plan, since, spawn, toml_str};
 use crate::setup::Env;
@@ -149,62 +149,16 @@ async fn raw_round(env: &Env, sizes: Sizes) -> anyhow::Result<Outcome> {
     }
     anyhow::ensure!(reader.buffer().is_empty(), "raw-echo sent more than it was sent");
     drop(reader);
-    raw_pipelined(&mut stdin, &mut stdout, &line, BATCH).await?;
+    raw_pipelined(&mut stdin, &mut stdout, &line, BATCH, WINDOW).await?;
     let mut batch = Vec::with_capacity(sizes.batches);
     for _ in 0..sizes.batches {
         let start = Instant::now();
-        raw_pipelined(&mut stdin, &mut stdout, &line, BATCH).await?;
+        raw_pipelined(&mut stdin, &mut stdout, &line, BATCH, WINDOW).await?;
         batch.push(since(start));
     }
     drop(stdin);
     child.wait().await?;
     Ok(Outcome::Samples([("rt".to_owned(), rt), ("batch".to_owned(), batch)].into()))
-}
-
-/// `lines` copies of `line` through `raw-echo` with at most `WINDOW`
-/// unanswered: the writer sends what the window allows in one write, the
-/// reader counts newlines and reopens the window.
-async fn raw_pipelined(
-    stdin: &mut ChildStdin,
-    stdout: &mut ChildStdout,
-    line: &[u8],
-    lines: usize,
-) -> anyhow::Result<()> {
-    let window = Semaphore::new(WINDOW);
-    let write = async {
-        let mut burst = Vec::with_capacity(WINDOW * line.len());
-        let mut sent = 0;
-        while sent < lines {
-            window.acquire().await?.forget();
-            let mut n = 1;
-            while n < lines - sent {
-                let Ok(permit) = window.try_acquire() else { break };
-                permit.forget();
-                n += 1;
-            }
-            for _ in 0..n {
-                burst.extend_from_slice(line);
-            }
-            stdin.write_all(&burst).await?;
-            burst.clear();
-            sent += n;
-        }
-        anyhow::Ok(())
-    };
-    let read = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut received = 0;
-        while received < lines {
-            let n = stdout.read(&mut buf).await?;
-            anyhow::ensure!(n > 0, "raw-echo ended early");
-            let complete = buf[..n].iter().filter(|&&b| b == b'\n').count();
-            window.add_permits(complete);
-            received += complete;
-        }
-        anyhow::Ok(())
-    };
-    tokio::try_join!(write, read)?;
-    Ok(())
 }
 
 /// jsonrpsee's client transport, writing newline frames to a child's stdin.
