@@ -14,10 +14,12 @@ const how = process.argv.at(-1)
 Swarm.fromToml(process.env.SKEP_TOML).then(async (swarm) => {
   const pids = (await swarm.agents()).map((a) => a.pid)
   process.stdout.write(JSON.stringify(pids) + '\\n')
+  // Ends only once the parent has seen the agents running (a line on stdin).
+  await new Promise((resolve) => process.stdin.once('data', resolve))
+  process.stdin.destroy()
   if (how === 'close') { await swarm.close(); return }
   if (how === 'exit') process.exit(3)
   if (how === 'throw') throw new Error('uncaught on purpose')
-  if (how === 'wait') setInterval(() => {}, 1000) // until SIGKILL
   // 'return': nothing left to do; Node exits when its event loop is empty.
 })
 `
@@ -27,7 +29,7 @@ async function runChild(how, t) {
   const toml = testAgentToml({ minWarm: 2, maxAgents: 2, flags: ['--ignore-eof'] })
   const proc = spawn(process.execPath, ['-e', child, how], {
     env: { ...process.env, SKEP_TOML: toml },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
   t.after(() => proc.kill('SIGKILL'))
   let stderr = ''
@@ -43,7 +45,9 @@ async function runChild(how, t) {
   })
   assert.equal(pids.length, 2)
   for (const pid of pids) assert.ok(alive(pid), `agent ${pid} not running at start`)
+  // 'wait' never gets its go-ahead: it is killed while waiting for it.
   if (how === 'wait') proc.kill('SIGKILL')
+  else proc.stdin.write('go\n')
   return { pids, exit: await exited, stderr: () => stderr }
 }
 

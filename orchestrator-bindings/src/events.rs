@@ -24,6 +24,8 @@ pub fn listen<'env>(
     napi::bindgen_prelude::spawn(async move {
         loop {
             let next = tokio::select! {
+                // Once unsubscribed, no event that comes later is delivered.
+                biased;
                 () = stopped.cancelled() => break,
                 next = events.recv() => next,
             };
