@@ -3,7 +3,8 @@
 //!
 //! The synchronous parts (spec, graph, params, schedule, simulate, profile,
 //! trace, report) take their inputs as arguments and are tested without a
-//! runtime; `run.rs` is the only async file and `cache.rs`/`history.rs` the
+//! runtime; `run.rs` (the run) and `step.rs` (one step) are the only async
+//! files, and `cache.rs`/`history.rs` the
 //! only ones touching the disk.
 
 mod cache;
@@ -18,6 +19,7 @@ mod run;
 mod schedule;
 mod simulate;
 mod spec;
+mod step;
 mod trace;
 
 pub use cache::{CACHE_DIR, Cache, CacheLimits};
