@@ -1,6 +1,7 @@
 //! `skep call`: one call through a `skep serve` child, the same way any
 //! program would use the sidecar, with the result on stdout.
 
+use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -10,7 +11,44 @@ use serde_json::value::RawValue;
 use skep_bridge::{CallError, CallOptions as BridgeCallOptions, Client, ClientConfig, ErrorObjectOwned};
 use tokio::process::{Child, Command};
 
-use crate::cli::{CallArgs, compact, emit, runtime};
+use crate::output::{compact, emit};
+use crate::runtime::runtime;
+
+/// Make one call through a fresh `skep serve` and print its result on stdout.
+///
+/// On an error reply, prints `error CODE: MESSAGE` and its data to stderr and
+/// exits 1; a bad command line exits 2.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep call demo echo '{\"a\":1}'                  # prints {\"a\":1}
+  skep call demo wordcount '{\"text\":\"a b c\"}'
+  skep call --config skep.toml --timeout-ms 5000 reviewer review '{\"path\":\"src/lib.rs\"}'")]
+pub struct CallArgs {
+    /// The roles to call into (skep.toml); without it, the built-in role `demo`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Fail with -32001 if the agent has not answered within N ms (default: the role's timeout).
+    #[arg(long, value_name = "N")]
+    pub timeout_ms: Option<u64>,
+    /// The role whose agent takes the call.
+    pub role: String,
+    /// The agent's method.
+    pub method: String,
+    /// The params: a JSON object or array.
+    #[arg(value_parser = params_json)]
+    pub params_json: Option<Box<RawValue>>,
+}
+
+/// Parses PARAMS_JSON before anything is spawned, so a typo costs nothing.
+fn params_json(text: &str) -> Result<Box<RawValue>, String> {
+    let raw: Box<RawValue> = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    match raw.get().as_bytes().first() {
+        // Compacted: a newline inside would end a newline-delimited frame early.
+        Some(b'{' | b'[') => Ok(RawValue::from_string(compact(raw.get())).expect("compacting keeps JSON valid")),
+        _ => Err("JSON-RPC params must be an object or an array, such as '{\"text\":\"hi\"}' or '[1,2]'".into()),
+    }
+}
 
 /// The sidecar enforces the call's deadline (`--timeout-ms` or the role's);
 /// this one only keeps the client's from being infinite. A sidecar that dies
@@ -104,5 +142,17 @@ fn report(error: &ErrorObjectOwned) {
             .and_then(|value| serde_json::to_string_pretty(&value))
             .unwrap_or_else(|_| data.get().to_owned());
         eprintln!("{pretty}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_must_be_json_objects_or_arrays() {
+        assert_eq!(params_json(" {\"b\": 1,\n\"a\": 2} ").unwrap().get(), r#"{"b":1,"a":2}"#);
+        assert!(params_json("{").unwrap_err().contains("not valid JSON"));
+        assert!(params_json("42").unwrap_err().contains("object or an array"));
     }
 }

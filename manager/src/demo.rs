@@ -14,8 +14,28 @@ use skep_swarm::{CallOptions, DEMO_ROLE, Swarm, demo_config};
 use tokio::process::Command;
 use tokio::task::JoinSet;
 
-use crate::cli::{DemoArgs, demo_agent_command, emit, runtime};
+use crate::agent::demo_agent_command;
+use crate::output::emit;
 use crate::progress::Progress;
+use crate::runtime::runtime;
+
+/// Time warm agents against a fresh process per call, with the built-in demo role.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep demo
+  skep demo --calls 100000 --agents 4 --cold-calls 50")]
+pub struct DemoArgs {
+    /// Calls through the warm agents.
+    #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub calls: u64,
+    /// Warm agents; both paths keep this many calls in flight.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub agents: u64,
+    /// Calls that each start a fresh agent process.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cold_calls: u64,
+}
 
 /// What every call sends; `echo` must send it back unchanged.
 const PARAMS: &str = r#"{"hello":"skep"}"#;

@@ -5,8 +5,19 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::cli::{LsArgs, emit, runtime};
 use crate::observer::{Found, agent_total, discover};
+use crate::output::emit;
+use crate::runtime::runtime;
+
+/// List this user's running orchestrators (those serving an observe socket).
+///
+/// Sockets nobody listens on any more are removed.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// One JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Lists the orchestrators.
 pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {

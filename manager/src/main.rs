@@ -1,7 +1,9 @@
 //! `skep`: keeps pools of agent processes warm and answers JSON-RPC calls through them.
 //!
 //! # Layout
-//! - `cli.rs`: the command line (clap), dispatch, and the one place that writes to stdout.
+//! - `cli.rs`: the top-level command line (clap) and the dispatch; each command's arguments live in its module.
+//! - `output.rs`: the one place that writes to stdout.
+//! - `runtime.rs`: the one-thread async runtime every command runs on.
 //! - `serve.rs`: `skep serve`, the sidecar on stdin/stdout.
 //! - `call.rs`: `skep call`, one call through a `skep serve` child.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
@@ -21,9 +23,11 @@ mod demo;
 mod grid;
 mod ls;
 mod observer;
+mod output;
 mod profile;
 mod progress;
 mod run;
+mod runtime;
 mod serve;
 mod stats;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use skep_bridge::{CallOptions, Client, ClientConfig};
-use skep_swarm::observe_dir;
+use skep_service::observe_dir;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 

@@ -2,13 +2,42 @@
 //! run pinned as a named baseline.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use skep_swarm::{History, RunRecord, StepOutcome, render_report, render_trace};
+use skep_workflow::{History, RunRecord, StepOutcome, render_report, render_trace};
 
-use crate::cli::{ProfileArgs, emit};
+use crate::output::emit;
 use crate::run::write;
+
+/// Print a recorded run's profile, compare two runs, or pin a baseline.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep profile                          # the latest run
+  skep profile 20250102T0304            # a run by (a prefix of) its id
+  skep profile --compare RUN_A RUN_B    # side by side
+  skep profile --baseline release       # pin the latest run as `release`")]
+pub struct ProfileArgs {
+    /// The run id (or a unique prefix); default the latest.
+    pub run: Option<String>,
+    /// Two runs side by side.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Vec<String>,
+    /// Pin the run as baseline NAME (`skep run --baseline NAME` compares against it).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// The state directory holding runs/ and history.jsonl.
+    #[arg(long, value_name = "DIR", default_value = ".skep")]
+    pub state: PathBuf,
+    /// Also write the run's HTML report.
+    #[arg(long, value_name = "OUT.html")]
+    pub report: Option<PathBuf>,
+    /// Also write the run's Chrome trace-event JSON.
+    #[arg(long, value_name = "OUT.json")]
+    pub trace: Option<PathBuf>,
+}
 
 /// Prints the profile asked for.
 pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {

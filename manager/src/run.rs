@@ -3,16 +3,52 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use skep_swarm::{
-    Config, Progress, ProgressEvent, RunOptions, Swarm, Workflow, demo_config, render_report, render_trace,
-    run_workflow,
-};
+use skep_swarm::{Config, Swarm, demo_config};
+use skep_workflow::{Progress, ProgressEvent, RunOptions, Workflow, render_report, render_trace, run_workflow};
 
-use crate::cli::{RunArgs, demo_agent_command, emit, runtime};
+use crate::agent::demo_agent_command;
+use crate::output::emit;
 use crate::profile::summary;
+use crate::runtime::runtime;
+
+/// Run a workflow (a TOML graph of agent calls and commands) and profile it.
+///
+/// Steps start as soon as their needs are met, longest predicted path first;
+/// unchanged steps come from the cache under .skep/. Every run is recorded in
+/// .skep/runs/ next to the workflow's workdir. Exits 1 if a step failed. The
+/// file format is docs/workflows.md.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep run examples/workflows/review.toml --report r.html
+  skep run ci.toml --config skep.toml --jobs 4 --trace trace.json
+  skep run ci.toml --no-cache --baseline release")]
+pub struct RunArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// The roles agent steps call (skep.toml); without it, the built-in role `demo`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// At most N steps at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub jobs: u64,
+    /// Run every step even if a cached success matches (results are still stored).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the run as Chrome trace-event JSON (opens in Perfetto).
+    #[arg(long, value_name = "OUT.json")]
+    pub trace: Option<PathBuf>,
+    /// Write a self-contained HTML report with a Gantt chart.
+    #[arg(long, value_name = "OUT.html")]
+    pub report: Option<PathBuf>,
+    /// Compare against this pinned baseline (see `skep profile --baseline`) instead of the previous run.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+}
 
 /// Runs the workflow; exits 1 if a step failed.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -1,15 +1,37 @@
 //! `skep serve`: the sidecar. The swarm's methods as JSON-RPC 2.0 on
 //! stdin/stdout, until stdin ends, `shutdown` is called, or a signal arrives.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use skep_bridge::{Server, ServerConfig, protocol_stdio};
-use skep_swarm::{Config, ObserveOptions, Swarm, demo_config, observe, rpc_module};
+use skep_service::{ObserveOptions, observe, rpc_module};
+use skep_swarm::{Config, Swarm, demo_config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ServeArgs, demo_agent_command, runtime};
+use crate::agent::demo_agent_command;
+use crate::runtime::runtime;
+
+/// Serve the swarm's methods as JSON-RPC 2.0 on stdin/stdout (the sidecar).
+///
+/// Either framing works (newline-delimited or Content-Length), detected from
+/// the first bytes. Stops on stdin EOF, the `shutdown` method, SIGTERM or
+/// SIGINT, after stopping every agent. The methods are in docs/protocol.md.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Example:
+  echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"swarm/call\",\"params\":{\"role\":\"demo\",\"method\":\"echo\",\"params\":[\"hi\"]}}' | skep serve")]
+pub struct ServeArgs {
+    /// The roles to serve (skep.toml); without it, the built-in role `demo`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also serve the read-only methods and events on a Unix socket for `skep ls`,
+    /// `skep stats` and `skep grid` (default path: $XDG_RUNTIME_DIR/skep/PID.sock).
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub observe: Option<Option<PathBuf>>,
+}
 
 /// Serves until the input ends or shutdown is asked for, then stops every agent.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -1,14 +1,35 @@
 //! `skep stats`: a table per role and agent from an orchestrator's observe
 //! socket; `--json` for scripts, `--watch` to refresh in place.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::{StatsArgs, emit, runtime};
 use crate::observer::{connect, fetch, resolve};
+use crate::output::emit;
+use crate::runtime::runtime;
+
+/// Show per role and agent: state, calls, errors, p50/p99, cache hit rate, breaker.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep stats                      # the only running orchestrator
+  skep stats --attach /run/user/1000/skep/4242.sock --json
+  skep stats --watch")]
+pub struct StatsArgs {
+    /// The orchestrator's observe socket; without it, the only running one (see `skep ls`).
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: Option<PathBuf>,
+    /// One JSON object per snapshot, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh in place until the orchestrator ends.
+    #[arg(long)]
+    pub watch: bool,
+}
 
 /// How often `--watch` refreshes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);

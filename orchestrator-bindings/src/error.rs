@@ -8,7 +8,9 @@ use napi::JsValue;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, Status};
 use serde_json::Value;
 use skep_bridge::code;
-use skep_swarm::{ObserveError, SwarmError, WorkflowError};
+use skep_service::ObserveError;
+use skep_swarm::SwarmError;
+use skep_workflow::WorkflowError;
 
 /// Why a call from JavaScript failed.
 #[derive(Debug)]

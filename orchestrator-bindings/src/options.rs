@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{Function, Object};
 use napi_derive::napi;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use skep_swarm::RunOptions;
+use skep_workflow::RunOptions;
 
 use crate::error::{Failure, invalid_arg};
 

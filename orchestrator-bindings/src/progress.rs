@@ -4,7 +4,7 @@
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use serde_json::Value;
-use skep_swarm::Progress;
+use skep_workflow::Progress;
 
 use crate::error::Failure;
 

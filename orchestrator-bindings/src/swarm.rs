@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use napi::bindgen_prelude::{Env, Function, PromiseRaw};
 use napi_derive::napi;
 use serde_json::Value;
-use skep_swarm::{Config, Observation, ObserveOptions, Workflow, observe, run_workflow};
+use skep_service::{Observation, ObserveOptions, observe};
+use skep_swarm::Config;
+use skep_workflow::{Workflow, run_workflow};
 
 use crate::demo;
 use crate::error::Failure;

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use skep_swarm::{Graph, Policy, Scheduler, simulate};
+use skep_workflow::{Graph, Policy, Scheduler, simulate};
 
 /// A random DAG: each step needs up to `fan_in` earlier steps among the `window` before it.
 fn random_graph(rng: &mut fastrand::Rng, n: usize, fan_in: usize, window: usize) -> Graph {

@@ -10,12 +10,14 @@ use anyhow::Context;
 use serde_json::Value;
 use skep_swarm::is_valid_name;
 
+use super::GridStatusArgs;
 use super::layout::{Action, AgentNow, PaneNow, Reconciler};
 use super::pane::terminal_size;
 use super::tmux::{Tmux, is_safe_title};
 use super::view::clean;
-use crate::cli::{GridStatusArgs, emit_frame, runtime};
 use crate::observer::{connect, fetch};
+use crate::output::emit_frame;
+use crate::runtime::runtime;
 use crate::stats::render;
 
 /// How often the table and the layout are refreshed.

@@ -19,14 +19,68 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use skep_swarm::{Config, ensure_private_dir, observe_dir};
+use skep_service::{ensure_private_dir, observe_dir};
+use skep_swarm::Config;
 
 pub use control::run as run_status;
 pub use pane::run as run_pane;
 use tmux::Tmux;
 
-use crate::cli::{GridArgs, emit, runtime};
 use crate::observer::{connect, fetch, resolve};
+use crate::output::emit;
+use crate::runtime::runtime;
+
+/// Watch a live swarm in a private tmux grid: a status pane and one pane per agent.
+///
+/// In tmux: C-b z zooms a pane, C-b n / C-b p switch windows (16 agents per
+/// window), C-b d detaches. Nothing is left running after --stop or once the
+/// orchestrator ends.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  skep grid --config skep.toml           # start an orchestrator and watch it
+  skep grid                              # watch the only running orchestrator
+  skep grid --config skep.toml --detach  # print the attach command and return
+  skep grid --stop")]
+pub struct GridArgs {
+    /// Start an orchestrator for these roles inside the grid.
+    #[arg(long, value_name = "FILE", conflicts_with = "attach")]
+    pub config: Option<PathBuf>,
+    /// Watch the orchestrator serving this observe socket.
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: Option<PathBuf>,
+    /// Set the grid up, print the command that attaches to it, and return.
+    #[arg(long)]
+    pub detach: bool,
+    /// End the grid (the only one, or the one for --attach SOCKET).
+    #[arg(long, conflicts_with_all = ["config", "detach"])]
+    pub stop: bool,
+}
+
+/// One agent's pane in a grid (run by the grid itself).
+#[derive(Debug, clap::Args)]
+#[command(hide = true)]
+pub struct GridPaneArgs {
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: PathBuf,
+    #[arg(long, value_name = "ROLE/N")]
+    pub agent: String,
+    /// The agent whose pane this was, when this one replaced it.
+    #[arg(long, value_name = "ROLE/N")]
+    pub replaces: Option<String>,
+}
+
+/// The status pane of a grid, which owns its layout (run by the grid itself).
+#[derive(Debug, clap::Args)]
+#[command(hide = true)]
+pub struct GridStatusArgs {
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: PathBuf,
+    #[arg(long, value_name = "SOCKET")]
+    pub tmux: PathBuf,
+    #[arg(long)]
+    pub session: String,
+}
 
 /// How long the orchestrator may take to start its agents and open its socket.
 const START_LIMIT: Duration = Duration::from_secs(60);

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 
+use super::GridPaneArgs;
 use super::view::{AgentView, FRAME};
-use crate::cli::{GridPaneArgs, emit_frame, runtime};
 use crate::observer::{agent_filter, fetch, subscribe};
+use crate::output::emit_frame;
+use crate::runtime::runtime;
 
 /// How often the pane re-reads pid, state and stderr from `swarm/agents`.
 const REFRESH: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
 //! Warm pools against real agent processes that misbehave on purpose
-//! (`skep-test-agent`), one test per scenario of ../shared/RELIABILITY.md in
+//! (`skep-test-agent`), one test per scenario of docs/reliability.md in
 //! scope here. Every test is bounded, polls instead of sleeping, and checks
 //! after shutdown that no agent process it saw is left.
 
@@ -122,7 +122,7 @@ async fn warm_agents_are_reused_and_stop_cleanly_on_eof() {
     assert_eq!((stats.roles[0].calls, stats.roles[0].restarts), (21, 0));
     assert!(stats.roles[0].latency_us.p50 > 0);
     h.swarm.shutdown().await;
-    // Scenario 11: exiting on stdin EOF is a normal stop, not a crash.
+    // Reliability 11: exiting on stdin EOF is a normal stop, not a crash.
     let mut exits = Vec::new();
     while let Ok(event) = events.try_recv() {
         if let Event::AgentExited { status, expected, .. } = event {
@@ -145,7 +145,7 @@ async fn agent_errors_pass_through_and_unknown_roles_are_named() {
     h.finish().await;
 }
 
-/// Scenario 1: kill -9 mid-call → -32003 at once, and the pool refills.
+/// Reliability 1: kill -9 mid-call → -32003 at once, and the pool refills.
 #[tokio::test]
 async fn a_killed_agent_fails_its_call_at_once_and_is_replaced() {
     let mut h = Harness::start(vec![role("k", &[])]).await;
@@ -171,7 +171,7 @@ async fn a_killed_agent_fails_its_call_at_once_and_is_replaced() {
     h.finish().await;
 }
 
-/// Scenario 2: a hung agent → -32001 at the deadline, and it is replaced.
+/// Reliability 2: a hung agent → -32001 at the deadline, and it is replaced.
 #[tokio::test]
 async fn a_hung_agent_times_out_and_is_replaced() {
     let mut h = Harness::start(vec![role("h", &["--hang"])]).await;
@@ -187,7 +187,7 @@ async fn a_hung_agent_times_out_and_is_replaced() {
     h.finish().await;
 }
 
-/// Scenario 3: crashing at start-up in a loop → backoff, the restart limit
+/// Reliability 3: crashing at start-up in a loop → backoff, the restart limit
 /// trips, the role fails fast naming the role and the agent's last words.
 #[tokio::test]
 async fn a_crash_looping_role_fails_fast_with_its_stderr() {
@@ -208,7 +208,7 @@ async fn a_crash_looping_role_fails_fast_with_its_stderr() {
     h.finish().await;
 }
 
-/// Scenario 4: stray prints on stdout are tolerated.
+/// Reliability 4: stray prints on stdout are tolerated.
 #[tokio::test]
 async fn garbage_on_stdout_does_not_break_calls() {
     let h = Harness::start(vec![role("g", &["--garbage-stdout"])]).await;
@@ -218,7 +218,7 @@ async fn garbage_on_stdout_does_not_break_calls() {
     h.finish().await;
 }
 
-/// Scenario 5: a line without end → bounded memory, a timeout, a replacement.
+/// Reliability 5: a line without end → bounded memory, a timeout, a replacement.
 #[tokio::test]
 async fn an_endless_line_times_out_and_is_replaced() {
     let mut h = Harness::start(vec![role("n", &["--no-newline-flood"])]).await;
@@ -230,7 +230,7 @@ async fn an_endless_line_times_out_and_is_replaced() {
     h.finish().await;
 }
 
-/// Scenario 7: an agent that never reads: our write times out, others go on.
+/// Reliability 7: an agent that never reads: our write times out, others go on.
 #[tokio::test]
 async fn an_agent_that_never_reads_does_not_block_others() {
     let h = Harness::start(vec![role("deaf", &["--no-read"]), role("ok", &[])]).await;
@@ -242,7 +242,7 @@ async fn an_agent_that_never_reads_does_not_block_others() {
     h.finish().await;
 }
 
-/// Scenario 8: a stderr flood neither slows nor stops the agent.
+/// Reliability 8: a stderr flood neither slows nor stops the agent.
 #[tokio::test]
 async fn a_stderr_flood_does_not_block_calls() {
     let h = Harness::start(vec![role("loud", &["--stderr-flood"])]).await;
@@ -252,7 +252,7 @@ async fn a_stderr_flood_does_not_block_calls() {
     h.finish().await;
 }
 
-/// Scenario 9: a grandchild holding stdout does not hide the agent's death.
+/// Reliability 9: a grandchild holding stdout does not hide the agent's death.
 #[tokio::test]
 async fn a_grandchild_holding_stdout_is_killed_with_its_group() {
     let h = Harness::start(vec![role("gc", &["--grandchild"])]).await;
@@ -267,7 +267,7 @@ async fn a_grandchild_holding_stdout_is_killed_with_its_group() {
     h.finish().await;
 }
 
-/// Scenarios 10 and 11: the stop ladder escalates for agents that ignore EOF
+/// Reliability 10 and 11: the stop ladder escalates for agents that ignore EOF
 /// and SIGTERM, and nothing survives.
 #[tokio::test]
 async fn stubborn_agents_are_killed_at_shutdown() {
@@ -348,7 +348,7 @@ async fn the_initialize_handshake_gates_readiness() {
     h.finish().await;
 }
 
-/// Scenario 4, second half: past 100 lines of protocol noise an agent is replaced.
+/// Reliability 4, second half: past 100 lines of protocol noise an agent is replaced.
 #[tokio::test]
 async fn a_noisy_agent_is_replaced_past_the_threshold() {
     let mut r = role("noisy", &["--garbage-stdout"]);

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use skep_swarm::{Config, Progress, RunOptions, RunRecord, StepOutcome, Swarm, Workflow, WorkflowError, run_workflow};
+use skep_swarm::{Config, Swarm};
+use skep_workflow::{Progress, RunOptions, RunRecord, StepOutcome, Workflow, WorkflowError, run_workflow};
 
 /// A directory removed when the test ends.
 struct TempDir(PathBuf);
@@ -162,7 +163,7 @@ async fn run(dir: &Path, text: &str, options: RunOptions) -> (RunRecord, Vec<Pro
     (record, events)
 }
 
-fn step<'a>(record: &'a RunRecord, id: &str) -> &'a skep_swarm::StepRecord {
+fn step<'a>(record: &'a RunRecord, id: &str) -> &'a skep_workflow::StepRecord {
     record.steps.iter().find(|s| s.id == id).unwrap()
 }
 
@@ -341,7 +342,7 @@ async fn history_feeds_predictions_and_comparisons() {
     let (predicted, took) = (second.steps[0].predicted_ms, first.steps[0].duration_ms);
     assert!((predicted - took).abs() < 1e-9, "the average of one earlier run: predicted {predicted}, took {took}");
     assert_eq!(second.analysis.compared_with.as_deref(), Some(first.id.as_str()));
-    let history = skep_swarm::History::new(&dir.0.join(".skep"));
+    let history = skep_workflow::History::new(&dir.0.join(".skep"));
     history.pin("base", &first.id).unwrap();
     let (third, _) = run(&dir.0, text, RunOptions { baseline: Some("base".into()), ..RunOptions::default() }).await;
     assert_eq!(third.analysis.compared_with.as_deref(), Some(first.id.as_str()));

@@ -11,7 +11,7 @@ use super::cache::{Cache, hash_file};
 use super::inputs::expand_inputs;
 use super::params::resolve;
 use super::spec::{Action, Workflow};
-use crate::swarm::{CallOptions, Swarm};
+use skep_swarm::{CallOptions, Swarm};
 
 /// How a step's attempt ended.
 pub(super) struct Ended {
@@ -169,7 +169,7 @@ async fn run_command(
         code => {
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no stderr");
             let how =
-                code.map_or_else(|| crate::process::describe_exit(output.status), |c| format!("exited with code {c}"));
+                code.map_or_else(|| skep_swarm::describe_exit(output.status), |c| format!("exited with code {c}"));
             Err(format!("{} {how}: {last}", argv[0]))
         }
     }

@@ -20,8 +20,8 @@ use super::profile::{Previous, StepOutcome, StepRecord, analyze};
 use super::schedule::{Scheduler, SkipCause};
 use super::spec::{Action, Workflow};
 use super::step::{Ended, run_step};
-use crate::events::Event;
-use crate::swarm::Swarm;
+use skep_swarm::Event;
+use skep_swarm::Swarm;
 
 /// Choices for one run.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Workflows: a DAG of agent calls and commands, scheduled critical-path-first
+//! skep workflows: a DAG of agent calls and commands, scheduled critical-path-first
 //! over the swarm, skipped when nothing they depend on changed, and profiled.
 //!
 //! The synchronous parts (spec, graph, params, schedule, simulate, profile,

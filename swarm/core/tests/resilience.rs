@@ -1,5 +1,5 @@
-//! Circuit breakers wired into real pools (RELIABILITY 18, and the breaker
-//! rules of DESIGN.md decision 8), and command roles.
+//! Circuit breakers wired into real pools (reliability 18, and the breaker
+//! rules of docs/design.md 8), and command roles.
 
 use std::time::Duration;
 
@@ -103,7 +103,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     swarm.shutdown().await;
 }
 
-/// RELIABILITY 18: a half-open probe that hangs re-opens the breaker after
+/// reliability 18: a half-open probe that hangs re-opens the breaker after
 /// its bound, while the probe itself is still running.
 #[tokio::test]
 async fn a_hanging_probe_reopens_the_breaker() {

@@ -1,5 +1,5 @@
 //! Coordination over real agents: fan-out, race with cancellation on the
-//! wire, broadcast, routing by text, and role caches (RELIABILITY 17, 19).
+//! wire, broadcast, routing by text, and role caches (reliability 17, 19).
 
 use std::time::Duration;
 
@@ -151,7 +151,7 @@ async fn text_is_routed_by_the_roles_patterns() {
     swarm.shutdown().await;
 }
 
-/// RELIABILITY 19: identical concurrent idempotent calls make one agent call;
+/// reliability 19: identical concurrent idempotent calls make one agent call;
 /// errors are not cached; a bypass goes to the agent.
 #[tokio::test]
 async fn idempotent_calls_are_coalesced_cached_and_never_cache_errors() {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::observe_dir::{ensure_private_dir, observe_dir, uid};
 use crate::rpc::{HasSwarm, register_views};
-use crate::swarm::Swarm;
+use skep_swarm::Swarm;
 
 /// Where and how to serve the observe socket.
 #[derive(Debug, Clone, Default)]
@@ -263,7 +263,7 @@ mod tests {
     async fn a_connection_from_ourselves_is_served_and_the_socket_goes_with_the_observation() {
         let dir = std::env::temp_dir().join(format!("skep-observe-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let config = crate::demo::demo_config(vec!["/bin/cat".into()]);
+        let config = skep_swarm::demo_config(vec!["/bin/cat".into()]);
         let swarm = Swarm::start(config).await.unwrap();
         let path = dir.join("o.sock");
         let observation =

@@ -13,7 +13,7 @@ use toml::de::DeTable;
 use super::error::WorkflowError;
 use super::graph::Graph;
 use super::params::find_references;
-use crate::config::{Config, is_valid_name, parse_duration};
+use skep_swarm::{Config, is_valid_name, parse_duration};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]

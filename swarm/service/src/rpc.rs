@@ -13,10 +13,8 @@ use skep_bridge::{ErrorObjectOwned, RpcModule, SubscriptionResult};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::coordinate::RaceCall;
-use crate::events::Event;
-use crate::swarm::{CallOptions, Swarm};
-use crate::workflow::{RunOptions, Workflow, run_workflow};
+use skep_swarm::{CallOptions, Event, RaceCall, Swarm};
+use skep_workflow::{RunOptions, Workflow, run_workflow};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
 #[derive(Debug)]
