@@ -1,5 +1,5 @@
 //! `skep serve` under the two orchestrator-level scenarios of
-//! ../shared/RELIABILITY.md: killed with SIGKILL (12), and its caller closing
+//! docs/reliability.md: killed with SIGKILL (12), and its caller closing
 //! stdin with 1,000 calls in flight (14).
 
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ fn agent_pids(agents: &Value) -> Vec<u32> {
     agents["result"].as_array().expect("agents").iter().map(|a| a["pid"].as_u64().expect("pid") as u32).collect()
 }
 
-/// RELIABILITY 12: a killed orchestrator takes its agents with it
+/// reliability 12: a killed orchestrator takes its agents with it
 /// (parent-death signal), without any chance to stop them itself.
 #[tokio::test]
 async fn agents_die_with_a_killed_orchestrator() {
@@ -73,7 +73,7 @@ async fn agents_die_with_a_killed_orchestrator() {
     }
 }
 
-/// RELIABILITY 14: stdin closes with 1,000 calls in flight. Every call is
+/// reliability 14: stdin closes with 1,000 calls in flight. Every call is
 /// answered exactly once, with its result or -32005; then a clean exit and
 /// no agent left.
 #[tokio::test]
@@ -118,7 +118,7 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
 }
 
-/// RELIABILITY 13, the largest case: a 100 MiB line is answered with -32600
+/// reliability 13, the largest case: a 100 MiB line is answered with -32600
 /// and skipped without being held; the connection lives on.
 #[tokio::test]
 async fn a_100_mib_line_is_refused_without_being_buffered() {
@@ -145,7 +145,7 @@ async fn a_100_mib_line_is_refused_without_being_buffered() {
     assert!(timeout(STEP, child.wait()).await.expect("exits").expect("wait").success());
 }
 
-/// RELIABILITY 16, end to end: 10,000 calls in flight through `skep serve`
+/// reliability 16, end to end: 10,000 calls in flight through `skep serve`
 /// to the demo agents, each answered exactly once.
 #[tokio::test]
 async fn ten_thousand_concurrent_calls_through_the_sidecar_are_each_answered_once() {
