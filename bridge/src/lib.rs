@@ -9,6 +9,7 @@
 //! - `message.rs`: classifying incoming messages and writing outgoing ones.
 //! - `code.rs`: the error codes skep answers with.
 //! - `server.rs`: serving a `Methods` table on a reader and writer.
+//! - `stand_in.rs`: request ids jsonrpsee cannot carry (negative, fractional, past 64 bits).
 //! - `client.rs`: calling a peer, with timeouts, cancellation and counters.
 //! - `cache.rs`: the idempotent-call cache (SHA-256 keys, TTL, byte cap, single flight).
 //! - `buffers.rs`: pooled encode buffers.
@@ -23,6 +24,7 @@ mod client;
 mod framing;
 mod message;
 mod server;
+mod stand_in;
 mod stdio;
 mod writer;
 

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::code;
 use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
 use crate::message::{self, Incoming, Payload};
+use crate::stand_in;
 use crate::writer::write_loop;
 
 /// The method that cancels an in-flight request (LSP's name for it).
@@ -192,25 +193,23 @@ impl<R: AsyncRead + Unpin> Connection<'_, R> {
                     let err = invalid_request("request id is already in flight on this connection");
                     return self.reject(Some(id.get()), &err).await;
                 }
-                // jsonrpsee's ids are strings, null and integers from 0 up.
-                let Ok(request_id) = serde_json::from_str::<Id<'_>>(id.get()) else {
-                    let err = invalid_request("id must be a string, an integer of at least 0, or null");
-                    return self.reject(Some(id.get()), &err).await;
-                };
+                let (request_id, stand_in) = stand_in::dispatch_id(id);
                 // A synchronous method cannot be cancelled and finishes at once:
                 // answer it here, saving a task and two more parses per call.
                 if let Some(MethodCallback::Sync(callback)) = self.server.methods.method(&method) {
                     let callback = Arc::clone(callback);
                     self.summary.dispatched += 1;
                     let response = call_sync(&callback, request_id, id, params);
+                    let response = if stand_in { stand_in::restore(response, id) } else { response };
                     return self.send(response.get().as_bytes()).await;
                 }
+                let rewritten = stand_in::rewrite(id, &method, params).map(|request| (request, id.to_owned()));
                 let key: Box<str> = id.get().into();
                 if self.handlers.len() >= self.server.config.max_in_flight {
                     return self.reject(Some(&key), &overloaded(self.server.config.max_in_flight)).await;
                 }
                 self.summary.dispatched += 1;
-                let task = handle_request(self.server.clone(), frame, self.framing(), self.out.clone());
+                let task = handle_request(self.server.clone(), frame, rewritten, self.framing(), self.out.clone());
                 let handle = self.handlers.spawn(task);
                 self.by_task.insert(handle.id(), key.clone());
                 self.by_request.insert(key, handle);
@@ -354,9 +353,22 @@ impl<R: AsyncRead + Unpin> Connection<'_, R> {
     }
 }
 
-async fn handle_request(server: Server, frame: Bytes, framing: Framing, out: mpsc::Sender<Vec<u8>>) -> Finished {
-    let text = std::str::from_utf8(&frame).expect("parse() checked UTF-8");
-    let (response, notifications) = dispatch(&server, text).await;
+/// Runs one request; `rewritten` is the request under a stand-in id, with the
+/// caller's own id to put back (`stand_in.rs`).
+async fn handle_request(
+    server: Server,
+    frame: Bytes,
+    rewritten: Option<(String, Box<RawValue>)>,
+    framing: Framing,
+    out: mpsc::Sender<Vec<u8>>,
+) -> Finished {
+    let (response, notifications) = match &rewritten {
+        None => dispatch(&server, std::str::from_utf8(&frame).expect("parse() checked UTF-8")).await,
+        Some((request, id)) => {
+            let (response, notifications) = dispatch(&server, request).await;
+            (stand_in::restore(response, id), notifications)
+        }
+    };
     let _ = out.send(framed(framing, response.get().as_bytes())).await;
     notifications.map_or(Finished::Done, Finished::Subscribed)
 }
@@ -368,9 +380,12 @@ async fn handle_batch(server: Server, frame: Bytes, framing: Framing, out: mpsc:
     let answers = futures::future::join_all(entries.into_iter().map(|entry| {
         let server = &server;
         async move {
-            let (request, answers) = match message::classify(entry) {
-                Incoming::Request { .. } => (entry.get().to_owned(), true),
-                Incoming::Notification { method, params } => (notification_as_request(&method, params), false),
+            let (request, answers, own_id) = match message::classify(entry) {
+                Incoming::Request { id, method, params } => match stand_in::rewrite(id, &method, params) {
+                    Some(request) => (request, true, Some(id)),
+                    None => (entry.get().to_owned(), true, None),
+                },
+                Incoming::Notification { method, params } => (notification_as_request(&method, params), false, None),
                 Incoming::Invalid { id, reason } => {
                     let err = invalid_request(reason);
                     return Some(message::error_response(id.map(RawValue::get), &err));
@@ -381,7 +396,13 @@ async fn handle_batch(server: Server, frame: Bytes, framing: Framing, out: mpsc:
             match outcome {
                 // Subscriptions opened inside a batch are not forwarded: batch
                 // entries have no lasting task to own them.
-                Ok((response, _)) => answers.then(|| String::from(Box::<str>::from(response))),
+                Ok((response, _)) => {
+                    let response = match own_id {
+                        Some(id) => stand_in::restore(response, id),
+                        None => response,
+                    };
+                    answers.then(|| String::from(Box::<str>::from(response)))
+                }
                 Err(_) => {
                     let id = match message::classify(entry) {
                         Incoming::Request { id, .. } => Some(id.get().to_owned()),

@@ -307,7 +307,7 @@ async fn shutdown_token_stops_serving() {
     h.finish().await;
 }
 
-/// RELIABILITY 15: a caller that stops reading our output. The server stops
+/// reliability 15: a caller that stops reading our output. The server stops
 /// taking work once its bounded queue and in-flight slots are full, rejects
 /// with -32004 what it cannot run, and answers every request exactly once
 /// when the caller reads again.
@@ -361,20 +361,28 @@ async fn a_caller_that_stops_reading_meets_back_pressure_not_growth() {
     assert_eq!(summary.rejected as usize, overloaded);
 }
 
+/// Every id JSON-RPC allows comes back exactly as the caller wrote it,
+/// including numbers jsonrpsee's own `Id` cannot hold (reliability 13), on
+/// the synchronous path, the async path and inside a batch.
 #[tokio::test]
-async fn ids_jsonrpsee_cannot_carry_are_refused_with_the_id_echoed() {
+async fn every_id_the_spec_allows_is_echoed_as_written() {
     let mut h = Harness::start(Framing::Newline, ServerConfig::default());
-    for id in ["-1", "1.5"] {
+    let ids = ["-1", "1.5", "-0", "1e3", "18446744073709551616", "-9223372036854775809", "0", "\"x\"", "null"];
+    for id in ids {
         h.send(&format!(r#"{{"jsonrpc":"2.0","method":"ping","id":{id}}}"#)).await;
-        assert_eq!(
-            h.recv().await,
-            format!(
-                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32600,"message":"invalid request: id must be a string, an integer of at least 0, or null"}}}}"#
-            )
-        );
+        assert_eq!(h.recv().await, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"pong"}}"#));
+        h.send(&format!(r#"{{"jsonrpc":"2.0","method":"sleep","params":[1],"id":{id}}}"#)).await;
+        assert_eq!(h.recv().await, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":1}}"#));
     }
-    h.send(r#"{"jsonrpc":"2.0","method":"ping","id":null}"#).await;
-    assert_eq!(h.recv().await, r#"{"jsonrpc":"2.0","id":null,"result":"pong"}"#);
+    h.send(r#"[{"jsonrpc":"2.0","method":"ping","id":-7},{"jsonrpc":"2.0","method":"sleep","params":[1],"id":2.25}]"#)
+        .await;
+    assert_eq!(h.recv().await, r#"[{"jsonrpc":"2.0","id":-7,"result":"pong"},{"jsonrpc":"2.0","id":2.25,"result":1}]"#);
+    // What the spec refuses stays refused, with the reason.
+    h.send(r#"{"jsonrpc":"2.0","method":"ping","id":[1]}"#).await;
+    assert_eq!(
+        h.recv().await,
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: id must be a string, a number or null"}}"#
+    );
     h.expect_silence().await;
     h.finish().await;
 }
