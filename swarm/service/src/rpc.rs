@@ -109,8 +109,19 @@ struct WorkflowParams {
     no_cache: bool,
 }
 
-fn options(timeout_ms: Option<u64>, cache: CacheMode) -> CallOptions {
-    CallOptions { timeout: timeout_ms.map(Duration::from_millis), bypass_cache: cache == CacheMode::Bypass }
+/// A caller who writes 0 for a count or a deadline means something, but no
+/// meaning of 0 is useful (no time at all, no calls at all): refuse it by
+/// name rather than ignore it.
+fn at_least_one<T: PartialEq + From<u8>>(field: &str, value: Option<T>) -> Result<Option<T>, String> {
+    match value {
+        Some(zero) if zero == T::from(0) => Err(format!("{field} must be at least 1; leave it out for the default")),
+        value => Ok(value),
+    }
+}
+
+fn options(timeout_ms: Option<u64>, cache: CacheMode) -> Result<CallOptions, ErrorObjectOwned> {
+    let timeout = at_least_one("timeoutMs", timeout_ms).map_err(|m| invalid_params(&m))?.map(Duration::from_millis);
+    Ok(CallOptions { timeout, bypass_cache: cache == CacheMode::Bypass })
 }
 
 /// The sidecar's method table over `swarm`; the `shutdown` method cancels `shutdown`.
@@ -131,16 +142,17 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                 (AUTO_ROLE, None) => return Err(invalid_params("\"role\": \"auto\" needs \"text\" to route")),
                 (role, _) => role,
             };
-            let options = options(call.timeout_ms, call.cache);
+            let options = options(call.timeout_ms, call.cache)?;
             swarm.call(role, &call.method, call.params.as_deref(), options).await.map_err(|e| e.to_error_object())
         })
         .expect("fresh name");
     module
         .register_async_method("swarm/fanout", |params, ctx, _| async move {
             let fan: FanoutParams = params.parse()?;
-            let options = options(fan.timeout_ms, CacheMode::Use);
+            let options = options(fan.timeout_ms, CacheMode::Use)?;
+            let max_parallel = at_least_one("maxParallel", fan.max_parallel).map_err(|m| invalid_params(&m))?;
             ctx.swarm
-                .fanout(&fan.role, &fan.method, fan.params, fan.max_parallel, options)
+                .fanout(&fan.role, &fan.method, fan.params, max_parallel, options)
                 .await
                 .map_err(|e| e.to_error_object())
         })
@@ -150,13 +162,13 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             let race: RaceParams = params.parse()?;
             let calls =
                 race.calls.into_iter().map(|c| RaceCall { role: c.role, method: c.method, params: c.params }).collect();
-            ctx.swarm.race(calls, options(race.timeout_ms, CacheMode::Use)).await.map_err(|e| e.to_error_object())
+            ctx.swarm.race(calls, options(race.timeout_ms, CacheMode::Use)?).await.map_err(|e| e.to_error_object())
         })
         .expect("fresh name");
     module
         .register_async_method("swarm/broadcast", |params, ctx, _| async move {
             let b: BroadcastParams = params.parse()?;
-            let options = options(b.timeout_ms, CacheMode::Use);
+            let options = options(b.timeout_ms, CacheMode::Use)?;
             ctx.swarm.broadcast(&b.role, &b.method, b.params.as_deref(), options).await.map_err(|e| e.to_error_object())
         })
         .expect("fresh name");
@@ -179,6 +191,7 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             "workflow/cancel",
             |params, pending, ctx, _| async move {
                 let loaded = params.parse::<WorkflowParams>().map_err(|e| e.to_string()).and_then(|p| {
+                    at_least_one("jobs", p.jobs)?;
                     let config = ctx.swarm.config();
                     let workflow = match (&p.file, &p.toml) {
                         (Some(file), None) => Workflow::load(std::path::Path::new(file), &config),

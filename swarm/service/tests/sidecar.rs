@@ -80,6 +80,34 @@ async fn calls_pass_through_and_errors_say_what_to_do() {
     swarm.shutdown().await;
 }
 
+/// 0 for a deadline or a count means nothing useful: it is refused naming
+/// the field, and no agent sees the call.
+#[tokio::test]
+async fn zero_deadlines_and_counts_are_refused_by_name() {
+    let (client, swarm, _) = sidecar().await;
+    let refusals = [
+        ("swarm/call", json!({"role": "solo", "method": "echo", "params": [1], "timeoutMs": 0}), "timeoutMs"),
+        ("swarm/fanout", json!({"role": "solo", "method": "echo", "params": [[1]], "maxParallel": 0}), "maxParallel"),
+        ("swarm/fanout", json!({"role": "solo", "method": "echo", "params": [[1]], "timeoutMs": 0}), "timeoutMs"),
+        ("swarm/race", json!({"calls": [{"role": "solo", "method": "echo"}], "timeoutMs": 0}), "timeoutMs"),
+        ("swarm/broadcast", json!({"role": "solo", "method": "echo", "timeoutMs": 0}), "timeoutMs"),
+    ];
+    for (method, params, field) in refusals {
+        let Err(CallError::Rpc(err)) = call(&client, method, params).await else {
+            panic!("{method} with {field} 0 must be refused");
+        };
+        assert_eq!(
+            (err.code(), err.message()),
+            (-32602, format!("invalid params: {field} must be at least 1; leave it out for the default").as_str())
+        );
+    }
+    let stats = call(&client, "swarm/stats", json!([])).await.expect("stats");
+    assert_eq!(stats["roles"][0]["calls"], 0, "no refused call reached an agent: {stats}");
+    let ok = call(&client, "swarm/call", json!({"role": "solo", "method": "echo", "params": [1], "timeoutMs": 5000}));
+    assert_eq!(ok.await.expect("a deadline of 1 or more is taken"), json!([1]));
+    swarm.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_cancelled_call_is_cancelled_on_the_agent_with_its_own_id() {
     let (client, swarm, _) = sidecar().await;
