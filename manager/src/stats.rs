@@ -12,7 +12,7 @@ use crate::observer::{connect, fetch, resolve};
 use crate::output::emit;
 use crate::runtime::runtime;
 
-/// Show per role and agent: state, calls, errors, p50/p99, cache hit rate, breaker.
+/// Show per role and agent: state, calls, errors, cancelled calls, p50/p99, cache hit rate, breaker.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -74,8 +74,8 @@ async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
 /// The table: one row per role, then one per agent of it.
 pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
     let mut lines = vec![format!(
-        "{:<16} {:>7} {:>7} {:>6} {:>8} {:>8} {:>5}  {}",
-        "ROLE/AGENT", "STATE", "CALLS", "ERRORS", "P50", "P99", "CACHE", "BREAKER"
+        "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5}  {}",
+        "ROLE/AGENT", "STATE", "CALLS", "ERRORS", "CANCEL", "P50", "P99", "CACHE", "BREAKER"
     )];
     for role in stats["roles"].as_array().into_iter().flatten() {
         let name = role["role"].as_str().unwrap_or("?");
@@ -84,11 +84,12 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
         let live = ["idle", "busy"].iter().map(|k| counts[k].as_u64().unwrap_or(0)).sum::<u64>();
         let state = if role["failed"].as_bool() == Some(true) { "FAILED".to_owned() } else { format!("{live} up") };
         lines.push(format!(
-            "{:<16} {:>7} {:>7} {:>6} {:>8} {:>8} {:>5}  {}",
+            "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5}  {}",
             name,
             state,
             role["calls"].as_u64().unwrap_or(0),
             errors,
+            role["cancelled"].as_u64().unwrap_or(0),
             micros(role["latencyUs"]["p50"].as_u64().unwrap_or(0)),
             micros(role["latencyUs"]["p99"].as_u64().unwrap_or(0)),
             hit_rate(&role["cache"]),
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn table_has_a_row_per_role_and_agent() {
-        let stats = json!({"roles": [{"role": "rev", "agents": {"idle": 1, "busy": 1}, "calls": 10,
+        let stats = json!({"roles": [{"role": "rev", "agents": {"idle": 1, "busy": 1}, "calls": 10, "cancelled": 3,
             "errors": {"-32001": 2}, "latencyUs": {"p50": 1500, "p99": 2_500_000}, "failed": false,
             "breaker": {"state": "halfOpen"}, "cache": {"hits": 2, "coalesced": 1, "misses": 1}}]});
         let agents = json!([{"id": "rev/1", "role": "rev", "state": "busy", "calls": 6, "pid": 77},
@@ -143,7 +144,7 @@ mod tests {
         let lines = render(&stats, &agents);
         assert_eq!(lines.len(), 3, "{lines:#?}");
         let role: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(role, ["rev", "2", "up", "10", "2", "1.5ms", "2.5s", "75%", "halfOpen"]);
+        assert_eq!(role, ["rev", "2", "up", "10", "2", "3", "1.5ms", "2.5s", "75%", "halfOpen"]);
         let agent: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(agent, ["rev/1", "busy", "6", "pid", "77"]);
     }

@@ -27,8 +27,10 @@ pub struct RoleStats {
     pub role: String,
     /// Agents by state.
     pub agents: AgentCounts,
-    /// Calls answered by agents (any outcome).
+    /// Calls that reached an agent, whatever their outcome (cancelled ones too).
     pub calls: u64,
+    /// Of those, calls their caller gave up on (cancelled, dropped, race losers).
+    pub cancelled: u64,
     /// Failed calls by JSON-RPC code.
     pub errors: BTreeMap<i32, u64>,
     /// Call latency in microseconds.
@@ -72,6 +74,7 @@ pub struct Latency {
 pub(crate) struct Recorder {
     latency: Histogram<u64>,
     calls: u64,
+    cancelled: u64,
     errors: BTreeMap<i32, u64>,
 }
 
@@ -81,6 +84,7 @@ impl Default for Recorder {
             // 1 µs to 1 hour at 3 significant digits: ~200 KiB per role.
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid"),
             calls: 0,
+            cancelled: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -88,10 +92,11 @@ impl Default for Recorder {
 
 impl Recorder {
     pub(crate) fn record(&mut self, outcome: Outcome, elapsed: Duration) {
-        if outcome == Outcome::Cancelled {
-            return; // the caller left; nothing was measured
-        }
         self.calls += 1;
+        if outcome == Outcome::Cancelled {
+            self.cancelled += 1;
+            return; // the caller left: no latency was measured, and it is not an error
+        }
         self.latency.saturating_record((elapsed.as_micros() as u64).max(1));
         let code = match outcome {
             Outcome::Ok | Outcome::Cancelled => return,
@@ -116,6 +121,7 @@ impl Recorder {
             role: role.to_owned(),
             agents,
             calls: self.calls,
+            cancelled: self.cancelled,
             errors: self.errors.clone(),
             latency_us: Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: self.latency.max() },
             queue_depth,
@@ -132,7 +138,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_and_error_counts() {
+    fn percentiles_error_and_cancelled_counts() {
         let mut r = Recorder::default();
         for us in 1..=100 {
             r.record(Outcome::Ok, Duration::from_micros(us * 10));
@@ -142,9 +148,10 @@ mod tests {
         r.record(Outcome::Cancelled, Duration::from_secs(9));
         let breaker = crate::breaker::Breaker::new(Default::default()).snapshot(std::time::Instant::now());
         let s = r.snapshot("x", AgentCounts::default(), 0, 0, false, breaker);
-        assert_eq!(s.calls, 102);
+        assert_eq!((s.calls, s.cancelled), (103, 1));
         assert_eq!(s.errors, BTreeMap::from([(-32050, 1), (-32001, 1)]));
         assert!((495..=510).contains(&s.latency_us.p50), "{:?}", s.latency_us);
-        assert!(s.latency_us.max >= 999_000);
+        // The timeout is measured; the cancelled call's 9 s are not.
+        assert!((999_000..9_000_000).contains(&s.latency_us.max), "{:?}", s.latency_us);
     }
 }

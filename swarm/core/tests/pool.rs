@@ -366,7 +366,7 @@ async fn a_noisy_agent_is_replaced_past_the_threshold() {
 }
 
 #[tokio::test]
-async fn a_call_dropped_by_its_caller_is_reported_finished_as_cancelled() {
+async fn a_call_dropped_by_its_caller_is_reported_and_counted_as_cancelled() {
     let h = Harness::start(vec![role("drop", &[])]).await;
     let mut events = h.swarm.subscribe();
     let params = serde_json::value::to_raw_value(&json!({ "ms": 2000 })).expect("JSON");
@@ -385,5 +385,18 @@ async fn a_call_dropped_by_its_caller_is_reported_finished_as_cancelled() {
     .await
     .expect("CallFinished for the dropped call");
     assert_eq!(finished, Outcome::Cancelled);
+    // Counted as a call of its own outcome: not lost, not an error.
+    let deadline = Instant::now() + STEP;
+    let stats = loop {
+        let stats = h.swarm.stats().await.roles.remove(0);
+        if stats.calls > 0 || Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((stats.calls, stats.cancelled, stats.errors.len()), (1, 1, 0), "{stats:?}");
+    h.call("drop", "echo", json!([1])).await.expect("echo");
+    let stats = h.swarm.stats().await.roles.remove(0);
+    assert_eq!((stats.calls, stats.cancelled, stats.errors.len()), (2, 1, 0), "{stats:?}");
     h.finish().await;
 }
