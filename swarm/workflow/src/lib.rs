@@ -4,8 +4,23 @@
 //! The synchronous parts (spec, graph, params, schedule, simulate, profile,
 //! trace, report) take their inputs as arguments and are tested without a
 //! runtime; `run.rs` (the run) and `step.rs` (one step) are the only async
-//! files, and `cache.rs`/`history.rs` the
-//! only ones touching the disk.
+//! files, and `cache.rs`/`history.rs` the only ones touching the disk.
+//!
+//! # Layout
+//! - `spec.rs`: the workflow file (TOML) into a validated `Workflow`.
+//! - `error.rs`: `WorkflowError`, what a user can get wrong, with file and line.
+//! - `graph.rs`: the steps' dependency graph: order, cycles, ancestors.
+//! - `params.rs`: `${steps.X.result...}` references and their resolution.
+//! - `inputs.rs`: a step's input globs, expanded to files.
+//! - `schedule.rs`: the pure scheduler, critical path first, bounded by jobs and role capacity.
+//! - `simulate.rs`: the scheduler against predicted durations (benchmarks).
+//! - `run.rs`: one run: the scheduler, the step futures, the record.
+//! - `step.rs`: one step: its cache key, an agent call or a command.
+//! - `cache.rs`: the step cache under `.skep/cache/`, content-addressed and written atomically.
+//! - `profile.rs`: the run's analysis: critical path, efficiency, bottlenecks, regressions.
+//! - `history.rs`: recorded runs under `.skep/runs/`, `history.jsonl`, baselines.
+//! - `trace.rs`: the Chrome trace-event JSON of a run.
+//! - `report.rs`: the self-contained HTML report with its Gantt chart.
 
 mod cache;
 mod error;
