@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use skep_workflow::{History, RunRecord, StepOutcome, render_report, render_trace};
+use skep_workflow::{History, RunRecord, render_report, render_trace};
 
 use crate::output::emit;
 use crate::run::write;
@@ -107,12 +107,7 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
     }
     out.push(format!("{:<24} {:<8} {:>10} {:>10} {:>10}  agent", "step", "outcome", "queued", "duration", "wait"));
     for s in &r.steps {
-        let outcome = match (s.outcome, s.cache_hit) {
-            (StepOutcome::Ok, true) => "cached",
-            (StepOutcome::Ok, false) => "ok",
-            (StepOutcome::Failed, _) => "failed",
-            (StepOutcome::Skipped, _) => "skipped",
-        };
+        let outcome = s.outcome_label();
         out.push(format!(
             "{:<24} {:<8} {:>10} {:>10} {:>10}  {}",
             s.id,

@@ -66,6 +66,18 @@ pub struct StepRecord {
     pub predicted_ms: f64,
 }
 
+impl StepRecord {
+    /// How the step ended, in one word: `cached`, `ok`, `failed` or `skipped`.
+    pub fn outcome_label(&self) -> &'static str {
+        match (self.outcome, self.cache_hit) {
+            (StepOutcome::Ok, true) => "cached",
+            (StepOutcome::Ok, false) => "ok",
+            (StepOutcome::Failed, _) => "failed",
+            (StepOutcome::Skipped, _) => "skipped",
+        }
+    }
+}
+
 /// A step's share of the time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

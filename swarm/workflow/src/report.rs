@@ -226,12 +226,7 @@ fn tables(h: &mut String, record: &RunRecord) {
          <th class=\"num\">wait for agent</th><th class=\"num\">bytes in/out</th><th>note</th></tr>",
     );
     for s in &record.steps {
-        let outcome = match (s.outcome, s.cache_hit) {
-            (StepOutcome::Ok, true) => "cached",
-            (StepOutcome::Ok, false) => "ok",
-            (StepOutcome::Failed, _) => "failed",
-            (StepOutcome::Skipped, _) => "skipped",
-        };
+        let outcome = s.outcome_label();
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{outcome}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
