@@ -11,7 +11,7 @@ use tokio::time::timeout;
 const STEP: Duration = Duration::from_secs(30);
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn mcp_role(name: &str, command: Vec<String>) -> RoleConfig {

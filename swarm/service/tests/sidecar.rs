@@ -7,25 +7,11 @@ use serde_json::{Value, json};
 use skep_bridge::{CallError, CallOptions, Client, ClientConfig, Server, ServerConfig};
 use skep_service::rpc_module;
 use skep_swarm::{Config, RoleConfig, Swarm};
+use skep_testkit::test_agent;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 const STEP: Duration = Duration::from_secs(20);
-
-/// `skep-swarm`'s test agent. Cargo hands a package's binaries only to that
-/// package's own tests (`CARGO_BIN_EXE_*`), so it is looked for beside this
-/// test's executable, in the same target directory.
-fn test_agent() -> String {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/<test>");
-    let agent = profile_dir.join("skep-test-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: `cargo test --workspace` builds it, or `cargo build -p skep-swarm --bin skep-test-agent`",
-        agent.display()
-    );
-    agent.to_string_lossy().into_owned()
-}
 
 async fn sidecar() -> (Client, Swarm, CancellationToken) {
     let mut role = RoleConfig::with_command("solo", vec![test_agent()]);
