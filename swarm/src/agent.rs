@@ -68,7 +68,7 @@ pub(crate) async fn start(
 ) -> Result<Agent, StartFailure> {
     let mut process = AgentProcess::spawn(&spawn_spec(role))
         .await
-        .map_err(|e| StartFailure { reason: format!("{e:#}"), stderr_tail: String::new() })?;
+        .map_err(|e| StartFailure { reason: e.with_reason(), stderr_tail: String::new() })?;
     let (stdin, stdout) = process.take_stdio().expect("a fresh process still has its pipes");
     let cancel = match role.handshake {
         Handshake::Mcp => CancelStyle::Mcp,

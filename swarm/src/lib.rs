@@ -17,7 +17,9 @@
 //! - `observe.rs`: the observe socket: read-only methods and events for `skep ls`, `stats` and `grid`.
 //! - `observe_dir.rs`: the private per-user directory observe sockets live in.
 //! - `demo.rs`: the built-in demo role and the demo agent's methods.
-//! - `process.rs`: spawning an agent in its own process group, watching it exit, the stop ladder.
+//! - `process/`: the one process runner: spawning every child (agents, command roles, workflow
+//!   commands) in its own process group, watching it exit, the stop ladder, bounded output, the
+//!   watcher that kills our groups if we die.
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `workflow/`: workflows: a DAG of steps over the swarm, its scheduler, cache, profiler and report.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
@@ -53,7 +55,10 @@ pub use events::{Event, Outcome};
 pub use observe::{Observation, ObserveError, ObserveOptions, observe};
 pub use observe_dir::{ensure_private_dir, observe_dir, uid};
 pub use pool::{AGENT_STDERR_TAIL, AgentInfo};
-pub use process::{AgentProcess, SpawnError, SpawnSpec, StopOutcome, describe_exit};
+pub use process::{
+    AgentProcess, ChildProcess, Completed, OUTPUT_CAP, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
+    run_to_completion,
+};
 pub use rpc::{Sidecar, rpc_module};
 pub use stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
