@@ -3,6 +3,7 @@
 //! # Layout
 //! - `cli.rs`: the command line (clap), dispatch, and the one place that writes to stdout.
 //! - `serve.rs`: `skep serve`, the sidecar on stdin/stdout.
+//! - `signals.rs`: SIGTERM, SIGINT and SIGHUP, which stop `serve` and `run` in order.
 //! - `call.rs`: `skep call`, one call through a `skep serve` child.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
@@ -25,6 +26,7 @@ mod profile;
 mod progress;
 mod run;
 mod serve;
+mod signals;
 mod stats;
 
 use std::io::IsTerminal;
