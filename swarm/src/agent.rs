@@ -42,6 +42,13 @@ impl Agent {
             let _ = stop.send(STOP_GRACE);
         }
     }
+
+    /// Asks the watch task to kill the agent's group now (a stop ladder without grace).
+    pub(crate) fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Duration::ZERO);
+        }
+    }
 }
 
 /// How an agent's process ended.
