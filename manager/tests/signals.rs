@@ -105,3 +105,38 @@ fn sigkill_leaves_nothing_of_the_tree_behind() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     assert!(record.is_none(), "a killed run cannot record itself");
 }
+
+/// Issue 19 item 3: `skep serve` killed with SIGKILL. Its agent dies of the
+/// parent-death signal; the agent's detached grandchild (double fork, still
+/// in the agent's group, ignoring SIGTERM) is killed by the watcher.
+#[test]
+fn a_killed_sidecar_leaves_no_grandchild_of_its_agents() {
+    let dir = Dir(std::env::temp_dir().join(format!("skep-serve-kill-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).expect("scratch dir");
+    let pids_file = dir.0.join("pids");
+    let script = format!(
+        "trap '' TERM; sh -c 'sleep 1000 & echo $! > {0}.tmp'; echo $$ >> {0}.tmp; mv {0}.tmp {0}; exec cat",
+        pids_file.display()
+    );
+    let command = serde_json::to_string(&["/bin/sh", "-c", &script]).expect("JSON");
+    let config = dir.0.join("skep.toml");
+    std::fs::write(&config, format!("[roles.tree]\ncommand = {command}\nmin_warm = 1\n")).expect("config");
+    let child = Command::new(SKEP)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("skep serve starts");
+    let mut guard = Guard(child);
+    poll("the agent has started its grandchild", || pids_file.exists());
+    let text = std::fs::read_to_string(&pids_file).expect("pids");
+    let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().expect("a pid")).collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    guard.0.kill().expect("SIGKILL");
+    guard.0.wait().expect("reaped");
+    poll(&format!("nothing of the agent's tree survives: {pids:?}"), || pids.iter().all(|&p| dead(p)));
+}
