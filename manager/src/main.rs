@@ -5,6 +5,7 @@
 //! - `output.rs`: the one place that writes to stdout.
 //! - `runtime.rs`: the one-thread async runtime every command runs on.
 //! - `serve.rs`: `skep serve`, the sidecar on stdin/stdout.
+//! - `signals.rs`: SIGTERM, SIGINT and SIGHUP, which stop `serve` and `run` in order.
 //! - `call.rs`: `skep call`, one call through a `skep serve` child.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
@@ -29,6 +30,7 @@ mod progress;
 mod run;
 mod runtime;
 mod serve;
+mod signals;
 mod stats;
 
 use std::io::IsTerminal;

@@ -1,5 +1,9 @@
 //! `skep run FILE`: runs a workflow over a swarm, shows its progress, and
 //! writes its profile (plus a trace and an HTML report on request).
+//!
+//! SIGTERM, SIGINT and SIGHUP stop the run: every running step's process
+//! group is killed, the run is recorded as cancelled (record and profile
+//! still written), and skep exits 128 + the signal's number.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -14,6 +18,7 @@ use crate::agent::demo_agent_command;
 use crate::output::emit;
 use crate::profile::summary;
 use crate::runtime::runtime;
+use crate::signals::{StopSignal, next_stop_signal};
 
 /// Run a workflow (a TOML graph of agent calls and commands) and profile it.
 ///
@@ -50,7 +55,7 @@ pub struct RunArgs {
     pub baseline: Option<String>,
 }
 
-/// Runs the workflow; exits 1 if a step failed.
+/// Runs the workflow; exits 1 if a step failed, 128 + N if signal N stopped it.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => Config::load(path).with_context(|| format!("cannot load {}", path.display()))?,
@@ -61,17 +66,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Only the roles the workflow calls are started.
     let mut used = config.clone();
     used.roles.retain(|name, _| workflow.steps.iter().any(|s| s.role() == Some(name.as_str())));
+    let (stop, stopped) = tokio::sync::watch::channel(None);
     let options = RunOptions {
         jobs: args.jobs as usize,
         use_cache: !args.no_cache,
         baseline: args.baseline.clone(),
+        cancel: Some(stopped),
         ..RunOptions::default()
     };
     let record = runtime()?.block_on(async {
+        // Installed before anything starts: a signal during start-up still
+        // ends in an orderly stop rather than the default abrupt exit.
+        let signals = tokio::spawn(async move {
+            let signal = next_stop_signal().await;
+            let _ = stop.send(Some(signal.name().to_owned()));
+        });
         let swarm = Swarm::start(used).await.context("cannot start the workflow's agents")?;
         let mut display = Display::new(std::io::stderr().is_terminal());
         let record = run_workflow(&swarm, &workflow, options, |p| display.show(p)).await;
         swarm.shutdown().await;
+        signals.abort();
         record.context("the run could not be recorded")
     })?;
     for line in summary(&record) {
@@ -86,6 +100,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.report {
         write(path, &render_report(&record))?;
         emit(&format!("report: {}", path.display()))?;
+    }
+    if let Some(signal) = record.cancelled.as_deref().and_then(StopSignal::from_name) {
+        emit(&format!("cancelled by {}", signal.name()))?;
+        return Ok(ExitCode::from(signal.exit_code()));
     }
     Ok(if record.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

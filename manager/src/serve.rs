@@ -8,11 +8,11 @@ use anyhow::Context;
 use skep_bridge::{Server, ServerConfig, protocol_stdio};
 use skep_service::{ObserveOptions, observe, rpc_module};
 use skep_swarm::{Config, Swarm, demo_config};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::demo_agent_command;
 use crate::runtime::runtime;
+use crate::signals::next_stop_signal;
 
 /// Serve the swarm's methods as JSON-RPC 2.0 on stdin/stdout (the sidecar).
 ///
@@ -87,20 +87,10 @@ fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Cancels `shutdown` on SIGTERM, SIGINT or SIGHUP (the terminal, or the
-/// grid's tmux server, went away).
+/// Cancels `shutdown` on SIGTERM, SIGINT or SIGHUP.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT/SIGHUP; they will end skep without stopping its agents first");
-        return;
-    };
     tokio::select! {
-        _ = hup.recv() => tracing::info!("SIGHUP: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        () = shutdown.cancelled() => return,
+        _ = next_stop_signal() => shutdown.cancel(),
+        () = shutdown.cancelled() => {}
     }
-    shutdown.cancel();
 }

@@ -42,6 +42,13 @@ impl Agent {
             let _ = stop.send(STOP_GRACE);
         }
     }
+
+    /// Asks the watch task to kill the agent's group now (a stop ladder without grace).
+    pub(crate) fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Duration::ZERO);
+        }
+    }
 }
 
 /// How an agent's process ended.
@@ -68,7 +75,7 @@ pub(crate) async fn start(
 ) -> Result<Agent, StartFailure> {
     let mut process = AgentProcess::spawn(&spawn_spec(role))
         .await
-        .map_err(|e| StartFailure { reason: format!("{e:#}"), stderr_tail: String::new() })?;
+        .map_err(|e| StartFailure { reason: e.with_reason(), stderr_tail: String::new() })?;
     let (stdin, stdout) = process.take_stdio().expect("a fresh process still has its pipes");
     let cancel = match role.handshake {
         Handshake::Mcp => CancelStyle::Mcp,

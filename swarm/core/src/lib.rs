@@ -16,7 +16,9 @@
 //! - `coordinate.rs`: fan-out, race and broadcast over a role's agents.
 //! - `route.rs`: picking a role for free text by its `route` patterns.
 //! - `demo.rs`: the built-in demo role and the demo agent's methods.
-//! - `process.rs`: spawning an agent in its own process group, watching it exit, the stop ladder.
+//! - `process/`: the one process runner: spawning every child (agents, command roles, workflow
+//!   commands) in its own process group, watching it exit, the stop ladder, bounded output, the
+//!   watcher that kills our groups if we die.
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
@@ -45,7 +47,10 @@ pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use error::{ALL_FAILED, SwarmError};
 pub use events::{Event, Outcome};
 pub use pool::{AGENT_STDERR_TAIL, AgentInfo};
-pub use process::{AgentProcess, SpawnError, SpawnSpec, StopOutcome, describe_exit};
+pub use process::{
+    AgentProcess, ChildProcess, Completed, OUTPUT_CAP, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
+    run_to_completion,
+};
 pub use stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use swarm::{CallOptions, RoleInfo, Swarm};

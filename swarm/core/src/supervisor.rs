@@ -298,9 +298,14 @@ impl Supervisor {
         let broken = matches!(outcome, Outcome::Timeout | Outcome::Crashed) || noisy;
         let worn = slot.calls >= self.role.max_calls;
         let idle = slot.in_flight == 0;
+        let hung_or_dead = matches!(outcome, Outcome::Timeout | Outcome::Crashed);
         if slot.state == State::Ready && (broken || (worn && idle)) {
             tracing::info!(role = %self.role.name, agent = id, ?outcome, noisy, worn, "replacing agent");
-            self.stop(id);
+            if hung_or_dead {
+                self.kill(id);
+            } else {
+                self.stop(id);
+            }
         } else if idle && slot.state == State::Ready {
             self.emit(|| Event::AgentIdle { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
         }
@@ -392,13 +397,17 @@ impl Supervisor {
             return;
         }
         let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
+        // `max_agents` bounds processes, not ready agents: one still stopping
+        // holds a process (and maybe a hung call) until it is reaped, so it
+        // counts, or a stream of timeouts becomes a fork storm (issue 19).
+        let occupied = self.slots.len();
         let starting = self.slots.values().filter(|s| s.state == State::Starting).count();
         // Counting only open waiters would scan the queue on every acquire and
         // release; closed ones are dropped as dispatch reaches them, and an
         // overcount can only start an agent early, within max_agents.
         let for_waiters = self.waiters.len().div_ceil(self.role.concurrency).saturating_sub(starting);
         let wanted = self.role.min_warm.saturating_sub(live).max(for_waiters);
-        for _ in 0..wanted.min(self.role.max_agents.saturating_sub(live)) {
+        for _ in 0..wanted.min(self.role.max_agents.saturating_sub(occupied)) {
             self.spawn_agent();
         }
     }
@@ -427,6 +436,17 @@ impl Supervisor {
         if let Some(agent) = slot.agent.as_mut() {
             slot.state = State::Stopping;
             agent.stop();
+        }
+    }
+
+    /// Stops an agent that timed out or crashed mid-call without the stop
+    /// ladder: a hung agent will not answer stdin EOF or SIGTERM in time, and
+    /// while it stops it holds one of the role's `max_agents` places.
+    fn kill(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(&id) else { return };
+        if let Some(agent) = slot.agent.as_mut() {
+            slot.state = State::Stopping;
+            agent.kill();
         }
     }
 

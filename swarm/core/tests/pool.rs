@@ -400,3 +400,58 @@ async fn a_call_dropped_by_its_caller_is_reported_and_counted_as_cancelled() {
     assert_eq!((stats.calls, stats.cancelled, stats.errors.len()), (2, 1, 0), "{stats:?}");
     h.finish().await;
 }
+
+/// Running processes (not zombies) whose command line holds `--tag N`.
+fn tagged_processes(tag: u32) -> usize {
+    let needle = format!("\0--tag\0{tag}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .count()
+}
+
+/// Issue 19 item 2: a role whose calls all time out (the agent sleeps 5 s
+/// per call and ignores SIGTERM) under a steady stream of calls never has
+/// more than `max_agents` processes alive, stopping ones included.
+#[tokio::test]
+async fn max_agents_bounds_the_processes_of_a_role_whose_calls_time_out() {
+    let tag = fastrand::u32(1_000_000..u32::MAX);
+    let tag_text = tag.to_string();
+    let mut hung = role("hung", &["--ignore-sigterm", "--tag", &tag_text]);
+    hung.timeout = Duration::from_millis(300);
+    let h = Harness::start(vec![hung]).await;
+    let swarm = h.swarm.clone();
+    let calls = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            let swarm = swarm.clone();
+            calls.push(tokio::spawn(async move {
+                let params = serde_json::value::to_raw_value(&json!({"ms": 5000})).expect("JSON");
+                swarm.call("hung", "sleep", Some(&params), CallOptions::default()).await
+            }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for call in calls {
+            let _ = call.await;
+        }
+    });
+    let (mut most, mut samples) = (0, 0);
+    let deadline = Instant::now() + STEP * 3;
+    while !calls.is_finished() {
+        assert!(Instant::now() < deadline, "the calls never ended");
+        most = most.max(tagged_processes(tag));
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(samples > 10 && most > 0, "the load was never observed ({samples} samples)");
+    assert!(most <= 2, "{most} processes of a role with max_agents = 2 were alive at once");
+    h.swarm.shutdown().await;
+    assert_eq!(tagged_processes(tag), 0, "processes left after shutdown");
+}

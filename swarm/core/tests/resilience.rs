@@ -148,8 +148,11 @@ async fn command_roles_run_a_process_per_call() {
     let mut shell = command_role("shelled", &["echo", "hi", "|", "tr", "a-z", "A-Z"]);
     shell.shell = true;
     let literal = command_role("literal", &["echo", "hi", "|", "tr"]);
-    let mut slow = command_role("slow", &["sleep", "120"]);
-    slow.timeout = Duration::from_millis(200);
+    let pid_file = std::env::temp_dir().join(format!("skep-slow-{}-{}", std::process::id(), fastrand::u32(..)));
+    let tree = skep_testkit::tree_command(&pid_file);
+    let mut slow = command_role("slow", &tree.iter().map(String::as_str).collect::<Vec<_>>());
+    // Long enough for the shell to write its pids on a loaded machine.
+    slow.timeout = Duration::from_secs(2);
     let swarm = start(vec![reply, shell, literal, slow]).await;
     assert!(swarm.agents().await.is_empty(), "command roles keep no warm agents");
 
@@ -160,12 +163,36 @@ async fn command_roles_run_a_process_per_call() {
     // Only with shell = true is the pipe a pipe.
     assert_eq!(call(&swarm, "shelled", "run", json!(null)).await.expect("ran")["stdout"], "HI\n");
     assert_eq!(call(&swarm, "literal", "run", json!(null)).await.expect("ran")["stdout"], "hi | tr\n");
-    // `sleep 120` answers -32001 at its 200 ms deadline; unkilled, it would
-    // outlast the 30 s bound of `call` and fail the test.
+    // The shell and its grandchild (which ignores SIGTERM) answer -32001 at
+    // the deadline, and the whole group is killed.
     let err = call(&swarm, "slow", "run", json!(null)).await.expect_err("timed out");
     assert_eq!(err.code(), -32001, "{err}");
+    let pids = skep_testkit::pids_in(&pid_file);
+    let _ = std::fs::remove_file(&pid_file);
+    skep_testkit::wait_gone(&pids, "a timed-out command's group").await;
     let stats = swarm.stats().await;
     let jq = stats.roles.iter().find(|r| r.role == "jq-ish").expect("role");
     assert_eq!(jq.calls, 1);
+    swarm.shutdown().await;
+}
+
+/// Issue 19 item 8: a program that cannot be started is refused with the
+/// operating system's reason, for agents (after the restart limit) and for
+/// command roles (at once).
+#[tokio::test]
+async fn a_program_that_cannot_start_is_reported_with_the_os_reason() {
+    let not_executable = std::env::temp_dir().join(format!("skep-noexec-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::write(&not_executable, "#!/bin/sh\n").expect("a temp file");
+    let path = not_executable.to_str().expect("UTF-8").to_owned();
+    let missing = RoleConfig::with_command("missing", vec!["/nonexistent/skep-agent".to_owned()]);
+    let denied = command_role("denied", &[&path]);
+    let swarm = start(vec![missing, denied]).await;
+
+    let err = call(&swarm, "missing", "echo", json!(null)).await.expect_err("cannot start");
+    assert_eq!(err.code(), -32003, "{err}");
+    assert!(err.to_string().contains("No such file or directory"), "{err}");
+    let err = call(&swarm, "denied", "run", json!(null)).await.expect_err("cannot start");
+    assert!(err.to_string().contains("Permission denied"), "{err}");
+    let _ = std::fs::remove_file(&not_executable);
     swarm.shutdown().await;
 }

@@ -3,7 +3,8 @@
 //! within a bound, and checks on processes that poll against a deadline.
 //!
 //! # Layout
-//! - `lib.rs`: everything; it is small.
+//! - `lib.rs`: the test agent, bounded swarms and calls.
+//! - `procs.rs`: checks on processes and process trees, polled against a deadline.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use skep_swarm::{CallOptions, Config, RoleConfig, Swarm, SwarmError};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
+
+mod procs;
+
+pub use procs::{GONE_LIMIT, eventually, gone, pids_in, tree_command, wait_for_file, wait_gone};
 
 /// The longest any single step of a test may take; past it the test fails
 /// instead of hanging.
@@ -72,21 +77,4 @@ pub async fn call_with(
     let params = serde_json::value::to_raw_value(&params).expect("params serialize");
     let result = timeout(STEP, swarm.call(role, method, Some(&params), options)).await.expect("answered in time")?;
     Ok(serde_json::from_str(result.get()).expect("the result is JSON"))
-}
-
-/// Whether no process has this pid any more (a zombie still counts as there).
-pub fn gone(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return true };
-    // SAFETY: signal 0 sends nothing; it only asks whether the pid exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-/// Polls `condition` until it holds, failing the test after `within`.
-pub async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

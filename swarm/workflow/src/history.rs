@@ -38,6 +38,9 @@ pub struct RunRecord {
     pub steps: Vec<StepRecord>,
     /// Where the time went.
     pub analysis: Analysis,
+    /// Why the run was stopped before its end ("SIGTERM"), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<String>,
 }
 
 /// One line of `history.jsonl`: a run in brief.

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::cache::{Cache, CacheLimits, unix_ms};
 use super::error::WorkflowError;
@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub baseline: Option<String>,
     /// Whether to write the run to history (tests and benchmarks may not want to).
     pub save: bool,
+    /// Stops the run once it holds a cause ("SIGTERM"): running steps are
+    /// failed and their process groups killed, the rest are skipped, and the
+    /// record (still written) says `cancelled`.
+    pub cancel: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Default for RunOptions {
@@ -49,6 +53,7 @@ impl Default for RunOptions {
             cache_limits: CacheLimits::default(),
             baseline: None,
             save: true,
+            cancel: None,
         }
     }
 }
@@ -180,8 +185,14 @@ pub async fn run_workflow(
     for i in (0..n).filter(|&i| workflow.graph.deps(i).is_empty()) {
         on_progress(&progress(ProgressEvent::Queued, Some(i), 0, &[]));
     }
+    let mut cancel = options.cancel.clone();
+    let mut cancelled: Option<String> = None;
 
     loop {
+        if let Some(cause) = cancel.as_ref().and_then(|c| c.borrow().clone()) {
+            cancelled = Some(cause);
+            break;
+        }
         while let Some(i) = scheduler.start_next() {
             let now = Instant::now();
             started[i] = Some(now);
@@ -207,7 +218,19 @@ pub async fn run_workflow(
                 None => std::future::pending().await,
             }
         };
+        let cancel_asked = async {
+            match cancel.as_mut() {
+                Some(rx) => {
+                    if rx.wait_for(Option::is_some).await.is_err() {
+                        // Nobody can cancel any more.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = cancel_asked => {}
             Some((i, ended)) = in_flight.next() => {
                 running.retain(|&r| r != i);
                 done += 1;
@@ -264,6 +287,22 @@ pub async fn run_workflow(
             }
         }
     }
+    // Dropping the running steps kills their process groups.
+    drop(in_flight);
+    if let Some(cause) = &cancelled {
+        let now = ms(Instant::now());
+        for &i in &running {
+            let record = &mut records[i];
+            record.outcome = StepOutcome::Failed;
+            record.error = Some(format!("cancelled: the run was stopped ({cause})"));
+            record.finished_ms = Some(now);
+            record.duration_ms = now - record.started_ms.unwrap_or(now);
+        }
+        for record in records.iter_mut().filter(|r| r.started_ms.is_none() && r.error.is_none()) {
+            record.error = Some(format!("skipped: the run was stopped ({cause}) before it started"));
+        }
+        running.clear();
+    }
     let wall_ms = ms(Instant::now());
     let mut done_event = progress(ProgressEvent::Done, None, done, &[]);
     done_event.ok = Some(records.iter().all(|r| r.outcome == StepOutcome::Ok));
@@ -282,6 +321,7 @@ pub async fn run_workflow(
         cache_used: options.use_cache,
         steps: records,
         analysis,
+        cancelled,
     };
     if options.save {
         history.save(&record)?;

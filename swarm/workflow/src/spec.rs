@@ -55,6 +55,8 @@ pub struct Step {
     pub inputs: Vec<String>,
     /// Its stage, if any.
     pub stage: Option<String>,
+    /// Variables passed to a command from skep's environment, besides PATH, HOME and LANG.
+    pub env: Vec<String>,
     /// The 1-based line of its `[[steps]]` table.
     pub line: usize,
 }
@@ -67,12 +69,17 @@ impl Step {
             Action::Call { role, method, params } => json!({ "role": role, "method": method, "params": params }),
             Action::Command { argv, shell } => json!({ "run": argv, "shell": shell }),
         };
-        json!({
+        let mut definition = json!({
             "id": self.id,
             "action": action,
             "timeoutMs": self.timeout.map(|t| t.as_millis() as u64),
             "inputs": self.inputs,
-        })
+        });
+        // Only when set, so that steps without it keep their cached results.
+        if !self.env.is_empty() {
+            definition["env"] = json!(self.env);
+        }
+        definition
     }
 
     /// The role, for an agent call.
@@ -128,6 +135,8 @@ struct RawStep {
     #[serde(default)]
     inputs: Vec<String>,
     stage: Option<String>,
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 impl Workflow {
@@ -300,6 +309,11 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
             if raw.shell.is_some() {
                 return Err(format!("step {id}: shell applies to run commands, not to agent calls"));
             }
+            if !raw.env.is_empty() {
+                return Err(format!(
+                    "step {id}: env applies to run commands; a role's environment is set in skep.toml"
+                ));
+            }
             let params = raw.params.map(|p| serde_json::to_value(p).map_err(|e| format!("step {id}: params: {e}")));
             Action::Call { role, method, params: params.transpose()? }
         }
@@ -335,6 +349,7 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
         cache: raw.cache.unwrap_or(true),
         inputs: raw.inputs,
         stage: raw.stage,
+        env: raw.env,
         line: 0,
     })
 }

@@ -1,8 +1,10 @@
 //! Running one step of a workflow: resolving its params, answering from the
-//! cache when it may, calling an agent or running a command (in its own
-//! process group, killed if the step is dropped), and storing a success.
+//! cache when it may, calling an agent or running a command (through the
+//! process runner, killed with its group if the step is dropped), and
+//! storing a success.
 
-use std::process::Stdio;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -10,8 +12,8 @@ use serde_json::{Value, json};
 use super::cache::{Cache, hash_file};
 use super::inputs::expand_inputs;
 use super::params::resolve;
-use super::spec::{Action, Workflow};
-use skep_swarm::{CallOptions, Swarm};
+use super::spec::{Action, Step, Workflow};
+use skep_swarm::{CallOptions, RunError, STDERR_RING_CAPACITY, SpawnSpec, Swarm, describe_exit, run_to_completion};
 
 /// How a step's attempt ended.
 pub(super) struct Ended {
@@ -89,7 +91,7 @@ pub(super) async fn run_step(
         attempts += 1;
         let result = match &step.action {
             Action::Call { role, method, .. } => call_agent(swarm, role, method, &resolved, step.timeout).await,
-            Action::Command { shell, .. } => run_command(workflow, &resolved, *shell, step.timeout).await,
+            Action::Command { shell, .. } => run_command(step, &workflow.workdir, &resolved, *shell).await,
         };
         if result.is_ok() || attempts > step.retries {
             break result;
@@ -121,55 +123,45 @@ async fn call_agent(
     serde_json::from_str(answer.get()).map_err(|e| format!("the agent's result is not JSON: {e}"))
 }
 
-/// Kills a command's whole process group if the step is dropped (timeout or
-/// a cancelled run) before the command exited.
-struct GroupGuard(Option<u32>);
+/// Variables every command step gets from skep's environment (as roles do by default).
+const STEP_PASSTHROUGH: [&str; 3] = ["PATH", "HOME", "LANG"];
 
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) with a negative pid signals the group the child leads; no memory is involved.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-    }
-}
-
-async fn run_command(
-    workflow: &Workflow,
-    argv: &Value,
-    shell: bool,
-    timeout: Option<Duration>,
-) -> Result<Value, String> {
+/// Runs a command step through the process runner: its own process group,
+/// a cleared environment, bounded output, the group killed at its timeout or
+/// when the step is dropped (a cancelled run).
+async fn run_command(step: &Step, workdir: &Path, argv: &Value, shell: bool) -> Result<Value, String> {
     let argv: Vec<String> = serde_json::from_value(argv.clone()).map_err(|e| format!("argv: {e}"))?;
     let argv = if shell { vec!["/bin/sh".to_owned(), "-c".to_owned(), argv.join(" ")] } else { argv };
-    let mut command = tokio::process::Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .current_dir(&workflow.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
-    let mut guard = GroupGuard(child.id());
-    let output = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(output) => output,
-            Err(_) => return Err(format!("timeout: {:?} did not finish within {} ms", argv[0], limit.as_millis())),
-        },
-        None => child.wait_with_output().await,
-    }
-    .map_err(|e| format!("cannot read the output of {:?}: {e}", argv[0]))?;
-    guard.0 = None;
+    let mut env_passthrough: Vec<String> = STEP_PASSTHROUGH.map(String::from).to_vec();
+    env_passthrough.extend(step.env.iter().cloned());
+    let spec = SpawnSpec {
+        role: format!("step {}", step.id),
+        command: argv.clone(),
+        cwd: Some(workdir.to_path_buf()),
+        env: BTreeMap::new(),
+        env_passthrough,
+    };
+    let output = match run_to_completion(&spec, Vec::new(), step.timeout).await {
+        Ok(output) => output,
+        Err(RunError::Timeout { program, after, .. }) => {
+            return Err(format!("timeout: {program:?} did not finish within {} ms", after.as_millis()));
+        }
+        Err(RunError::Spawn(e)) => return Err(e.with_reason()),
+        Err(other) => return Err(other.to_string()),
+    };
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stderr = output.stderr.tail(STDERR_RING_CAPACITY);
     match output.status.code() {
-        Some(0) => Ok(json!({ "exitCode": 0, "stdout": stdout, "stderr": stderr })),
+        Some(0) => {
+            let mut result = json!({ "exitCode": 0, "stdout": stdout, "stderr": stderr });
+            if output.stdout_truncated {
+                result["stdoutTruncated"] = json!(true);
+            }
+            Ok(result)
+        }
         code => {
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no stderr");
-            let how =
-                code.map_or_else(|| skep_swarm::describe_exit(output.status), |c| format!("exited with code {c}"));
+            let how = code.map_or_else(|| describe_exit(output.status), |c| format!("exited with code {c}"));
             Err(format!("{} {how}: {last}", argv[0]))
         }
     }

@@ -284,11 +284,34 @@ run = ["true"]
 }
 
 #[tokio::test]
-async fn a_command_past_its_timeout_fails() {
+async fn a_command_past_its_timeout_fails_and_its_group_is_killed() {
     let dir = TempDir::new("timeout");
-    let text = "[[steps]]\nid = \"slow\"\nrun = [\"sleep\", \"30\"]\ntimeout = \"200ms\"\n";
+    let pid_file = dir.0.join("pids");
+    let argv = serde_json::to_string(&skep_testkit::tree_command(&pid_file)).unwrap();
+    // Long enough for the shell to write its pids on a loaded machine.
+    let text = format!("[[steps]]\nid = \"slow\"\nrun = {argv}\ntimeout = \"2s\"\n");
+    let (record, _) = run(&dir.0, &text, RunOptions::default()).await;
+    assert_eq!(step(&record, "slow").error.as_deref(), Some("timeout: \"/bin/sh\" did not finish within 2000 ms"));
+    // The shell and its grandchild, which ignores SIGTERM.
+    skep_testkit::wait_gone(&skep_testkit::pids_in(&pid_file), "a timed-out step's group").await;
+}
+
+#[tokio::test]
+async fn a_command_gets_a_cleared_environment_plus_what_it_lists() {
+    // Cargo sets these for every test it runs; neither is in the default list.
+    for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME"] {
+        assert!(std::env::var_os(name).is_some(), "cargo sets {name} when it runs tests");
+    }
+    let dir = TempDir::new("env");
+    let text = "[[steps]]\nid = \"env\"\nrun = [\"/bin/sh\", \"-c\", \"env > env.txt\"]\nenv = [\"CARGO_PKG_NAME\"]\n";
     let (record, _) = run(&dir.0, text, RunOptions::default()).await;
-    assert_eq!(step(&record, "slow").error.as_deref(), Some("timeout: \"sleep\" did not finish within 200 ms"));
+    assert_eq!(step(&record, "env").outcome, StepOutcome::Ok, "{:?}", step(&record, "env").error);
+    let seen = std::fs::read_to_string(dir.0.join("env.txt")).unwrap();
+    let names: Vec<&str> = seen.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+    assert!(names.contains(&"PATH") && names.contains(&"CARGO_PKG_NAME"), "{names:?}");
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "an unlisted variable leaked: {names:?}");
+    let cargo: Vec<&&str> = names.iter().filter(|n| n.starts_with("CARGO")).collect();
+    assert_eq!(cargo, [&"CARGO_PKG_NAME"], "only the listed variable of cargo's passes");
 }
 
 #[tokio::test]

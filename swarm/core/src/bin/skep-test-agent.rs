@@ -30,6 +30,7 @@ Flags (combinable):
   --ignore-eof           on stdin EOF, keep running (sleep forever)
   --startup-delay-ms N   sleep N ms before serving
   --stderr-lines N       print N lines to stderr at start
+  --tag N                ignored; lets a test find its own agents in /proc
   --help                 print this help
 ";
 
@@ -74,6 +75,7 @@ fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, 
             "--ignore-eof" => flags.ignore_eof = true,
             "--startup-delay-ms" => flags.startup_delay_ms = number("--startup-delay-ms")?,
             "--stderr-lines" => flags.stderr_lines = number("--stderr-lines")?,
+            "--tag" => drop(number("--tag")?),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
