@@ -225,7 +225,7 @@ fn an_invalid_workflow_is_refused_before_anything_starts() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr.trim(),
-        "skep: invalid workflow: wf.toml:1: step a: unknown role \"reviewer\"; known roles: demo (declare it in \
+        "skep: invalid workflow: wf.toml:1:1: step a: unknown role \"reviewer\"; known roles: demo (declare it in \
          skep.toml and pass --config)"
     );
     assert!(!tmp.0.join(".skep").exists(), "nothing was recorded");

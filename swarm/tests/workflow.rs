@@ -53,7 +53,7 @@ fn an_unknown_need_names_the_step_and_line() {
     let err = load_err(
         "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n\n[[steps]]\nid = \"b\"\nneeds = [\"nope\"]\nrun = [\"true\"]\n",
     );
-    assert_eq!(err, "wf.toml:5: step b needs \"nope\", but there is no step \"nope\" (steps: a, b)");
+    assert_eq!(err, "wf.toml:5:1: step b needs \"nope\", but there is no step \"nope\" (steps: a, b)");
 }
 
 #[test]
@@ -105,7 +105,7 @@ params = { lint = "${steps.lint.result.exitCode}" }
 "#;
     assert_eq!(
         load_err(text),
-        "wf.toml:5: step summary refers to the result of lint, which is not upstream of it: add \"lint\" to its needs"
+        "wf.toml:5:1: step summary refers to the result of lint, which is not upstream of it: add \"lint\" to its needs"
     );
     let missing = text.replace("steps.lint.result", "steps.ghost.result");
     assert!(load_err(&missing).ends_with("step summary refers to the result of ghost, but there is no step ghost"));
@@ -116,7 +116,7 @@ fn an_unknown_role_lists_the_known_ones() {
     let err = load_err("[[steps]]\nid = \"x\"\nrole = \"reviewer\"\nmethod = \"m\"\n");
     assert_eq!(
         err,
-        "wf.toml:1: step x: unknown role \"reviewer\"; known roles: writer (declare it in skep.toml and pass --config)"
+        "wf.toml:1:1: step x: unknown role \"reviewer\"; known roles: writer (declare it in skep.toml and pass --config)"
     );
 }
 
@@ -141,8 +141,27 @@ fn step_rules_each_have_their_message() {
         assert!(err.contains(expected), "{body:?}: {err}");
     }
     let dup = load_err("[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n");
-    assert_eq!(dup, "wf.toml:4: step a: the id is already used at line 1");
+    assert_eq!(dup, "wf.toml:4:1: step a: the id is already used at line 1");
     assert!(load_err("name = \"empty\"\n").contains("no steps"));
+}
+
+#[test]
+fn shape_errors_name_line_column_and_key_path_of_the_step() {
+    let text = "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\nretries = \"two\"\n";
+    let err = Workflow::parse(text, "wf.toml", Path::new("."), &config()).expect_err("a string is not a count");
+    let WorkflowError::Invalid(invalid) = &err else { panic!("expected an invalid-file error, got {err}") };
+    assert_eq!((invalid.location.line, invalid.location.column), (7, 11));
+    assert_eq!(invalid.location.key.as_deref(), Some("steps[1].retries"));
+    assert!(err.to_string().starts_with("wf.toml:7:11: steps[1].retries: invalid type: string \"two\""), "{err}");
+}
+
+#[test]
+fn step_timeouts_past_thirty_days_are_refused() {
+    let err = load_err("[[steps]]\nid = \"x\"\nrun = [\"true\"]\ntimeout = \"18446744073709551.716s\"\n");
+    assert_eq!(
+        err,
+        "wf.toml:1:1: step x: timeout: expected a duration of at most 30 days (\"720h\"), found \"18446744073709551.716s\""
+    );
 }
 
 #[test]
