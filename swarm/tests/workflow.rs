@@ -135,6 +135,10 @@ fn step_rules_each_have_their_message() {
         ("id = \"x\"\nrun = [\"true\"]\ntimeout = \"soon\"", "step x: timeout: expected a duration"),
         ("id = \"x\"\nrun = [\"echo\", \"${steps.x}\"]", "step x: bad reference ${steps.x}"),
         ("id = \"x\"\nrun = [\"true\"]\ncolour = 1", "unknown field `colour`"),
+        (
+            "id = \"x\"\nrun = [\"true\"]\ninputs = [\"src/[a.rs\"]",
+            "step x: inputs: \"src/[a.rs\" is not a glob pattern (unclosed character class",
+        ),
     ];
     for (body, expected) in cases {
         let err = load_err(&format!("[[steps]]\n{body}\n"));

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::error::WorkflowError;
 use super::graph::Graph;
+use super::inputs::input_glob;
 use super::params::find_references;
 use crate::config::{Config, is_valid_name, parse_duration};
 use crate::diagnostic::{Invalid, Location, from_toml};
@@ -318,6 +319,14 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
         None => None,
         Some(t) => Some(parse_duration(&t).map_err(|e| format!("step {id}: timeout: {e}"))?),
     };
+    for pattern in &raw.inputs {
+        if let Err(e) = input_glob(pattern) {
+            let reason = e.kind();
+            return Err(format!(
+                "step {id}: inputs: {pattern:?} is not a glob pattern ({reason}); a literal [ or {{ is written [[] or [{{]"
+            ));
+        }
+    }
     if let Some(stage) = raw.stage.as_ref().filter(|s| !is_valid_name(s)) {
         return Err(format!("step {id}: stage {stage:?}: expected 1 to 64 characters from [A-Za-z0-9._-]"));
     }
