@@ -10,20 +10,13 @@ use std::time::Duration;
 
 use skep_swarm::{Config, Progress, RunOptions, RunRecord, StepOutcome, Swarm, Workflow, WorkflowError, run_workflow};
 
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
+/// A directory removed when the test ends (by the `tempfile` guard it holds).
+struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("skep-wf-{name}-{}-{}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new().prefix(&format!("skep-wf-{name}-")).tempdir().expect("temp dir");
+        TempDir(dir.path().to_path_buf(), dir)
     }
 }
 

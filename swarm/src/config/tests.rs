@@ -168,12 +168,11 @@ fn roles_are_sorted_by_name() {
 
 #[test]
 fn load_reads_a_file_and_resolves_cwd_beside_it() {
-    let dir = std::env::temp_dir().join(format!("skep-config-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let path = dir.join("skep.toml");
     std::fs::write(&path, EXAMPLE).expect("write config");
     let config = Config::load(&path).expect("config should load");
-    std::fs::remove_dir_all(&dir).expect("clean up");
     assert_eq!(config.source, Some(path));
     assert_eq!(config.roles["reviewer"].cwd, Some(dir));
 }
