@@ -66,20 +66,13 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
     Output { status, stdout: stdout.join().expect("stdout"), stderr: stderr.join().expect("stderr") }
 }
 
-struct TempDir(PathBuf);
+/// A directory removed when the test ends (by the `tempfile` guard it holds).
+struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("skep-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new().prefix(&format!("skep-run-{name}-")).tempdir().expect("temp dir");
+        TempDir(dir.path().to_path_buf(), dir)
     }
 }
 
@@ -225,7 +218,7 @@ fn an_invalid_workflow_is_refused_before_anything_starts() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         out.stderr.trim(),
-        "skep: invalid workflow: wf.toml:1: step a: unknown role \"reviewer\"; known roles: demo (declare it in \
+        "skep: invalid workflow: wf.toml:1:1: step a: unknown role \"reviewer\"; known roles: demo (declare it in \
          skep.toml and pass --config)"
     );
     assert!(!tmp.0.join(".skep").exists(), "nothing was recorded");

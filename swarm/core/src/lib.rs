@@ -3,7 +3,8 @@
 //! (`skep-workflow`) and the served method tables (`skep-service`) build on it.
 //!
 //! # Layout
-//! - `config.rs`: loading and validating `skep.toml`.
+//! - `config/`: loading and validating `skep.toml`: the types, the loader, the raw shape, units and bounds.
+//! - `diagnostic.rs`: `Location` and `Invalid`, the one "this file is wrong here" error of skep.toml and workflows.
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
@@ -28,6 +29,7 @@ mod command;
 mod config;
 mod coordinate;
 mod demo;
+mod diagnostic;
 mod error;
 mod events;
 mod pool;
@@ -41,9 +43,13 @@ mod swarm;
 pub use breaker::{
     Breaker, BreakerConfig, BreakerSnapshot, BreakerState, CallOutcome, CircuitOpen, Permit, Transition,
 };
-pub use config::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_valid_name, parse_duration, parse_size};
+pub use config::{
+    Config, ConfigError, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name, parse_duration,
+    parse_size,
+};
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
+pub use diagnostic::{Invalid, Location, from_toml};
 pub use error::{ALL_FAILED, SwarmError};
 pub use events::{Event, Outcome};
 pub use pool::{AGENT_STDERR_TAIL, AgentInfo};

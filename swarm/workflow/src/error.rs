@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use skep_swarm::Invalid;
+
 /// What went wrong before or around a run (a failing step is not an error:
 /// it is recorded in the run's profile).
 #[derive(Debug, thiserror::Error)]
@@ -16,16 +18,9 @@ pub enum WorkflowError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or not a valid workflow.
-    #[error("{origin}:{line}: {message}")]
-    Invalid {
-        /// The file name, or `<inline>`.
-        origin: String,
-        /// 1-based line of the offending step or key.
-        line: usize,
-        /// What is wrong, naming the step, and what to do.
-        message: String,
-    },
+    /// The file is not valid TOML or not a valid workflow: where, why and what to do.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The run's state directory (`.skep/`) could not be written or read.
     #[error("cannot use {path}")]
     State {

@@ -195,20 +195,10 @@ impl History {
 
 /// A run id for a run started at `unix_ms`: `20250102T030405Z-1a2b`.
 pub fn run_id(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z-{:04x}", fastrand::u16(..))
+    // Past jiff's range (year 9999) the id would not sort anyway; the epoch keeps it well-formed.
+    let at = i64::try_from(unix_ms).ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+    let stamp = at.unwrap_or(jiff::Timestamp::UNIX_EPOCH).strftime("%Y%m%dT%H%M%SZ");
+    format!("{stamp}-{:04x}", fastrand::u16(..))
 }
 
 #[cfg(test)]
@@ -220,5 +210,9 @@ mod tests {
         // 2021-03-04 05:06:07 UTC.
         let id = run_id(1_614_834_367_000);
         assert!(id.starts_with("20210304T050607Z-"), "{id}");
+        // A leap day and the last second of a year.
+        assert!(run_id(1_709_208_000_000).starts_with("20240229T120000Z-"));
+        assert!(run_id(1_704_067_199_999).starts_with("20231231T235959Z-"));
+        assert_eq!(run_id(u64::MAX).len(), "19700101T000000Z-0000".len());
     }
 }

@@ -1,35 +1,24 @@
 //! A step's `inputs`: glob patterns expanded to files under the workdir.
 //!
-//! Patterns are `/`-separated and relative: `*` matches within a path
-//! segment, `?` one character, and a `**` segment any number of segments
-//! (none included). Walks skip `.git` and `.skep`.
+//! Patterns are `/`-separated and relative, matched by `globset`: `*` and `?`
+//! stay within a path segment, `**` spans any number of segments (none
+//! included), and `[ab]`/`{a,b}` are classes and alternatives. Walks skip
+//! `.git` and `.skep`.
 
 use std::path::Path;
 
-/// Whether `path` (relative, `/`-separated) matches `pattern`.
-pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
-    let path: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match_segments(&pattern, &path)
+use globset::{Glob, GlobMatcher};
+
+/// A pattern compiled the way `inputs` are matched, or why it does not compile.
+pub fn input_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    let glob = globset::GlobBuilder::new(&normalize(pattern)).literal_separator(true).build()?;
+    Ok(Glob::compile_matcher(&glob))
 }
 
-fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((first, rest)) => path
-            .split_first()
-            .is_some_and(|(name, tail)| match_segment(first.as_bytes(), name.as_bytes()) && match_segments(rest, tail)),
-    }
-}
-
-fn match_segment(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| match_segment(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && match_segment(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && match_segment(rest, &name[1..]),
-    }
+// `./a` and `a//b` name the same files as `a` and `a/b`.
+fn normalize(pattern: &str) -> String {
+    let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    segments.join("/")
 }
 
 /// The files under `workdir` that `patterns` match, relative and sorted,
@@ -37,9 +26,11 @@ fn match_segment(pattern: &[u8], name: &[u8]) -> bool {
 pub fn expand_inputs(workdir: &Path, patterns: &[String]) -> std::io::Result<Vec<String>> {
     let mut found = Vec::new();
     for pattern in patterns {
+        let matcher = input_glob(pattern).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         // Walk only below the pattern's literal prefix: `src/**/*.rs` never reads `target/`.
-        let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
-        let literal = segments.iter().take_while(|s| !s.contains(['*', '?'])).count();
+        let normal = normalize(pattern);
+        let segments: Vec<&str> = normal.split('/').filter(|s| !s.is_empty()).collect();
+        let literal = segments.iter().take_while(|s| !s.contains(['*', '?', '[', '{'])).count();
         let prefix = segments[..literal].join("/");
         let start = workdir.join(&prefix);
         if literal == segments.len() {
@@ -48,58 +39,70 @@ pub fn expand_inputs(workdir: &Path, patterns: &[String]) -> std::io::Result<Vec
             }
             continue;
         }
-        walk(&start, &prefix, &mut |rel| {
-            if glob_match(pattern, rel) {
-                found.push(rel.to_owned());
+        let walk = walkdir::WalkDir::new(&start)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !matches!(e.file_name().to_str(), Some(".git" | ".skep")));
+        for entry in walk {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            // A symlink to a file counts as the file; symlinked directories are not followed.
+            let is_file = entry.file_type().is_file() || (entry.path_is_symlink() && entry.path().is_file());
+            let Ok(rel) = entry.path().strip_prefix(workdir) else { continue };
+            let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+            if is_file && matcher.is_match(&rel) {
+                found.push(rel);
             }
-        })?;
+        }
     }
     found.sort_unstable();
     found.dedup();
     Ok(found)
 }
 
-fn walk(dir: &Path, rel: &str, visit: &mut dyn FnMut(&str)) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == ".git" || name == ".skep" {
-            continue;
-        }
-        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&entry.path(), &child, visit)?;
-        } else if kind.is_file() || (kind.is_symlink() && entry.path().is_file()) {
-            visit(&child);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn matches(pattern: &str, path: &str) -> bool {
+        input_glob(pattern).expect("a valid pattern").is_match(path)
+    }
+
     #[test]
     fn stars_stay_in_their_segment() {
-        assert!(glob_match("src/*.rs", "src/lib.rs"));
-        assert!(!glob_match("src/*.rs", "src/a/lib.rs"));
-        assert!(glob_match("src/?ib.rs", "src/lib.rs"));
-        assert!(!glob_match("*.rs", "lib.txt"));
+        assert!(matches("src/*.rs", "src/lib.rs"));
+        assert!(!matches("src/*.rs", "src/a/lib.rs"));
+        assert!(matches("src/?ib.rs", "src/lib.rs"));
+        assert!(!matches("*.rs", "lib.txt"));
     }
 
     #[test]
     fn double_star_spans_any_depth_including_none() {
-        assert!(glob_match("src/**/*.rs", "src/lib.rs"));
-        assert!(glob_match("src/**/*.rs", "src/a/b/c.rs"));
-        assert!(glob_match("**", "a/b"));
-        assert!(!glob_match("src/**/*.rs", "tests/a.rs"));
-        assert!(glob_match("./README.md", "README.md"));
+        assert!(matches("src/**/*.rs", "src/lib.rs"));
+        assert!(matches("src/**/*.rs", "src/a/b/c.rs"));
+        assert!(matches("**", "a/b"));
+        assert!(!matches("src/**/*.rs", "tests/a.rs"));
+        assert!(matches("./README.md", "README.md"));
+    }
+
+    #[test]
+    fn a_malformed_pattern_is_an_error_not_a_literal() {
+        assert!(input_glob("src/[a.rs").is_err());
+        assert!(matches("src/{a,b}.rs", "src/b.rs"));
+    }
+
+    #[test]
+    fn expansion_walks_below_the_prefix_skipping_state_dirs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in ["src/a.rs", "src/deep/b.rs", "src/c.txt", "src/.skep/d.rs", "other/e.rs", "top.rs"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("dirs");
+            std::fs::write(&path, file).expect("write");
+        }
+        let patterns = ["src/**/*.rs".to_owned(), "./top.rs".to_owned(), "missing/*.rs".to_owned()];
+        let found = expand_inputs(dir.path(), &patterns).expect("expands");
+        assert_eq!(found, ["src/a.rs", "src/deep/b.rs", "top.rs"]);
     }
 }

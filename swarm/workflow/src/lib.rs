@@ -41,7 +41,7 @@ pub use cache::{CACHE_DIR, Cache, CacheLimits};
 pub use error::WorkflowError;
 pub use graph::Graph;
 pub use history::{History, HistoryLine, PREDICTION_WINDOW, RunRecord, run_id};
-pub use inputs::{expand_inputs, glob_match};
+pub use inputs::expand_inputs;
 pub use params::{Reference, find_references, resolve};
 pub use profile::{
     Analysis, Bottleneck, Previous, REGRESSION_MIN_MS, REGRESSION_RATIO, Regression, StepOutcome, StepRecord, analyze,

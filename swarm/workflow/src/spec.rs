@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
-use toml::de::DeTable;
 
 use super::error::WorkflowError;
 use super::graph::Graph;
+use super::inputs::input_glob;
 use super::params::find_references;
-use skep_swarm::{Config, is_valid_name, parse_duration};
+use skep_swarm::{Config, Invalid, Location, from_toml, is_valid_name, parse_duration};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,33 +155,31 @@ impl Workflow {
 
     /// Parses and validates text; `origin` names it in errors; `workdir` resolves against `base_dir`.
     pub fn parse(text: &str, origin: &str, base_dir: &Path, config: &Config) -> Result<Workflow, WorkflowError> {
-        let at = |offset: usize, message: String| {
-            let line = text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
-            WorkflowError::Invalid { origin: origin.to_owned(), line, message }
-        };
-        let syntax = |e: toml::de::Error| at(e.span().map_or(0, |s| s.start), e.message().trim().replace('\n', "; "));
-        let tree = DeTable::parse(text).map_err(syntax)?;
-        let raw = RawWorkflow::deserialize(toml::de::Deserializer::from(tree)).map_err(syntax)?;
+        let at = |offset: usize, message: String| WorkflowError::from(Invalid::at(origin, text, offset, message));
+        let raw: RawWorkflow = from_toml(origin, text)?;
         let raw_steps = raw.steps.unwrap_or_default();
         if raw_steps.is_empty() {
             return Err(at(0, "no steps: add at least one [[steps]] table with an id".into()));
         }
         let mut steps = Vec::with_capacity(raw_steps.len());
+        // Where each step's table starts, for errors found after all steps are read.
+        let mut places: Vec<Location> = Vec::with_capacity(raw_steps.len());
         let mut index: HashMap<String, usize> = HashMap::new();
         for raw_step in raw_steps {
             let offset = raw_step.span().start;
             let step = build_step(raw_step.into_inner(), config).map_err(|m| at(offset, m))?;
-            let line = text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+            let place = Location::at(origin, text, offset);
             if let Some(&first) = index.get(&step.id) {
-                let first_line = steps.iter().map(|s: &Step| s.line).nth(first).unwrap_or(0);
+                let first_line = places[first].line;
                 return Err(at(offset, format!("step {}: the id is already used at line {first_line}", step.id)));
             }
             index.insert(step.id.clone(), steps.len());
-            steps.push(Step { line, ..step });
+            steps.push(Step { line: place.line, ..step });
+            places.push(place);
         }
-        let line_of = |i: usize| steps[i].line;
-        let fail =
-            |i: usize, message: String| WorkflowError::Invalid { origin: origin.to_owned(), line: line_of(i), message };
+        let fail = |i: usize, problem: String| {
+            WorkflowError::from(Invalid { location: places[i].clone(), problem, help: None })
+        };
         let mut edges = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             for need in &step.needs {
@@ -332,11 +330,16 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
     };
     let timeout = match raw.timeout {
         None => None,
-        Some(t) => match parse_duration(&t) {
-            Some(d) if !d.is_zero() => Some(d),
-            _ => return Err(format!("step {id}: timeout: expected a duration such as \"30s\" or \"5m\", found {t:?}")),
-        },
+        Some(t) => Some(parse_duration(&t).map_err(|e| format!("step {id}: timeout: {e}"))?),
     };
+    for pattern in &raw.inputs {
+        if let Err(e) = input_glob(pattern) {
+            let reason = e.kind();
+            return Err(format!(
+                "step {id}: inputs: {pattern:?} is not a glob pattern ({reason}); a literal [ or {{ is written [[] or [{{]"
+            ));
+        }
+    }
     if let Some(stage) = raw.stage.as_ref().filter(|s| !is_valid_name(s)) {
         return Err(format!("step {id}: stage {stage:?}: expected 1 to 64 characters from [A-Za-z0-9._-]"));
     }

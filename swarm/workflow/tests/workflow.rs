@@ -11,20 +11,13 @@ use std::time::Duration;
 use skep_swarm::{Config, Swarm};
 use skep_workflow::{Progress, RunOptions, RunRecord, StepOutcome, Workflow, WorkflowError, run_workflow};
 
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
+/// A directory removed when the test ends (by the `tempfile` guard it holds).
+struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("skep-wf-{name}-{}-{}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new().prefix(&format!("skep-wf-{name}-")).tempdir().expect("temp dir");
+        TempDir(dir.path().to_path_buf(), dir)
     }
 }
 
@@ -54,7 +47,7 @@ fn an_unknown_need_names_the_step_and_line() {
     let err = load_err(
         "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n\n[[steps]]\nid = \"b\"\nneeds = [\"nope\"]\nrun = [\"true\"]\n",
     );
-    assert_eq!(err, "wf.toml:5: step b needs \"nope\", but there is no step \"nope\" (steps: a, b)");
+    assert_eq!(err, "wf.toml:5:1: step b needs \"nope\", but there is no step \"nope\" (steps: a, b)");
 }
 
 #[test]
@@ -106,7 +99,7 @@ params = { lint = "${steps.lint.result.exitCode}" }
 "#;
     assert_eq!(
         load_err(text),
-        "wf.toml:5: step summary refers to the result of lint, which is not upstream of it: add \"lint\" to its needs"
+        "wf.toml:5:1: step summary refers to the result of lint, which is not upstream of it: add \"lint\" to its needs"
     );
     let missing = text.replace("steps.lint.result", "steps.ghost.result");
     assert!(load_err(&missing).ends_with("step summary refers to the result of ghost, but there is no step ghost"));
@@ -117,7 +110,7 @@ fn an_unknown_role_lists_the_known_ones() {
     let err = load_err("[[steps]]\nid = \"x\"\nrole = \"reviewer\"\nmethod = \"m\"\n");
     assert_eq!(
         err,
-        "wf.toml:1: step x: unknown role \"reviewer\"; known roles: writer (declare it in skep.toml and pass --config)"
+        "wf.toml:1:1: step x: unknown role \"reviewer\"; known roles: writer (declare it in skep.toml and pass --config)"
     );
 }
 
@@ -136,14 +129,37 @@ fn step_rules_each_have_their_message() {
         ("id = \"x\"\nrun = [\"true\"]\ntimeout = \"soon\"", "step x: timeout: expected a duration"),
         ("id = \"x\"\nrun = [\"echo\", \"${steps.x}\"]", "step x: bad reference ${steps.x}"),
         ("id = \"x\"\nrun = [\"true\"]\ncolour = 1", "unknown field `colour`"),
+        (
+            "id = \"x\"\nrun = [\"true\"]\ninputs = [\"src/[a.rs\"]",
+            "step x: inputs: \"src/[a.rs\" is not a glob pattern (unclosed character class",
+        ),
     ];
     for (body, expected) in cases {
         let err = load_err(&format!("[[steps]]\n{body}\n"));
         assert!(err.contains(expected), "{body:?}: {err}");
     }
     let dup = load_err("[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"a\"\nrun = [\"true\"]\n");
-    assert_eq!(dup, "wf.toml:4: step a: the id is already used at line 1");
+    assert_eq!(dup, "wf.toml:4:1: step a: the id is already used at line 1");
     assert!(load_err("name = \"empty\"\n").contains("no steps"));
+}
+
+#[test]
+fn shape_errors_name_line_column_and_key_path_of_the_step() {
+    let text = "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\nretries = \"two\"\n";
+    let err = Workflow::parse(text, "wf.toml", Path::new("."), &config()).expect_err("a string is not a count");
+    let WorkflowError::Invalid(invalid) = &err else { panic!("expected an invalid-file error, got {err}") };
+    assert_eq!((invalid.location.line, invalid.location.column), (7, 11));
+    assert_eq!(invalid.location.key.as_deref(), Some("steps[1].retries"));
+    assert!(err.to_string().starts_with("wf.toml:7:11: steps[1].retries: invalid type: string \"two\""), "{err}");
+}
+
+#[test]
+fn step_timeouts_past_thirty_days_are_refused() {
+    let err = load_err("[[steps]]\nid = \"x\"\nrun = [\"true\"]\ntimeout = \"18446744073709551.716s\"\n");
+    assert_eq!(
+        err,
+        "wf.toml:1:1: step x: timeout: expected a duration of at most 30 days (\"720h\"), found \"18446744073709551.716s\""
+    );
 }
 
 #[test]

@@ -1,0 +1,215 @@
+//! Reading `skep.toml` and building each role: defaults, ranges and the checks
+//! serde cannot make, each error pointing at the key's line and column.
+
+use std::{collections::BTreeMap, ops::Range, path::Path};
+
+use toml::Spanned;
+
+use super::raw::{Opt, RawConfig, RawRole};
+use super::units::{Count, Dur};
+use super::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
+use crate::diagnostic::{Invalid, from_toml, quote};
+
+const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
+const VAR: &str = "an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
+const HANDSHAKE: &str = r#""none", "initialize" or "mcp""#;
+const PROTOCOL: &str = r#""jsonrpc" or "command""#;
+const NAME: &str = "a role name of 1 to 64 characters from [A-Za-z0-9._-]";
+
+type Res<T> = Result<T, ConfigError>;
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        // An absolute base keeps resolved cwds valid if the process later changes directory.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().unwrap_or(Path::new("."));
+        let mut config = Config::parse(&text, &path.display().to_string(), base)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates text; `origin` names it in errors (a path or `"<inline>"`); relative cwd resolves against `base_dir`.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let cx = Ctx { origin, text };
+        let raw: RawConfig = from_toml(origin, text)?;
+        let (at, raw_roles) = raw.roles.map_or((0, BTreeMap::new()), |r| (r.span().start, r.into_inner()));
+        if raw_roles.is_empty() {
+            let problem = "expected at least one table such as [roles.worker], found none";
+            return Err(cx.at(at..at, "roles", problem.to_owned()));
+        }
+        let roles = (raw_roles.into_iter())
+            .map(|(n, raw)| build_role(&cx, n, raw, base_dir).map(|r| (r.name.clone(), r)))
+            .collect::<Res<_>>()?;
+        let observe = match raw.observe.and_then(|o| o.into_inner().socket) {
+            Some(socket) if socket.get_ref().is_empty() => {
+                let problem = "expected a socket path such as \"skep.sock\", found an empty string";
+                return Err(cx.at(socket.span(), "observe.socket", problem.to_owned()));
+            }
+            Some(socket) => Some(base_dir.join(socket.into_inner())),
+            None => None,
+        };
+        Ok(Config { roles, source: None, observe })
+    }
+}
+
+fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) -> Res<RoleConfig> {
+    let f = Fields { cx, key: format!("roles.{}", quote(&name)) };
+    let header = raw.span();
+    let r = raw.into_inner();
+    if !is_valid_name(&name) {
+        return Err(cx.at(header, &f.key, format!("expected {NAME}, found {name:?}")));
+    }
+    let d = RoleConfig::with_command(&name, Vec::new());
+    let command = match r.command {
+        Some(c) if c.get_ref().first().is_some_and(|p| !p.is_empty()) => c.into_inner(),
+        Some(c) => return Err(f.bad(c.span(), "command", ARGV, &format!("{:?}", c.get_ref()))),
+        None => return Err(f.bad(header, "command", ARGV, "nothing")),
+    };
+    let cwd = match r.cwd {
+        Some(c) if c.get_ref().is_empty() => return Err(f.bad(c.span(), "cwd", "a path", "\"\"")),
+        c => c.map(|c| base.join(c.into_inner())),
+    };
+    let env_map = r.env.map(Spanned::into_inner).unwrap_or_default();
+    let env = (env_map.into_iter())
+        .map(|(k, v)| {
+            let span = v.span();
+            Ok((f.var(Spanned::new(span, k), "env")?, v.into_inner()))
+        })
+        .collect::<Res<_>>()?;
+    let env_passthrough = match r.env_passthrough.map(Spanned::into_inner) {
+        Some(names) => names.into_iter().map(|k| f.var(k, "env_passthrough")).collect::<Res<_>>()?,
+        None => d.env_passthrough,
+    };
+    let handshake = match r.handshake {
+        None => Handshake::None,
+        Some(h) => match h.get_ref().as_str() {
+            "none" => Handshake::None,
+            "initialize" => Handshake::Initialize,
+            "mcp" => Handshake::Mcp,
+            other => return Err(f.bad(h.span(), "handshake", HANDSHAKE, &format!("{other:?}"))),
+        },
+    };
+    let min_warm = f.int(&r.min_warm, "min_warm", d.min_warm as u64, 0, 4096)? as usize;
+    let max_agents = f.int(&r.max_agents, "max_agents", min_warm.max(4) as u64, 1, 4096)? as usize;
+    if min_warm > max_agents {
+        let span = r.min_warm.as_ref().map_or(header, Spanned::span);
+        let expected = format!("at most max_agents ({max_agents})");
+        return Err(f.bad(span, "min_warm", &expected, &min_warm.to_string()));
+    }
+    let dur = |v: Opt<Dur>, default| v.map_or(default, |v| v.into_inner().0);
+    let protocol = match r.protocol {
+        None => Protocol::JsonRpc,
+        Some(p) => match p.get_ref().as_str() {
+            "jsonrpc" => Protocol::JsonRpc,
+            "command" => Protocol::Command,
+            other => return Err(f.bad(p.span(), "protocol", PROTOCOL, &format!("{other:?}"))),
+        },
+    };
+    let route = match r.route.map(Spanned::into_inner) {
+        None => Vec::new(),
+        Some(patterns) => patterns.into_iter().map(|p| f.pattern(p)).collect::<Res<_>>()?,
+    };
+    // An MCP server's tool list is fixed for its life: cache it unless told otherwise.
+    let idempotent = match (r.idempotent, handshake) {
+        (Some(methods), _) => methods.into_inner(),
+        (None, Handshake::Mcp) => vec!["tools/list".to_owned()],
+        (None, _) => Vec::new(),
+    };
+    let breaker = match r.breaker {
+        None => d.breaker.clone(),
+        Some(raw) => {
+            let span = raw.span();
+            let breaker = raw.into_inner().build();
+            if let Err(rule) = breaker.validate() {
+                return Err(cx.at(span, &format!("{}.breaker", f.key), rule.to_owned()));
+            }
+            breaker
+        }
+    };
+    let cache_bytes = match r.cache_bytes {
+        None => d.cache_bytes,
+        // `parse_size` caps sizes at 1 TiB, which fits a 64-bit usize.
+        Some(size) => usize::try_from(size.into_inner().0).unwrap_or(usize::MAX),
+    };
+    Ok(RoleConfig {
+        command,
+        cwd,
+        env,
+        env_passthrough,
+        handshake,
+        min_warm,
+        max_agents,
+        concurrency: f.int(&r.concurrency, "concurrency", d.concurrency as u64, 1, 1024)? as usize,
+        timeout: dur(r.timeout, d.timeout),
+        startup_timeout: dur(r.startup_timeout, d.startup_timeout),
+        queue_timeout: dur(r.queue_timeout, d.queue_timeout),
+        max_calls: f.int(&r.max_calls, "max_calls", d.max_calls, 1, u64::MAX)?,
+        idle_timeout: dur(r.idle_timeout, d.idle_timeout),
+        protocol,
+        shell: r.shell.is_some_and(Spanned::into_inner),
+        idempotent,
+        cache_ttl: dur(r.cache_ttl, d.cache_ttl),
+        cache_capacity: f.int(&r.cache_capacity, "cache_capacity", d.cache_capacity as u64, 0, 1 << 32)? as usize,
+        cache_bytes,
+        route,
+        breaker,
+        name,
+    })
+}
+
+/// The text being parsed, for errors at a span.
+struct Ctx<'a> {
+    origin: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn at(&self, span: Range<usize>, key: &str, problem: String) -> ConfigError {
+        Invalid::at(self.origin, self.text, span.start, problem).key(key).into()
+    }
+}
+
+/// One role's dotted key prefix, for errors about its fields.
+struct Fields<'a> {
+    cx: &'a Ctx<'a>,
+    key: String,
+}
+
+impl Fields<'_> {
+    fn bad(&self, span: Range<usize>, field: &str, expected: &str, found: &str) -> ConfigError {
+        self.cx.at(span, &format!("{}.{field}", self.key), format!("expected {expected}, found {found}"))
+    }
+
+    fn int(&self, v: &Opt<Count>, field: &str, default: u64, lo: u64, hi: u64) -> Res<u64> {
+        let Some(v) = v else { return Ok(default) };
+        let n = v.get_ref().0;
+        if (lo..=hi).contains(&n) {
+            return Ok(n);
+        }
+        let expected = match hi {
+            u64::MAX => format!("an integer of at least {lo}"),
+            _ => format!("an integer from {lo} to {hi}"),
+        };
+        Err(self.bad(v.span(), field, &expected, &n.to_string()))
+    }
+
+    fn pattern(&self, pattern: Spanned<String>) -> Res<String> {
+        match regex::Regex::new(pattern.get_ref()) {
+            Ok(_) => Ok(pattern.into_inner()),
+            Err(e) => {
+                let found = format!("{:?} ({})", pattern.get_ref(), e.to_string().lines().last().unwrap_or("invalid"));
+                Err(self.bad(pattern.span(), "route", "a regular expression", &found))
+            }
+        }
+    }
+
+    fn var(&self, name: Spanned<String>, field: &str) -> Res<String> {
+        if is_env_name(name.get_ref()) {
+            return Ok(name.into_inner());
+        }
+        Err(self.bad(name.span(), field, VAR, &format!("{:?}", name.get_ref())))
+    }
+}
