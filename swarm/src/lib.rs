@@ -3,6 +3,7 @@
 //! # Layout
 //! - `config.rs`: loading and validating `skep.toml`.
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
+//! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: the handle on a role's pool, its messages, and the lease a call holds.
@@ -24,6 +25,7 @@
 
 mod agent;
 mod breaker;
+mod cache;
 mod command;
 mod config;
 mod coordinate;
@@ -45,6 +47,7 @@ mod workflow;
 pub use breaker::{
     Breaker, BreakerConfig, BreakerSnapshot, BreakerState, CallOutcome, CircuitOpen, Permit, Transition,
 };
+pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_valid_name, parse_duration, parse_size};
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
