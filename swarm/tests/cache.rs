@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use skep_swarm::{CacheStats, CallOptions, Config, RoleConfig, Swarm, SwarmError};
+use skep_bridge::{Client, ClientConfig, RequestOptions, Server, ServerConfig};
+use skep_swarm::{CacheStats, CallOptions, Config, RoleConfig, Swarm, SwarmError, rpc_module};
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
 const STEP: Duration = Duration::from_secs(20);
@@ -191,5 +193,39 @@ async fn the_byte_cap_holds_over_real_results() {
     let stats = h.cache().await;
     assert_eq!(h.agent_calls().await, 40);
     assert!(stats.entries >= 1 && stats.evictions == 40 - stats.entries, "{stats:?}");
+    h.finish().await;
+}
+
+/// The reproduction of issue 19 as it was found: `swarm/call` through the
+/// sidecar's method table, params written by hand.
+#[tokio::test]
+async fn through_the_sidecar_each_caller_gets_its_own_params_back() {
+    let h = Harness::start(cached_role(1)).await;
+    let shutdown = CancellationToken::new();
+    let server = Server::new(rpc_module(h.swarm.clone(), shutdown.clone()), ServerConfig::default());
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, our_write) = tokio::io::split(ours);
+    let token = shutdown.clone();
+    tokio::spawn(async move { server.serve(their_read, their_write, token).await });
+    let client = Client::connect(our_read, our_write, ClientConfig::default());
+    let texts = [
+        r#"{"n":123456789012345678901234567890}"#,
+        r#"{"n":123456789012345678901234567891}"#,
+        r#"{"n":-0.0}"#,
+        r#"{"n":-0}"#,
+        r#"{"s":"\ud800"}"#,
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let request = format!(r#"{{"role":"cached","method":"echo-raw","params":{text}}}"#);
+        let request = RawValue::from_string(request).expect("JSON");
+        let result = timeout(STEP, client.call_raw("swarm/call", Some(&request), RequestOptions::default()))
+            .await
+            .expect("answered in time")
+            .expect("answered");
+        assert_eq!(result.get(), *text);
+        assert_eq!(h.agent_calls().await, i as u64 + 1, "the agent saw {text}");
+    }
+    shutdown.cancel();
     h.finish().await;
 }
