@@ -4,8 +4,6 @@
 //!   bridge `Client` → `bridge-echo` against a raw line echo (`raw-echo`).
 //! - `pipelined_128`: calls per second with 128 in flight on one connection,
 //!   against raw lines with 128 in flight.
-//! - `cache`: the idempotent cache's hit path, the key alone, and the
-//!   canonical JSON the key hashes.
 //! - `buffers`: encoding a request into a pooled buffer against a fresh one.
 //! - `framing`: `FrameReader` splitting an in-memory stream of small frames.
 //!
@@ -15,16 +13,14 @@
 
 use std::hint::black_box;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use serde_json::value::RawValue;
 use skep_benches::raw::raw_pipelined;
 use skep_bridge::{
-    BufferPool, CacheConfig, CacheKey, CallOptions, Client, ClientConfig, DEFAULT_MAX_FRAME, Frame, FrameReader,
-    Framing, IdempotentCache, canonical_json, write_request,
+    BufferPool, Client, ClientConfig, DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, RequestOptions, write_request,
 };
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -76,7 +72,7 @@ fn bridge_echo() -> (Child, Client) {
 }
 
 async fn bridge_call(client: &Client, params: &RawValue) {
-    let reply = client.call_raw("echo", Some(params), CallOptions::default()).await.expect("echo answers");
+    let reply = client.call_raw("echo", Some(params), RequestOptions::default()).await.expect("echo answers");
     black_box(reply);
 }
 
@@ -122,7 +118,7 @@ fn round_trip(c: &mut Criterion) {
 /// `calls` echo calls through one client, `WINDOW` in flight at a time.
 async fn bridge_pipelined(client: &Client, params: &RawValue, calls: u64) {
     futures::stream::iter(0..calls)
-        .map(|_| client.call_raw("echo", Some(params), CallOptions::default()))
+        .map(|_| client.call_raw("echo", Some(params), RequestOptions::default()))
         .buffer_unordered(WINDOW)
         .for_each(|reply| {
             black_box(reply.expect("echo answers"));
@@ -162,37 +158,6 @@ fn pipelined(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-fn cache(c: &mut Criterion) {
-    let params = params_of(100);
-    let cache = IdempotentCache::new(CacheConfig::default());
-    let key = CacheKey::new("", "echo", Some(&params)).expect("params are JSON");
-    let stored = Arc::<RawValue>::from(params.clone());
-    let filled = cache.get_or_call(key, || async move { Ok::<_, ()>(stored) }).now_or_never();
-    assert!(matches!(filled, Some(Ok(_))), "the first call stores its result at once");
-    // A hit never polls anything: one poll completes it.
-    let lookup = |key: CacheKey| {
-        cache
-            .get_or_call(key, || async { Err::<Arc<RawValue>, ()>(()) })
-            .now_or_never()
-            .expect("a hit completes on its first poll")
-            .expect("the key is stored")
-    };
-
-    let mut group = c.benchmark_group("cache");
-    group.bench_function("hit_with_key", |b| {
-        b.iter(|| lookup(CacheKey::new("", "echo", Some(black_box(&params))).expect("params are JSON")));
-    });
-    group.bench_function("hit_key_precomputed", |b| b.iter(|| lookup(black_box(key))));
-    group.bench_function("key_only", |b| {
-        b.iter(|| CacheKey::new("", "echo", Some(black_box(&params))).expect("params are JSON"));
-    });
-    group.bench_function("canonical_json_only", |b| {
-        b.iter(|| canonical_json(black_box(&params)).expect("params are JSON"));
-    });
-    group.finish();
-    assert_eq!(cache.stats().misses, 1, "every benched lookup was a hit");
 }
 
 /// Encodes one newline-framed request into `buf`, as the client does.
@@ -258,6 +223,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, pipelined, cache, buffers, framing
+    targets = round_trip, pipelined, buffers, framing
 }
 criterion_main!(benches);

@@ -6,18 +6,25 @@
 //!   against the same call made straight on a bridge `Client` to another
 //!   `bridge-echo`. The difference is what the pool adds: acquiring an agent,
 //!   releasing it, the breaker, stats and events.
+//! - `cache`: a role's idempotent cache on its hit path, the key alone, and
+//!   the canonical params text the key hashes (100 B params, no runtime).
 //!
 //! Current-thread runtime, as in `bridge.rs`. Figures: `docs/benchmarks.md`.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures::FutureExt as _;
 use serde_json::value::RawValue;
-use skep_bridge::{CallOptions as BridgeCallOptions, Client, ClientConfig};
-use skep_swarm::{Breaker, BreakerConfig, CallOptions, CallOutcome, Config, Swarm};
+use skep_bridge::{Client, ClientConfig, RequestOptions};
+use skep_swarm::{
+    Breaker, BreakerConfig, CacheConfig, CacheKey, CallOptions, CallOutcome, Config, IdempotentCache, Swarm,
+    canonical_json,
+};
 use tokio::process::Command;
 use tokio::runtime::Runtime;
 
@@ -66,7 +73,7 @@ fn pool(c: &mut Criterion) {
     group.bench_function("bridge_call_same_agent_kind", |b| {
         b.iter(|| {
             rt.block_on(async {
-                black_box(client.call_raw("echo", Some(&params), BridgeCallOptions::default()).await.expect("answers"))
+                black_box(client.call_raw("echo", Some(&params), RequestOptions::default()).await.expect("answers"))
             })
         });
     });
@@ -78,9 +85,42 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
+fn cache(c: &mut Criterion) {
+    let text = format!("{{\"data\":\"{}\"}}", "x".repeat(100 - r#"{"data":""}"#.len()));
+    let params = RawValue::from_string(text).expect("the payload is JSON");
+    assert_eq!(params.get().len(), 100);
+    let cache = IdempotentCache::<()>::new(CacheConfig::default());
+    let key = CacheKey::new("", "echo", Some(&params)).expect("params have a key");
+    let stored = Arc::<RawValue>::from(params.clone());
+    let filled = cache.get_or_call(key, || async move { Ok(stored) }).now_or_never();
+    assert!(matches!(filled, Some(Ok(_))), "the first call stores its result at once");
+    // A hit never polls anything: one poll completes it.
+    let lookup = |key: CacheKey| {
+        cache
+            .get_or_call(key, || async { Err(()) })
+            .now_or_never()
+            .expect("a hit completes on its first poll")
+            .expect("the key is stored")
+    };
+
+    let mut group = c.benchmark_group("cache");
+    group.bench_function("hit_with_key", |b| {
+        b.iter(|| lookup(CacheKey::new("", "echo", Some(black_box(&params))).expect("params have a key")));
+    });
+    group.bench_function("hit_key_precomputed", |b| b.iter(|| lookup(black_box(key))));
+    group.bench_function("key_only", |b| {
+        b.iter(|| CacheKey::new("", "echo", Some(black_box(&params))).expect("params have a key"));
+    });
+    group.bench_function("canonical_json_only", |b| {
+        b.iter(|| canonical_json(black_box(params.get())).expect("params are JSON"));
+    });
+    group.finish();
+    assert_eq!(cache.stats().misses, 1, "every benched lookup was a hit");
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = breaker, pool
+    targets = breaker, pool, cache
 }
 criterion_main!(benches);

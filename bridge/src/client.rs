@@ -28,7 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::buffers::{BufferPool, PooledBuf};
-use crate::cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache};
 use crate::code;
 use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, frame_in_place};
 use crate::message::{self, Incoming, Payload};
@@ -49,10 +48,6 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Requests queued for the writer before callers wait.
     pub outbound_capacity: usize,
-    /// Methods whose successful results may be cached, with the cache's limits.
-    pub idempotent: Vec<String>,
-    /// Limits of the idempotent cache (used only when `idempotent` is not empty).
-    pub cache: CacheConfig,
     /// How an abandoned call is cancelled on the wire.
     pub cancel: CancelStyle,
 }
@@ -74,20 +69,16 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
             outbound_capacity: 1_024,
-            idempotent: Vec::new(),
-            cache: CacheConfig::default(),
             cancel: CancelStyle::Lsp,
         }
     }
 }
 
-/// Per-call choices.
+/// Choices for one request on the wire.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CallOptions {
+pub struct RequestOptions {
     /// Overrides the client's default deadline.
     pub timeout: Option<Duration>,
-    /// Skips the idempotent cache for this call.
-    pub bypass_cache: bool,
 }
 
 /// Why a call did not produce a result.
@@ -150,7 +141,7 @@ pub struct Notification {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientStats {
-    /// Calls sent to the peer (cache hits excluded).
+    /// Calls sent to the peer.
     pub calls: u64,
     /// Calls answered with an error object.
     pub rpc_errors: u64,
@@ -168,8 +159,6 @@ pub struct ClientStats {
     pub noise: u64,
     /// Notifications received.
     pub notifications: u64,
-    /// The idempotent cache's counters.
-    pub cache: CacheStats,
 }
 
 type Reply = Result<Box<RawValue>, CallError>;
@@ -181,12 +170,6 @@ type NotificationHandler = Box<dyn Fn(Notification) + Send + Sync>;
 pub struct Client {
     shared: Arc<Shared>,
     out: mpsc::Sender<PooledBuf>,
-    cache: Option<Arc<ClientCache>>,
-}
-
-struct ClientCache {
-    methods: Vec<String>,
-    cache: Arc<IdempotentCache>,
 }
 
 /// What the callers and the reader task share.
@@ -247,12 +230,6 @@ impl ClientBuilder {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (out, frames) = mpsc::channel(self.config.outbound_capacity);
-        let cache = (!self.config.idempotent.is_empty()).then(|| {
-            Arc::new(ClientCache {
-                methods: self.config.idempotent.clone(),
-                cache: Arc::new(IdempotentCache::new(self.config.cache.clone())),
-            })
-        });
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             waiters: Mutex::default(),
@@ -273,7 +250,7 @@ impl ClientBuilder {
                 gone.cancel();
             }
         });
-        Client { shared, out, cache }
+        Client { shared, out }
     }
 }
 
@@ -301,29 +278,12 @@ impl Client {
     /// Calls `method` with serializable params and decodes the result.
     pub async fn call<P: Serialize, T: DeserializeOwned>(&self, method: &str, params: P) -> Result<T, CallError> {
         let params = serde_json::value::to_raw_value(&params).map_err(|e| CallError::Encode(Arc::new(e)))?;
-        let result = self.call_raw(method, Some(&params), CallOptions::default()).await?;
+        let result = self.call_raw(method, Some(&params), RequestOptions::default()).await?;
         serde_json::from_str(result.get()).map_err(|e| CallError::Decode(Arc::new(e)))
     }
 
     /// Calls `method` with raw params; the result is returned undecoded.
-    pub async fn call_raw(&self, method: &str, params: Option<&RawValue>, options: CallOptions) -> Reply {
-        match &self.cache {
-            Some(cached) if !options.bypass_cache && cached.methods.iter().any(|m| m == method) => {
-                let key = CacheKey::new("", method, params).map_err(|e| CallError::Encode(Arc::new(e)))?;
-                let (client, method, params) = (self.clone(), method.to_owned(), params.map(ToOwned::to_owned));
-                let result = cached
-                    .cache
-                    .get_or_call(key, move || async move {
-                        client.call_uncached(&method, params.as_deref(), options).await.map(Arc::from)
-                    })
-                    .await?;
-                Ok(RawValue::from_string(result.get().to_owned()).expect("cached values are JSON"))
-            }
-            _ => self.call_uncached(method, params, options).await,
-        }
-    }
-
-    async fn call_uncached(&self, method: &str, params: Option<&RawValue>, options: CallOptions) -> Reply {
+    pub async fn call_raw(&self, method: &str, params: Option<&RawValue>, options: RequestOptions) -> Reply {
         let shared = &*self.shared;
         let id = shared.next_id.fetch_add(1, Relaxed);
         let mut frame = shared.buffers.take();
@@ -406,7 +366,6 @@ impl Client {
             unknown_ids: c.unknown_ids.load(Relaxed),
             noise: c.noise.load(Relaxed),
             notifications: c.notifications.load(Relaxed),
-            cache: self.cache.as_ref().map(|c| c.cache.stats()).unwrap_or_default(),
         }
     }
 }

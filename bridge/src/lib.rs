@@ -11,7 +11,6 @@
 //! - `server.rs`: serving a `Methods` table on a reader and writer.
 //! - `stand_in.rs`: request ids jsonrpsee cannot carry (negative, fractional, past 64 bits).
 //! - `client.rs`: calling a peer, with timeouts, cancellation and counters.
-//! - `cache.rs`: the idempotent-call cache (SHA-256 keys, TTL, byte cap, single flight).
 //! - `buffers.rs`: pooled encode buffers.
 //! - `writer.rs`: the one writer task per connection.
 //! - `stdio.rs`: taking over stdin and stdout for a sidecar.
@@ -19,7 +18,6 @@
 pub mod code;
 
 mod buffers;
-mod cache;
 mod client;
 mod framing;
 mod message;
@@ -29,10 +27,9 @@ mod stdio;
 mod writer;
 
 pub use buffers::{BufferPool, PooledBuf};
-pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, ResultStore, canonical_json};
 pub use client::{
-    CallError, CallOptions, CancelStyle, Client, ClientBuilder, ClientConfig, ClientStats, MCP_CANCEL_METHOD,
-    Notification,
+    CallError, CancelStyle, Client, ClientBuilder, ClientConfig, ClientStats, MCP_CANCEL_METHOD, Notification,
+    RequestOptions,
 };
 pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame, frame_in_place};
 pub use message::{

@@ -4,14 +4,12 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use skep_bridge::{
-    CacheConfig, CallError, CallOptions, Client, ClientConfig, ErrorObjectOwned, Frame, FrameReader, Framing,
-    RpcModule, Server, ServerConfig,
+    CallError, Client, ClientConfig, ErrorObjectOwned, Frame, FrameReader, Framing, RequestOptions, RpcModule, Server,
+    ServerConfig,
 };
 use support::STEP;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
@@ -53,7 +51,7 @@ fn params(value: Value) -> Box<serde_json::value::RawValue> {
 #[tokio::test(start_paused = true)]
 async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
-    let options = CallOptions { timeout: Some(Duration::from_secs(5)), ..CallOptions::default() };
+    let options = RequestOptions { timeout: Some(Duration::from_secs(5)) };
     let one = params(json!([1]));
     let call = client.call_raw("slow", Some(&one), options);
     let (result, request) = tokio::join!(call, peer.recv());
@@ -64,7 +62,7 @@ async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
 
     // The late reply is dropped and counted; the next call gets its own reply.
     peer.send(r#"{"jsonrpc":"2.0","id":1,"result":"late"}"#).await;
-    let next = client.call_raw("fast", None, CallOptions::default());
+    let next = client.call_raw("fast", None, RequestOptions::default());
     let answer = async {
         let request = peer.recv().await;
         peer.send(&format!(r#"{{"jsonrpc":"2.0","id":{},"result":"fresh"}}"#, request["id"])).await;
@@ -80,7 +78,7 @@ async fn dropping_a_call_cancels_it_on_the_wire() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
     let task = tokio::spawn({
         let client = client.clone();
-        async move { client.call_raw("work", None, CallOptions::default()).await }
+        async move { client.call_raw("work", None, RequestOptions::default()).await }
     });
     assert_eq!(peer.recv().await["method"], "work");
     task.abort();
@@ -93,7 +91,7 @@ async fn dropping_a_call_cancels_it_on_the_wire() {
 #[tokio::test]
 async fn unknown_ids_and_stray_lines_are_counted_never_fatal() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
-    let call = client.call_raw("echo", None, CallOptions::default());
+    let call = client.call_raw("echo", None, RequestOptions::default());
     let script = async {
         let request = peer.recv().await;
         peer.send("log: warming up the model").await;
@@ -118,7 +116,7 @@ async fn unknown_ids_and_stray_lines_are_counted_never_fatal() {
 #[tokio::test]
 async fn error_replies_are_typed_and_peer_requests_refused() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
-    let call = client.call_raw("fail", None, CallOptions::default());
+    let call = client.call_raw("fail", None, RequestOptions::default());
     let script = async {
         let request = peer.recv().await;
         peer.send(r#"{"jsonrpc":"2.0","id":"srv-1","method":"whoareyou"}"#).await;
@@ -171,7 +169,7 @@ async fn a_killed_peer_fails_every_waiting_call_at_once() {
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.call_raw("anything", None, CallOptions::default()).await })
+            tokio::spawn(async move { client.call_raw("anything", None, RequestOptions::default()).await })
         })
         .collect();
     let deadline = tokio::time::Instant::now() + STEP;
@@ -185,7 +183,7 @@ async fn a_killed_peer_fails_every_waiting_call_at_once() {
         assert!(matches!(result.expect("no panic"), Err(CallError::Disconnected)));
     }
     assert!(!client.is_connected());
-    assert!(matches!(client.call_raw("after", None, CallOptions::default()).await, Err(CallError::Disconnected)));
+    assert!(matches!(client.call_raw("after", None, RequestOptions::default()).await, Err(CallError::Disconnected)));
     let status = tokio::time::timeout(STEP, child.wait()).await.expect("reaped").expect("wait");
     assert!(!status.success());
     assert_eq!(client.stats().disconnects, 4);
@@ -231,61 +229,12 @@ async fn ten_thousand_concurrent_calls_are_each_answered_once() {
     }
 }
 
-fn counting_module(calls: Arc<AtomicUsize>) -> RpcModule<()> {
-    let mut module = RpcModule::new(());
-    module
-        .register_async_method("lookup", move |params, _, _| {
-            let calls = Arc::clone(&calls);
-            async move {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let key: String = params.one()?;
-                if key == "missing" {
-                    return Err(ErrorObjectOwned::owned(-32050, "no such key", None::<()>));
-                }
-                Ok(json!({ "key": key, "upstream_call": n }))
-            }
-        })
-        .expect("fresh name");
-    module
-}
-
-#[tokio::test(start_paused = true)]
-async fn idempotent_calls_coalesce_expire_and_never_cache_errors() {
-    let upstream = Arc::new(AtomicUsize::new(0));
-    let config = ClientConfig {
-        idempotent: vec!["lookup".into()],
-        cache: CacheConfig { ttl: Duration::from_secs(60), ..CacheConfig::default() },
-        ..ClientConfig::default()
-    };
-    let client = served_client(counting_module(Arc::clone(&upstream)), config);
-    let results = futures::future::join_all((0..50).map(|_| client.call::<_, Value>("lookup", ["a"]))).await;
-    assert!(results.iter().all(|r| r.as_ref().ok() == Some(&json!({"key": "a", "upstream_call": 0}))));
-    assert_eq!(upstream.load(Ordering::SeqCst), 1);
-    // Same params in another key order would hit too; a bypass goes upstream.
-    let bypass = CallOptions { bypass_cache: true, ..CallOptions::default() };
-    client.call_raw("lookup", Some(&params(json!(["a"]))), bypass).await.expect("answered");
-    assert_eq!(upstream.load(Ordering::SeqCst), 2);
-
-    for _ in 0..2 {
-        let err = client.call::<_, Value>("lookup", ["missing"]).await.expect_err("an error");
-        assert!(matches!(err, CallError::Rpc(ref e) if e.code() == -32050));
-    }
-    assert_eq!(upstream.load(Ordering::SeqCst), 4, "errors are not cached");
-
-    tokio::time::advance(Duration::from_secs(61)).await;
-    let fresh: Value = client.call("lookup", ["a"]).await.expect("answered");
-    assert_eq!(fresh["upstream_call"], 4, "expired entries are fetched again");
-    let stats = client.stats().cache;
-    assert_eq!((stats.coalesced, stats.expirations), (49, 1), "{stats:?}");
-}
-
 #[tokio::test]
 async fn close_fails_waiting_calls_and_ends_the_peers_input() {
     let (client, mut peer) = ScriptedPeer::connect(ClientConfig::default());
     let call = tokio::spawn({
         let client = client.clone();
-        async move { client.call_raw("work", None, CallOptions::default()).await }
+        async move { client.call_raw("work", None, RequestOptions::default()).await }
     });
     assert_eq!(peer.recv().await["method"], "work");
     client.close();
@@ -300,7 +249,7 @@ async fn close_fails_waiting_calls_and_ends_the_peers_input() {
 async fn mcp_peers_are_cancelled_the_mcp_way() {
     let config = ClientConfig { cancel: skep_bridge::CancelStyle::Mcp, ..ClientConfig::default() };
     let (client, mut peer) = ScriptedPeer::connect(config);
-    let options = CallOptions { timeout: Some(Duration::from_secs(1)), ..CallOptions::default() };
+    let options = RequestOptions { timeout: Some(Duration::from_secs(1)) };
     let (result, request) = tokio::join!(client.call_raw("tools/call", None, options), peer.recv());
     assert_eq!(request["id"], 1);
     assert!(matches!(result, Err(CallError::Elapsed(_))));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use skep_bridge::{CallError, CallOptions as BridgeCallOptions, Client, ClientConfig, ErrorObjectOwned};
+use skep_bridge::{CallError, Client, ClientConfig, ErrorObjectOwned, RequestOptions};
 use tokio::process::{Child, Command};
 
 use crate::output::{compact, emit};
@@ -88,7 +88,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let stdin = sidecar.stdin.take().expect("stdin was set to piped");
     let stdout = sidecar.stdout.take().expect("stdout was set to piped");
     let client = Client::connect(stdout, stdin, ClientConfig::default());
-    let options = BridgeCallOptions { timeout: Some(BACKSTOP), ..Default::default() };
+    let options = RequestOptions { timeout: Some(BACKSTOP) };
     let reply = client.call_raw("swarm/call", Some(&request), options).await;
     // Closing the sidecar's input is how it is asked to stop its agents and exit.
     drop(client);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::value::RawValue;
-use skep_bridge::{CallOptions as BridgeCallOptions, Client, ClientConfig};
+use skep_bridge::{Client, ClientConfig, RequestOptions};
 use skep_swarm::{CallOptions, DEMO_ROLE, Swarm, demo_config};
 use tokio::process::Command;
 use tokio::task::JoinSet;
@@ -100,7 +100,7 @@ async fn cold_call(command: Arc<[String]>) -> anyhow::Result<()> {
     let stdout = agent.stdout.take().expect("stdout was set to piped");
     let client = Client::connect(stdout, stdin, ClientConfig::default());
     let params = RawValue::from_string(PARAMS.to_owned()).expect("PARAMS is JSON");
-    let result = client.call_raw("echo", Some(&params), BridgeCallOptions::default()).await?;
+    let result = client.call_raw("echo", Some(&params), RequestOptions::default()).await?;
     ensure!(result.get() == PARAMS, "echo answered {} to {PARAMS}", result.get());
     drop(client);
     let status = tokio::time::timeout(COLD_EXIT_LIMIT, agent.wait())

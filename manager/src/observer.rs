@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use skep_bridge::{CallOptions, Client, ClientConfig};
+use skep_bridge::{Client, ClientConfig, RequestOptions};
 use skep_service::observe_dir;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -52,7 +52,7 @@ pub async fn subscribe(socket: &Path, filter: Value) -> anyhow::Result<(Client, 
 
 /// Calls a read-only method and decodes its result.
 pub async fn fetch(client: &Client, method: &str) -> anyhow::Result<Value> {
-    let options = CallOptions { timeout: Some(INFO_TIMEOUT), ..Default::default() };
+    let options = RequestOptions { timeout: Some(INFO_TIMEOUT) };
     let result = client.call_raw(method, None, options).await.with_context(|| format!("{method} failed"))?;
     serde_json::from_str(result.get()).with_context(|| format!("{method} answered something that is not JSON"))
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use skep_bridge::{CallOptions, CancelStyle, Client, ClientConfig, Framing};
+use skep_bridge::{CancelStyle, Client, ClientConfig, Framing, RequestOptions};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Handshake, RoleConfig};
@@ -130,7 +130,7 @@ async fn handshake(role: &RoleConfig, client: &Client, process: &mut AgentProces
         Handshake::None | Handshake::Initialize => format!(r#"{{"client":"skep","version":"{version}"}}"#),
     };
     let params = RawValue::from_string(params).expect("static JSON");
-    let options = CallOptions { timeout: Some(role.startup_timeout), ..CallOptions::default() };
+    let options = RequestOptions { timeout: Some(role.startup_timeout) };
     tokio::select! {
         answered = client.call_raw("initialize", Some(&params), options) => match answered {
             Ok(_) if role.handshake == Handshake::Mcp => {

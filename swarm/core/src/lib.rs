@@ -6,6 +6,7 @@
 //! - `config/`: loading and validating `skep.toml`: the types, the loader, the raw shape, units and bounds.
 //! - `diagnostic.rs`: `Location` and `Invalid`, the one "this file is wrong here" error of skep.toml and workflows.
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
+//! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: the handle on a role's pool, its messages, and the lease a call holds.
@@ -25,6 +26,7 @@
 
 mod agent;
 mod breaker;
+mod cache;
 mod command;
 mod config;
 mod coordinate;
@@ -43,6 +45,7 @@ mod swarm;
 pub use breaker::{
     Breaker, BreakerConfig, BreakerSnapshot, BreakerState, CallOutcome, CircuitOpen, Permit, Transition,
 };
+pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
     Config, ConfigError, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name, parse_duration,
     parse_size,

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use skep_bridge::{CacheConfig, Client, IdempotentCache};
+use skep_bridge::Client;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::agent::{self, Agent, Exit, StartFailure};
 use crate::breaker::Permit;
+use crate::cache::{CacheConfig, IdempotentCache};
 use crate::config::RoleConfig;
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
@@ -26,7 +27,7 @@ use crate::supervisor::Supervisor;
 pub(crate) struct Pool {
     pub role: Arc<RoleConfig>,
     /// The role's idempotent-call cache, when it declares idempotent methods.
-    pub cache: Option<Arc<IdempotentCache>>,
+    pub cache: Option<Arc<IdempotentCache<SwarmError>>>,
     /// Command processes that may run at once (`max_agents`), for command roles.
     pub commands: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use skep_bridge::CacheStats;
 
 use crate::breaker::BreakerSnapshot;
+use crate::cache::CacheStats;
 use serde::Serialize;
 
 use crate::events::Outcome;

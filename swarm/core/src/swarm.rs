@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use skep_bridge::{CacheKey, CallError, CallOptions as BridgeCallOptions, ErrorObjectOwned};
+use skep_bridge::{CallError, RequestOptions};
 use tokio::sync::broadcast;
 
+use crate::cache::CacheKey;
 use crate::command;
 use crate::config::{Config, Handshake, Protocol, RoleConfig};
 use crate::error::SwarmError;
@@ -96,16 +97,17 @@ impl Swarm {
         let Some(cache) = pool.cache.as_ref().filter(|_| idempotent) else {
             return self.call_uncached(pool, method, params, options).await;
         };
-        let key = CacheKey::new(role, method, params).map_err(|e| SwarmError::Agent(bad_params(&e)))?;
-        let (swarm, role, method) = (self.clone(), role.to_owned(), method.to_owned());
-        let params = params.map(ToOwned::to_owned);
+        let key = match CacheKey::new(role, method, params) {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::debug!(role, method, %e, "params have no cache key; calling uncached");
+                return self.call_uncached(pool, method, params, options).await;
+            }
+        };
         let value = cache
-            .get_or_call(key, move || async move {
-                let pool = swarm.pool(&role)?;
-                swarm.call_uncached(pool, &method, params.as_deref(), options).await.map(Arc::from)
-            })
+            .get_or_call(key, || async { self.call_uncached(pool, method, params, options).await.map(Arc::from) })
             .await?;
-        Ok(RawValue::from_string(value.get().to_owned()).expect("cached results are JSON"))
+        Ok(RawValue::to_owned(&value))
     }
 
     async fn call_uncached(
@@ -173,10 +175,7 @@ impl Swarm {
             started: Instant::now(),
             outcome: None,
         };
-        let answer = lease
-            .client
-            .call_raw(method, params, BridgeCallOptions { timeout: Some(timeout), ..Default::default() })
-            .await;
+        let answer = lease.client.call_raw(method, params, RequestOptions { timeout: Some(timeout) }).await;
         let (outcome, result) = match answer {
             Ok(result) => (Outcome::Ok, Ok(result)),
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),
@@ -295,8 +294,4 @@ impl Drop for FinishReport<'_> {
             outcome,
         });
     }
-}
-
-fn bad_params(e: &serde_json::Error) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(skep_bridge::code::INVALID_PARAMS, format!("invalid params: {e}"), None::<()>)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_bridge::{CallError, CallOptions, Client, ClientConfig, Server, ServerConfig};
+use skep_bridge::{CallError, Client, ClientConfig, RequestOptions, Server, ServerConfig};
 use skep_service::rpc_module;
 use skep_swarm::{Config, RoleConfig, Swarm};
 use skep_testkit::test_agent;
@@ -97,7 +97,7 @@ async fn zero_deadlines_and_counts_are_refused_by_name() {
 #[tokio::test]
 async fn a_cancelled_call_is_cancelled_on_the_agent_with_its_own_id() {
     let (client, swarm, _) = sidecar().await;
-    let options = CallOptions { timeout: Some(Duration::from_millis(300)), ..CallOptions::default() };
+    let options = RequestOptions { timeout: Some(Duration::from_millis(300)) };
     let params = serde_json::value::to_raw_value(&json!({"role": "solo", "method": "sleep", "params": {"ms": 1000}}))
         .expect("JSON");
     let cut = timeout(STEP, client.call_raw("swarm/call", Some(&params), options)).await.expect("in time");

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use skep_benches::summary::{Metric, Results, Scenario, Side};
-use skep_bridge::{CallOptions, Client, ClientConfig, Framing};
+use skep_bridge::{Client, ClientConfig, Framing, RequestOptions};
 use tokio::process::{Child, Command};
 
 use crate::setup::Env;
@@ -144,7 +144,7 @@ pub fn client(child: &mut Child, framing: Framing) -> anyhow::Result<Client> {
 /// Calls `method` and returns its result, failing on any error.
 pub async fn call(client: &Client, method: &str, params: &str) -> anyhow::Result<Box<RawValue>> {
     let params = RawValue::from_string(params.to_owned()).context("params are JSON")?;
-    client.call_raw(method, Some(&params), CallOptions::default()).await.with_context(|| format!("calling {method}"))
+    client.call_raw(method, Some(&params), RequestOptions::default()).await.with_context(|| format!("calling {method}"))
 }
 
 /// Closes a child's stdin (dropping the client) and waits for it to exit.

@@ -8,13 +8,15 @@ use std::io::{self, BufRead, Write};
 use std::process::{Command, Stdio, exit};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 const USAGE: &str = "\
 usage: skep-test-agent [FLAGS]
 
 An NDJSON JSON-RPC 2.0 agent on stdin/stdout. Exits 0 on stdin EOF.
-Methods: echo, sleep {ms}, pid, fail {code?, message?}, initialize,
+Methods: echo, echo-raw (params' exact text back), sleep {ms}, pid,
+fail {code?, message?}, initialize,
 crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest).
 
 Flags (combinable):
@@ -145,17 +147,42 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
         if flags.hang {
             continue;
         }
-        let Some(reply) = handle(&line, grandchild) else {
-            continue;
+        let reply = match echo_raw(&line) {
+            Some(reply) => reply,
+            None => match handle(&line, grandchild) {
+                Some(reply) => reply.to_string(),
+                None => continue,
+            },
         };
         let mut text = if flags.garbage_stdout { "log: hello from agent\n".to_owned() } else { String::new() };
-        text.push_str(&reply.to_string());
+        text.push_str(&reply);
         text.push('\n');
         if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
             // Nobody reads our replies any more: same as EOF.
             return;
         }
     }
+}
+
+/// An `echo-raw` request, read without decoding its params.
+#[derive(serde::Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    method: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+}
+
+/// The reply to an `echo-raw` request: its params' text, byte for byte
+/// (a `Value` would round big numbers and refuse lone surrogates).
+fn echo_raw(line: &[u8]) -> Option<String> {
+    let request: RawRequest<'_> = serde_json::from_slice(line).ok()?;
+    if request.method != "echo-raw" {
+        return None;
+    }
+    let (id, params) = (request.id?.get(), request.params.map_or("null", RawValue::get));
+    Some(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{params}}}"#))
 }
 
 /// The reply to one line, or `None` for a notification.
