@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::agent::spawn_spec;
 use crate::config::RoleConfig;
 use crate::error::SwarmError;
+use crate::launch::spawn_spec;
 use crate::process::{Completed, RunError, describe_exit, run_to_completion};
 
 /// Most bytes of stderr returned (its tail).

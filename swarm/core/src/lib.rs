@@ -9,35 +9,37 @@
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
-//! - `pool.rs`: the handle on a role's pool, its messages, and the lease a call holds.
-//! - `supervisor.rs`: the one task per role that owns its agents, breaker and stats.
-//! - `agent.rs`: starting one agent (process, connection, handshake) and watching it exit.
+//! - `pool.rs`: the handle on a role's pool.
+//! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
+//! - `supervisor/`: the one task per role that owns its agents, breaker and stats.
+//! - `launch.rs`: starting one agent (process, connection, handshake) and watching it exit.
 //! - `error.rs`: `SwarmError` and its one mapping to JSON-RPC error objects.
 //! - `events.rs`: the typed event stream.
-//! - `stats.rs`: per-role counters and latency percentiles.
+//! - `role_stats.rs`: per-role counters and latency percentiles.
 //! - `coordinate.rs`: fan-out, race and broadcast over a role's agents.
 //! - `route.rs`: picking a role for free text by its `route` patterns.
-//! - `demo.rs`: the built-in demo role and the demo agent's methods.
+//! - `demo_role.rs`: the built-in demo role and the demo agent's methods.
 //! - `process/`: the one process runner: spawning every child (agents, command roles, workflow
 //!   commands) in its own process group, watching it exit, the stop ladder, bounded output, the
 //!   watcher that kills our groups if we die.
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
-mod agent;
 mod breaker;
 mod cache;
 mod command;
 mod config;
 mod coordinate;
-mod demo;
+mod demo_role;
 mod diagnostic;
 mod error;
 mod events;
+mod launch;
+mod lease;
 mod pool;
 mod process;
+mod role_stats;
 mod route;
-mod stats;
 mod stderr_ring;
 mod supervisor;
 mod swarm;
@@ -51,15 +53,15 @@ pub use config::{
     parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
-pub use demo::{DEMO_ROLE, demo_agent_module, demo_config};
+pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use diagnostic::{Invalid, Location, from_toml};
 pub use error::{ALL_FAILED, SwarmError};
 pub use events::{Event, Outcome};
-pub use pool::{AGENT_STDERR_TAIL, AgentInfo};
 pub use process::{
     AgentProcess, ChildProcess, Completed, OUTPUT_CAP, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
     run_to_completion,
 };
-pub use stats::{AgentCounts, Latency, RoleStats, SwarmStats};
+pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
+pub use supervisor::{AGENT_STDERR_TAIL, AgentInfo};
 pub use swarm::{CallOptions, RoleInfo, Swarm};

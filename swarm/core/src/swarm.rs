@@ -15,9 +15,11 @@ use crate::command;
 use crate::config::{Config, Handshake, Protocol, RoleConfig};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
-use crate::pool::{AgentInfo, Lease, Pool};
+use crate::lease::Lease;
+use crate::pool::Pool;
+use crate::role_stats::SwarmStats;
 use crate::route::Router;
-use crate::stats::SwarmStats;
+use crate::supervisor::AgentInfo;
 
 /// Events buffered per subscriber before a slow one starts missing some.
 const EVENT_BUFFER: usize = 4096;

@@ -4,7 +4,7 @@
 //! The synchronous parts (spec, graph, params, schedule, simulate, profile,
 //! trace, report) take their inputs as arguments and are tested without a
 //! runtime; `run.rs` (the run) and `step.rs` (one step) are the only async
-//! files, and `cache.rs`/`history.rs` the only ones touching the disk.
+//! files, and `step_cache.rs`/`history.rs` the only ones touching the disk.
 //!
 //! # Layout
 //! - `spec.rs`: the workflow file (TOML) into a validated `Workflow`.
@@ -16,13 +16,12 @@
 //! - `simulate.rs`: the scheduler against predicted durations (benchmarks).
 //! - `run.rs`: one run: the scheduler, the step futures, the record.
 //! - `step.rs`: one step: its cache key, an agent call or a command.
-//! - `cache.rs`: the step cache under `.skep/cache/`, content-addressed and written atomically.
+//! - `step_cache.rs`: the step cache under `.skep/cache/`, content-addressed and written atomically.
 //! - `profile.rs`: the run's analysis: critical path, efficiency, bottlenecks, regressions.
 //! - `history.rs`: recorded runs under `.skep/runs/`, `history.jsonl`, baselines.
 //! - `trace.rs`: the Chrome trace-event JSON of a run.
 //! - `report.rs`: the self-contained HTML report with its Gantt chart.
 
-mod cache;
 mod error;
 mod graph;
 mod history;
@@ -35,9 +34,9 @@ mod schedule;
 mod simulate;
 mod spec;
 mod step;
+mod step_cache;
 mod trace;
 
-pub use cache::{CACHE_DIR, Cache, CacheLimits};
 pub use error::WorkflowError;
 pub use graph::Graph;
 pub use history::{History, HistoryLine, PREDICTION_WINDOW, RunRecord, run_id};
@@ -51,4 +50,5 @@ pub use run::{Progress, ProgressEvent, RunOptions, run_workflow};
 pub use schedule::{Scheduler, SkipCause};
 pub use simulate::{Policy, simulate};
 pub use spec::{Action, Step, Workflow};
+pub use step_cache::{STEP_CACHE_DIR, StepCache, StepCacheLimits};
 pub use trace::render_trace;

@@ -13,13 +13,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
-use super::cache::{Cache, CacheLimits, unix_ms};
 use super::error::WorkflowError;
 use super::history::{History, RunRecord, run_id};
 use super::profile::{Previous, StepOutcome, StepRecord, analyze};
 use super::schedule::{Scheduler, SkipCause};
 use super::spec::{Action, Workflow};
 use super::step::{Ended, run_step};
+use super::step_cache::{StepCache, StepCacheLimits, unix_ms};
 use skep_swarm::Event;
 use skep_swarm::Swarm;
 
@@ -33,7 +33,7 @@ pub struct RunOptions {
     /// Where the cache and history live; default `<workdir>/.skep`.
     pub state_dir: Option<PathBuf>,
     /// The cache's TTL and size cap.
-    pub cache_limits: CacheLimits,
+    pub cache_limits: StepCacheLimits,
     /// Compare against this pinned baseline instead of the previous run.
     pub baseline: Option<String>,
     /// Whether to write the run to history (tests and benchmarks may not want to).
@@ -50,7 +50,7 @@ impl Default for RunOptions {
             jobs: 8,
             use_cache: true,
             state_dir: None,
-            cache_limits: CacheLimits::default(),
+            cache_limits: StepCacheLimits::default(),
             baseline: None,
             save: true,
             cancel: None,
@@ -111,7 +111,7 @@ pub async fn run_workflow(
 ) -> Result<RunRecord, WorkflowError> {
     let state_dir = options.state_dir.clone().unwrap_or_else(|| workflow.workdir.join(".skep"));
     let history = History::new(&state_dir);
-    let cache = Cache::new(&state_dir, options.cache_limits);
+    let cache = StepCache::new(&state_dir, options.cache_limits);
     let known = history.predictions(&workflow.name)?;
     let previous = match &options.baseline {
         Some(name) => Some(history.baseline(name)?),

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::cache::{Cache, hash_file};
 use super::inputs::expand_inputs;
 use super::params::resolve;
 use super::spec::{Action, Step, Workflow};
+use super::step_cache::{StepCache, hash_file};
 use skep_swarm::{CallOptions, RunError, STDERR_RING_CAPACITY, SpawnSpec, Swarm, describe_exit, run_to_completion};
 
 /// How a step's attempt ended.
@@ -32,7 +32,7 @@ pub(super) async fn run_step(
     workflow: &Workflow,
     i: usize,
     upstream: Vec<(&str, Value)>,
-    cache: Cache,
+    cache: StepCache,
     use_cache: bool,
 ) -> (usize, Ended) {
     let step = &workflow.steps[i];
@@ -71,7 +71,7 @@ pub(super) async fn run_step(
             Err(e) => return (i, failed(format!("cannot hash its inputs: {e}"))),
         };
         let up: Vec<(&str, &Value)> = upstream.iter().map(|(id, v)| (*id, v)).collect();
-        Some(Cache::key(&step.definition(), &resolved, &hashed, &up))
+        Some(StepCache::key(&step.definition(), &resolved, &hashed, &up))
     } else {
         None
     };

@@ -10,34 +10,34 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// The cache's directory under the state directory (`.skep/cache/`).
-pub const CACHE_DIR: &str = "cache";
+pub const STEP_CACHE_DIR: &str = "cache";
 
 /// How long entries live and how much they may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheLimits {
+pub struct StepCacheLimits {
     /// Entries older than this are misses and are pruned.
     pub ttl: Duration,
     /// Past this total, the oldest entries are pruned.
     pub max_bytes: u64,
 }
 
-impl Default for CacheLimits {
+impl Default for StepCacheLimits {
     fn default() -> Self {
-        CacheLimits { ttl: Duration::from_secs(7 * 24 * 3600), max_bytes: 256 << 20 }
+        StepCacheLimits { ttl: Duration::from_secs(7 * 24 * 3600), max_bytes: 256 << 20 }
     }
 }
 
 /// The cache of one state directory.
 #[derive(Debug, Clone)]
-pub struct Cache {
+pub struct StepCache {
     dir: PathBuf,
-    limits: CacheLimits,
+    limits: StepCacheLimits,
 }
 
-impl Cache {
+impl StepCache {
     /// The cache under `state_dir` (created on first write).
-    pub fn new(state_dir: &Path, limits: CacheLimits) -> Cache {
-        Cache { dir: state_dir.join(CACHE_DIR), limits }
+    pub fn new(state_dir: &Path, limits: StepCacheLimits) -> StepCache {
+        StepCache { dir: state_dir.join(STEP_CACHE_DIR), limits }
     }
 
     /// A step's key: the hash of its definition, its resolved params, the
@@ -148,9 +148,9 @@ mod tests {
     #[test]
     fn a_stored_result_comes_back_until_its_ttl() {
         let dir = temp_dir("ttl");
-        let cache = Cache::new(&dir, CacheLimits { ttl: Duration::from_secs(60), max_bytes: 1 << 20 });
+        let cache = StepCache::new(&dir, StepCacheLimits { ttl: Duration::from_secs(60), max_bytes: 1 << 20 });
         let now = SystemTime::now();
-        let key = Cache::key(&json!({"id": "a"}), &json!(null), &[], &[]);
+        let key = StepCache::key(&json!({"id": "a"}), &json!(null), &[], &[]);
         assert_eq!(cache.get(&key, now), None);
         cache.put(&key, "a", &json!({"exitCode": 0}), now).unwrap();
         assert_eq!(cache.get(&key, now + Duration::from_secs(59)), Some(json!({"exitCode": 0})));
@@ -160,22 +160,22 @@ mod tests {
 
     #[test]
     fn keys_change_with_any_part() {
-        let base = Cache::key(&json!(1), &json!(2), &[("f".into(), "h".into())], &[("u", &json!(3))]);
-        assert_ne!(base, Cache::key(&json!(1), &json!(2), &[("f".into(), "h2".into())], &[("u", &json!(3))]));
-        assert_ne!(base, Cache::key(&json!(1), &json!(2), &[("f".into(), "h".into())], &[("u", &json!(4))]));
+        let base = StepCache::key(&json!(1), &json!(2), &[("f".into(), "h".into())], &[("u", &json!(3))]);
+        assert_ne!(base, StepCache::key(&json!(1), &json!(2), &[("f".into(), "h2".into())], &[("u", &json!(3))]));
+        assert_ne!(base, StepCache::key(&json!(1), &json!(2), &[("f".into(), "h".into())], &[("u", &json!(4))]));
         assert_eq!(base.len(), 64);
     }
 
     #[test]
     fn past_the_size_cap_the_oldest_go() {
         let dir = temp_dir("cap");
-        let cache = Cache::new(&dir, CacheLimits { ttl: Duration::from_secs(3600), max_bytes: 300 });
+        let cache = StepCache::new(&dir, StepCacheLimits { ttl: Duration::from_secs(3600), max_bytes: 300 });
         let big = json!("x".repeat(100));
         let now = SystemTime::now();
         for i in 0..5 {
             cache.put(&format!("k{i}"), "s", &big, now).unwrap();
         }
-        let left = std::fs::read_dir(dir.join(CACHE_DIR)).unwrap().count();
+        let left = std::fs::read_dir(dir.join(STEP_CACHE_DIR)).unwrap().count();
         assert!((1..5).contains(&left), "{left} entries left");
         assert!(cache.get("k4", now).is_some(), "the newest survives");
         let _ = std::fs::remove_dir_all(&dir);

@@ -15,13 +15,19 @@ use skep_bridge::code;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::agent::{self, Agent, Exit, StartFailure};
 use crate::breaker::{Breaker, CallOutcome, Permit};
 use crate::config::{Protocol, RoleConfig};
 use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
-use crate::pool::{AGENT_STDERR_TAIL, AgentInfo, Lease, Msg};
-use crate::stats::{AgentCounts, Recorder, RoleStats};
+use crate::launch::{self, Agent, Exit, StartFailure};
+use crate::lease::Lease;
+use crate::role_stats::Recorder;
+
+mod msg;
+mod view;
+
+pub(crate) use msg::Msg;
+pub use view::{AGENT_STDERR_TAIL, AgentInfo};
 
 /// More restarts than this within [`RESTART_WINDOW`] fail the role.
 const RESTART_LIMIT: usize = 5;
@@ -425,7 +431,7 @@ impl Supervisor {
                 let tx = tx.clone();
                 move |exit| drop(tx.send(Msg::Exited { id, exit }))
             };
-            let result = agent::start(&role, on_exit).await;
+            let result = launch::start(&role, on_exit).await;
             let _ = tx.send(Msg::Started { id, result });
         });
     }
@@ -479,48 +485,6 @@ impl Supervisor {
                 let _ = reply.send(());
             }
         }
-    }
-
-    fn snapshot(&self) -> (Vec<AgentInfo>, RoleStats) {
-        let mut counts = AgentCounts::default();
-        let agents = self
-            .slots
-            .iter()
-            .map(|(id, slot)| {
-                let state = match slot.state {
-                    State::Starting => "starting",
-                    State::Stopping => "stopping",
-                    State::Ready if slot.in_flight > 0 => "busy",
-                    State::Ready => "idle",
-                };
-                *match state {
-                    "starting" => &mut counts.starting,
-                    "stopping" => &mut counts.stopping,
-                    "busy" => &mut counts.busy,
-                    _ => &mut counts.idle,
-                } += 1;
-                AgentInfo {
-                    id: agent_name(&self.role.name, *id),
-                    role: self.role.name.clone(),
-                    pid: slot.agent.as_ref().map_or(0, |a| a.pid),
-                    state,
-                    calls: slot.calls,
-                    in_flight: slot.in_flight,
-                    uptime_ms: slot.born.elapsed().as_millis() as u64,
-                    stderr_tail: slot.agent.as_ref().map_or_else(String::new, |a| a.stderr.tail(AGENT_STDERR_TAIL)),
-                }
-            })
-            .collect();
-        let queued = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
-        let stats = self.recorder.snapshot(
-            &self.role.name,
-            counts,
-            queued,
-            self.restarts,
-            self.failed.is_some(),
-            self.breaker.snapshot(Instant::now().into_std()),
-        );
-        (agents, stats)
     }
 
     /// Sends an event only when someone listens: building one allocates.

@@ -1,0 +1,46 @@
+//! What the supervisor is told: the one way anything changes a role's pool.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::AgentInfo;
+use crate::breaker::Permit;
+use crate::error::SwarmError;
+use crate::events::Outcome;
+use crate::launch::{Agent, Exit, StartFailure};
+use crate::lease::Lease;
+use crate::role_stats::RoleStats;
+
+/// A message to a role's supervisor.
+pub(crate) enum Msg {
+    Acquire(oneshot::Sender<Result<Lease, SwarmError>>),
+    /// A lease on every ready agent, whatever its load (for broadcasts).
+    AcquireEach(oneshot::Sender<Result<Vec<Lease>, SwarmError>>),
+    Release {
+        id: u64,
+        outcome: Outcome,
+        elapsed: Duration,
+        permit: Option<Permit>,
+    },
+    /// A breaker permit for a call that needs no agent (command roles).
+    Admit(oneshot::Sender<Result<Permit, SwarmError>>),
+    /// The end of a call admitted with `Admit`.
+    Judge {
+        permit: Permit,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
+    Started {
+        id: u64,
+        result: Result<Agent, StartFailure>,
+    },
+    Exited {
+        id: u64,
+        exit: Exit,
+    },
+    /// Answered once `min_warm` agents are ready or the role has failed.
+    Settled(oneshot::Sender<()>),
+    Snapshot(oneshot::Sender<(Vec<AgentInfo>, RoleStats)>),
+    Shutdown(Option<oneshot::Sender<()>>),
+}

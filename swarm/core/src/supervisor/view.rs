@@ -1,0 +1,73 @@
+//! How a role's pool looks from outside: its agents as `swarm/agents` shows
+//! them, and its stats, read from the supervisor's own state.
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::{State, Supervisor, agent_name};
+use crate::role_stats::{AgentCounts, RoleStats};
+
+/// One agent as `swarm/agents` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    /// `role/N`.
+    pub id: String,
+    pub role: String,
+    /// 0 while starting.
+    pub pid: u32,
+    /// starting, idle, busy or stopping.
+    pub state: &'static str,
+    pub calls: u64,
+    pub in_flight: usize,
+    pub uptime_ms: u64,
+    /// The last lines of the agent's stderr (up to [`AGENT_STDERR_TAIL`] bytes), for views such as the grid.
+    pub stderr_tail: String,
+}
+
+/// How much of each agent's stderr `swarm/agents` shows.
+pub const AGENT_STDERR_TAIL: usize = 512;
+
+impl Supervisor {
+    pub(super) fn snapshot(&self) -> (Vec<AgentInfo>, RoleStats) {
+        let mut counts = AgentCounts::default();
+        let agents = self
+            .slots
+            .iter()
+            .map(|(id, slot)| {
+                let state = match slot.state {
+                    State::Starting => "starting",
+                    State::Stopping => "stopping",
+                    State::Ready if slot.in_flight > 0 => "busy",
+                    State::Ready => "idle",
+                };
+                *match state {
+                    "starting" => &mut counts.starting,
+                    "stopping" => &mut counts.stopping,
+                    "busy" => &mut counts.busy,
+                    _ => &mut counts.idle,
+                } += 1;
+                AgentInfo {
+                    id: agent_name(&self.role.name, *id),
+                    role: self.role.name.clone(),
+                    pid: slot.agent.as_ref().map_or(0, |a| a.pid),
+                    state,
+                    calls: slot.calls,
+                    in_flight: slot.in_flight,
+                    uptime_ms: slot.born.elapsed().as_millis() as u64,
+                    stderr_tail: slot.agent.as_ref().map_or_else(String::new, |a| a.stderr.tail(AGENT_STDERR_TAIL)),
+                }
+            })
+            .collect();
+        let queued = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
+        let stats = self.recorder.snapshot(
+            &self.role.name,
+            counts,
+            queued,
+            self.restarts,
+            self.failed.is_some(),
+            self.breaker.snapshot(Instant::now().into_std()),
+        );
+        (agents, stats)
+    }
+}
