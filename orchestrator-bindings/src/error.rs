@@ -70,7 +70,7 @@ impl Failure {
             Failure::Swarm(e) => e.code(),
             Failure::Aborted => code::REQUEST_CANCELLED,
             Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
-            Failure::Workflow(WorkflowError::Invalid { .. } | WorkflowError::Read { .. }) => code::INVALID_PARAMS,
+            Failure::Workflow(WorkflowError::File(_)) => code::INVALID_PARAMS,
             Failure::Workflow(_) | Failure::Observe(_) => code::INTERNAL_ERROR,
         }
     }

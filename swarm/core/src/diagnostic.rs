@@ -1,14 +1,39 @@
-//! Where a file is wrong and why: the one source-location type and the one
-//! "invalid file" error shared by `skep.toml` and workflow files.
+//! Where a file is wrong and why: the one source-location type, the one
+//! "invalid file" error and the one "cannot use this file" error shared by
+//! `skep.toml` and workflow files.
 //!
 //! Positions come from the toml crate's spans and key paths from
 //! `serde_path_to_error`, so nothing here re-parses a file to find a key.
 
 use std::fmt;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use toml::de::DeTable;
+
+/// Why a file skep reads (`skep.toml`, a workflow) could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML or not valid for its kind: where, why and what to do.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
+/// The text of a file about to be loaded, or why it cannot be read.
+pub fn read_source(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })
+}
 
 /// A place in a source file: file, 1-based line and column, and the dotted key if known.
 #[derive(Debug, Clone, PartialEq, Eq)]

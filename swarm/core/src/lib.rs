@@ -54,7 +54,7 @@ pub use config::{
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
-pub use diagnostic::{Invalid, Location, from_toml};
+pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::{ALL_FAILED, SwarmError};
 pub use events::{Event, Outcome};
 pub use process::{

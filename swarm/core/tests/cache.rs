@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use skep_swarm::{CacheStats, CallOptions, Config, RoleConfig, Swarm, SwarmError};
+use skep_testkit::gone;
 use tokio::time::timeout;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
@@ -68,12 +69,6 @@ impl Harness {
             assert!(gone(*pid), "agent {pid} survived the shutdown");
         }
     }
-}
-
-fn gone(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Each params text in turn: the agent answers it (a new agent call) with

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{CallOptions, Config, RaceCall, RoleConfig, Settled, Swarm, SwarmError};
+use skep_swarm::{CallOptions, RaceCall, RoleConfig, Settled, Swarm};
+use skep_testkit::{call, start};
 use tokio::time::timeout;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
@@ -17,20 +18,8 @@ fn role(name: &str, min_warm: usize, max_agents: usize) -> RoleConfig {
     role
 }
 
-async fn start(roles: Vec<RoleConfig>) -> Swarm {
-    let config =
-        Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(), source: None, observe: None };
-    timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started")
-}
-
 fn raw(value: Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&value).expect("JSON")
-}
-
-async fn call(swarm: &Swarm, role: &str, method: &str, params: Value) -> Result<Value, SwarmError> {
-    let result =
-        timeout(STEP, swarm.call(role, method, Some(&raw(params)), CallOptions::default())).await.expect("in time")?;
-    Ok(serde_json::from_str(result.get()).expect("JSON"))
 }
 
 async fn role_calls(swarm: &Swarm, role: &str) -> u64 {

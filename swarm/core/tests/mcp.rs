@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{CallOptions, Config, Handshake, RoleConfig, Swarm, SwarmError};
-use tokio::time::timeout;
-
-const STEP: Duration = Duration::from_secs(30);
+use skep_swarm::{CallOptions, Handshake, RoleConfig, Swarm};
+use skep_testkit::{call_with, start};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,27 +20,11 @@ fn mcp_role(name: &str, command: Vec<String>) -> RoleConfig {
     role
 }
 
-async fn start(role: RoleConfig) -> Swarm {
-    let config = Config { roles: [(role.name.clone(), role)].into(), source: None, observe: None };
-    timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started")
-}
-
-async fn call(
-    swarm: &Swarm,
-    role: &str,
-    method: &str,
-    params: Value,
-    options: CallOptions,
-) -> Result<Value, SwarmError> {
-    let params = serde_json::value::to_raw_value(&params).expect("JSON");
-    let result = timeout(STEP, swarm.call(role, method, Some(&params), options)).await.expect("in time")?;
-    Ok(serde_json::from_str(result.get()).expect("JSON"))
-}
-
 async fn tool(swarm: &Swarm, role: &str, name: &str, arguments: Value) -> String {
-    let result = call(swarm, role, "tools/call", json!({"name": name, "arguments": arguments}), CallOptions::default())
-        .await
-        .expect("the tool ran");
+    let result =
+        call_with(swarm, role, "tools/call", json!({"name": name, "arguments": arguments}), CallOptions::default())
+            .await
+            .expect("the tool ran");
     assert!(!result["isError"].as_bool().unwrap_or(false), "{result}");
     result["content"][0]["text"].as_str().expect("text content").to_owned()
 }
@@ -50,9 +32,9 @@ async fn tool(swarm: &Swarm, role: &str, name: &str, arguments: Value) -> String
 #[tokio::test]
 async fn the_example_mcp_server_is_pooled_cached_and_cancelled_the_mcp_way() {
     let script = repo().join("examples/agents/mcp_server.py").display().to_string();
-    let swarm = start(mcp_role("mcp-py", vec!["python3".into(), script])).await;
+    let swarm = start(vec![mcp_role("mcp-py", vec!["python3".into(), script])]).await;
     for _ in 0..3 {
-        let tools = call(&swarm, "mcp-py", "tools/list", json!({}), CallOptions::default()).await.expect("listed");
+        let tools = call_with(&swarm, "mcp-py", "tools/list", json!({}), CallOptions::default()).await.expect("listed");
         assert_eq!(tools["tools"][0]["name"], "echo");
     }
     assert_eq!(swarm.stats().await.roles[0].calls, 1, "tools/list is cached");
@@ -69,7 +51,7 @@ async fn the_example_mcp_server_is_pooled_cached_and_cancelled_the_mcp_way() {
     assert_eq!(tool(&swarm, "mcp-py", "cancelled", json!({})).await, "[4]");
     // A call past its deadline is -32001, and the server is replaced.
     let hasty = CallOptions { timeout: Some(Duration::from_millis(200)), ..CallOptions::default() };
-    let cut = call(&swarm, "mcp-py", "tools/call", json!({"name": "slow", "arguments": {"ms": 600}}), hasty).await;
+    let cut = call_with(&swarm, "mcp-py", "tools/call", json!({"name": "slow", "arguments": {"ms": 600}}), hasty).await;
     assert_eq!(cut.expect_err("timed out").code(), -32001);
     assert_eq!(tool(&swarm, "mcp-py", "echo", json!({"text": "still here"})).await, "still here");
     swarm.shutdown().await;
@@ -99,8 +81,8 @@ async fn a_published_mcp_server_from_npm_is_pooled() {
     std::fs::write(files.join("note.txt"), "pooled").expect("a file to list");
     let files = files.canonicalize().expect("canonical");
     let command = vec!["node".into(), entry.display().to_string(), files.display().to_string()];
-    let swarm = start(mcp_role("fs", command)).await;
-    let tools = call(&swarm, "fs", "tools/list", json!({}), CallOptions::default()).await.expect("listed");
+    let swarm = start(vec![mcp_role("fs", command)]).await;
+    let tools = call_with(&swarm, "fs", "tools/list", json!({}), CallOptions::default()).await.expect("listed");
     let names: Vec<&str> =
         tools["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(names.contains(&"list_directory") && names.contains(&"read_text_file"), "{names:?}");

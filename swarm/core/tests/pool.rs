@@ -3,11 +3,12 @@
 //! scope here. Every test is bounded, polls instead of sleeping, and checks
 //! after shutdown that no agent process it saw is left.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{CallOptions, Config, Event, Outcome, RoleConfig, Swarm, SwarmError};
+use skep_swarm::{CallOptions, Event, Outcome, RoleConfig, Swarm, SwarmError};
+use skep_testkit::{config, gone};
 use tokio::time::{Instant, timeout};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
@@ -22,14 +23,6 @@ fn role(name: &str, flags: &[&str]) -> RoleConfig {
     role.max_agents = 2;
     role.timeout = Duration::from_secs(10);
     role
-}
-
-fn config(roles: Vec<RoleConfig>) -> Config {
-    Config {
-        roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>(),
-        source: None,
-        observe: None,
-    }
 }
 
 /// A started swarm and every agent pid it was seen with.
@@ -97,12 +90,6 @@ impl Harness {
         }
         assert!(self.swarm.agents().await.is_empty());
     }
-}
-
-fn gone(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 #[tokio::test]

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{self, Write};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use skep_swarm::{AgentProcess, STDERR_RING_CAPACITY, SpawnError, SpawnSpec, StopOutcome, describe_exit};
+use skep_testkit::eventually;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 
@@ -108,14 +109,6 @@ fn is_reaped(pid: u32) -> bool {
     // SAFETY: info is a valid out-pointer; WNOWAIT leaves any zombie in place.
     let failed = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } == -1;
     failed && errno() == libc::ECHILD
-}
-
-async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn assert_nothing_left(pid: u32) {

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{BreakerConfig, BreakerState, CallOptions, Config, Event, Protocol, RoleConfig, Swarm, SwarmError};
-use tokio::time::{Instant, timeout};
+use skep_swarm::{BreakerConfig, BreakerState, Event, Protocol, RoleConfig, Swarm};
+use skep_testkit::{call, start};
+use tokio::time::Instant;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_skep-test-agent");
 const STEP: Duration = Duration::from_secs(30);
@@ -25,19 +26,6 @@ fn role(name: &str, flags: &[&str]) -> RoleConfig {
         ..BreakerConfig::default()
     };
     role
-}
-
-async fn start(roles: Vec<RoleConfig>) -> Swarm {
-    let config =
-        Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(), source: None, observe: None };
-    timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started")
-}
-
-async fn call(swarm: &Swarm, role: &str, method: &str, params: Value) -> Result<Value, SwarmError> {
-    let params = serde_json::value::to_raw_value(&params).expect("JSON");
-    let result =
-        timeout(STEP, swarm.call(role, method, Some(&params), CallOptions::default())).await.expect("in time")?;
-    Ok(serde_json::from_str(result.get()).expect("JSON"))
 }
 
 async fn breaker_state(swarm: &Swarm, role: &str) -> BreakerState {

@@ -2,25 +2,16 @@
 
 use std::path::PathBuf;
 
-use skep_swarm::Invalid;
+use skep_swarm::{FileError, Invalid};
 
 /// What went wrong before or around a run (a failing step is not an error:
 /// it is recorded in the run's profile).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkflowError {
-    /// The workflow file could not be read.
-    #[error("cannot read workflow {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The underlying failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or not a valid workflow: where, why and what to do.
+    /// The workflow file could not be read, or is wrong somewhere: where, why and what to do.
     #[error(transparent)]
-    Invalid(#[from] Invalid),
+    File(#[from] FileError),
     /// The run's state directory (`.skep/`) could not be written or read.
     #[error("cannot use {path}")]
     State {
@@ -46,4 +37,10 @@ pub enum WorkflowError {
         /// The state directory searched.
         dir: PathBuf,
     },
+}
+
+impl From<Invalid> for WorkflowError {
+    fn from(invalid: Invalid) -> Self {
+        WorkflowError::File(FileError::Invalid(invalid))
+    }
 }

@@ -13,7 +13,7 @@ use super::error::WorkflowError;
 use super::graph::Graph;
 use super::inputs::input_glob;
 use super::params::find_references;
-use skep_swarm::{Config, Invalid, Location, from_toml, is_valid_name, parse_duration};
+use skep_swarm::{Config, Invalid, Location, from_toml, is_valid_name, parse_duration, read_source};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,8 +142,7 @@ struct RawStep {
 impl Workflow {
     /// Reads and validates a workflow file; agent steps are checked against `config`'s roles.
     pub fn load(path: &Path, config: &Config) -> Result<Workflow, WorkflowError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| WorkflowError::Read { path: path.to_path_buf(), source })?;
+        let text = read_source(path)?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));
         let mut workflow = Workflow::parse(&text, &path.display().to_string(), base, config)?;

@@ -147,7 +147,9 @@ fn step_rules_each_have_their_message() {
 fn shape_errors_name_line_column_and_key_path_of_the_step() {
     let text = "[[steps]]\nid = \"a\"\nrun = [\"true\"]\n[[steps]]\nid = \"b\"\nrun = [\"true\"]\nretries = \"two\"\n";
     let err = Workflow::parse(text, "wf.toml", Path::new("."), &config()).expect_err("a string is not a count");
-    let WorkflowError::Invalid(invalid) = &err else { panic!("expected an invalid-file error, got {err}") };
+    let WorkflowError::File(skep_swarm::FileError::Invalid(invalid)) = &err else {
+        panic!("expected an invalid-file error, got {err}")
+    };
     assert_eq!((invalid.location.line, invalid.location.column), (7, 11));
     assert_eq!(invalid.location.key.as_deref(), Some("steps[1].retries"));
     assert!(err.to_string().starts_with("wf.toml:7:11: steps[1].retries: invalid type: string \"two\""), "{err}");

@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::raw::{Opt, RawConfig, RawRole};
 use super::units::{Count, Dur};
 use super::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
-use crate::diagnostic::{Invalid, from_toml, quote};
+use crate::diagnostic::{Invalid, from_toml, quote, read_source};
 
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
 const VAR: &str = "an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
@@ -21,8 +21,7 @@ type Res<T> = Result<T, ConfigError>;
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = read_source(path)?;
         // An absolute base keeps resolved cwds valid if the process later changes directory.
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));

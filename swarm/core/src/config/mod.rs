@@ -10,7 +10,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use crate::breaker::BreakerConfig;
-use crate::diagnostic::Invalid;
+use crate::diagnostic::FileError;
 
 mod load;
 mod raw;
@@ -103,23 +103,8 @@ pub struct RoleConfig {
     pub breaker: BreakerConfig,
 }
 
-/// Why a config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The underlying failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML or not a valid skep config: where, why and what to do.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-}
+/// Why a config could not be loaded: unreadable, or wrong somewhere (file, line, key).
+pub type ConfigError = FileError;
 
 impl RoleConfig {
     /// A role with every default, for the given name and argv (used for built-in roles).
