@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use skep_bridge::{CallError, Client, ClientConfig, RequestOptions, Server, ServerConfig};
+use skep_bridge::{CallError, Client, ClientBuilder, ClientConfig, RequestOptions, Server, ServerConfig};
 use skep_service::rpc_module;
 use skep_swarm::{Config, RoleConfig, Swarm};
-use skep_testkit::test_agent;
+use skep_testkit::{agent_role, eventually, gone, start, test_agent};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -19,13 +20,19 @@ async fn sidecar() -> (Client, Swarm, CancellationToken) {
     let config = Config { roles: [("solo".to_owned(), role)].into(), source: None, observe: None };
     let swarm = timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started");
     let shutdown = CancellationToken::new();
+    let client = connect(&swarm, &shutdown, Client::builder(ClientConfig::default()));
+    (client, swarm, shutdown)
+}
+
+/// One more connection to the sidecar's method table over `swarm`, in memory.
+fn connect(swarm: &Swarm, shutdown: &CancellationToken, client: ClientBuilder) -> Client {
     let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (their_read, their_write) = tokio::io::split(theirs);
     let (our_read, our_write) = tokio::io::split(ours);
     let token = shutdown.clone();
     tokio::spawn(async move { server.serve(their_read, their_write, token).await });
-    (Client::connect(our_read, our_write, ClientConfig::default()), swarm, shutdown)
+    client.connect(our_read, our_write)
 }
 
 async fn call(client: &Client, method: &str, params: Value) -> Result<Value, CallError> {
@@ -115,14 +122,8 @@ async fn events_stream_to_subscribers_and_shutdown_is_a_method() {
     let (client, swarm, shutdown) = sidecar().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // A second connection with a notification handler, as a watcher would have.
-    let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let (their_read, their_write) = tokio::io::split(theirs);
-    let (our_read, our_write) = tokio::io::split(ours);
-    tokio::spawn(async move { server.serve(their_read, their_write, CancellationToken::new()).await });
-    let watcher = Client::builder(ClientConfig::default())
-        .on_notification(move |n| drop(tx.send(n)))
-        .connect(our_read, our_write);
+    let watcher =
+        connect(&swarm, &shutdown, Client::builder(ClientConfig::default()).on_notification(move |n| drop(tx.send(n))));
     let _subscription: Value =
         timeout(STEP, watcher.call("events/subscribe", json!([]))).await.expect("in time").expect("subscribed");
     call(&client, "swarm/call", json!({"role": "solo", "method": "echo", "params": [1]})).await.expect("echo");
@@ -174,14 +175,8 @@ async fn coordination_methods_over_the_wire() {
 async fn workflow_run_streams_progress_then_the_record() {
     let (client, swarm, shutdown) = sidecar().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let server = Server::new(rpc_module(swarm.clone(), shutdown.clone()), ServerConfig::default());
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let (their_read, their_write) = tokio::io::split(theirs);
-    let (our_read, our_write) = tokio::io::split(ours);
-    tokio::spawn(async move { server.serve(their_read, their_write, CancellationToken::new()).await });
-    let runner = Client::builder(ClientConfig::default())
-        .on_notification(move |n| drop(tx.send(n)))
-        .connect(our_read, our_write);
+    let runner =
+        connect(&swarm, &shutdown, Client::builder(ClientConfig::default()).on_notification(move |n| drop(tx.send(n))));
     let state = std::env::temp_dir().join(format!("skep-sidecar-wf-{}", std::process::id()));
     std::fs::create_dir_all(&state).expect("temp dir");
     let toml = "[[steps]]\nid = \"hello\"\nrole = \"solo\"\nmethod = \"echo\"\nparams = [\"hi\"]\ncache = false\n\
@@ -210,4 +205,39 @@ async fn workflow_run_streams_progress_then_the_record() {
     assert!(refused.to_string().contains("step x needs \"y\", but there is no step \"y\""), "{refused}");
     let _ = std::fs::remove_dir_all(&state);
     swarm.shutdown().await;
+}
+
+/// The idempotent cache's data-integrity fix (issue 19) as it was found:
+/// `swarm/call` through this table, params written by hand, against an agent
+/// that echoes its params' exact text.
+#[tokio::test]
+async fn through_the_sidecar_each_caller_gets_its_own_params_back() {
+    let mut role = agent_role("cached", &[]);
+    role.max_agents = 1;
+    role.idempotent = vec!["echo-raw".into()];
+    let swarm = start(vec![role]).await;
+    let shutdown = CancellationToken::new();
+    let client = connect(&swarm, &shutdown, Client::builder(ClientConfig::default()));
+    let texts = [
+        r#"{"n":123456789012345678901234567890}"#,
+        r#"{"n":123456789012345678901234567891}"#,
+        r#"{"n":-0.0}"#,
+        r#"{"n":-0}"#,
+        r#"{"s":"\ud800"}"#,
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let request = format!(r#"{{"role":"cached","method":"echo-raw","params":{text}}}"#);
+        let request = RawValue::from_string(request).expect("JSON");
+        let result = timeout(STEP, client.call_raw("swarm/call", Some(&request), RequestOptions::default()))
+            .await
+            .expect("answered in time")
+            .expect("answered");
+        assert_eq!(result.get(), *text, "the caller's own result");
+        assert_eq!(swarm.stats().await.roles[0].calls, i as u64 + 1, "the agent saw {text}");
+    }
+    let pids: Vec<u32> = swarm.agents().await.iter().map(|a| a.pid).filter(|p| *p != 0).collect();
+    assert!(!pids.is_empty(), "an agent answered");
+    shutdown.cancel();
+    timeout(STEP, swarm.shutdown()).await.expect("shut down in time");
+    eventually("the agents to exit", STEP, || pids.iter().all(|p| gone(*p))).await;
 }
