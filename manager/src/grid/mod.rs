@@ -191,10 +191,10 @@ fn utf8(path: &Path) -> anyhow::Result<&str> {
 async fn wait_ready(tmux: &Tmux, socket: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_LIMIT;
     loop {
-        if let Ok(client) = connect(socket).await {
-            if fetch(&client, "observe/info").await.is_ok() {
-                return Ok(());
-            }
+        if let Ok(client) = connect(socket).await
+            && fetch(&client, "observe/info").await.is_ok()
+        {
+            return Ok(());
         }
         if !tmux.alive() {
             bail!("the orchestrator exited while starting; run `skep serve --config FILE` to see why");

@@ -83,13 +83,13 @@ pub(crate) async fn start(
     };
     let config = ClientConfig { framing: Framing::Newline, timeout: role.timeout, cancel, ..ClientConfig::default() };
     let client = Client::connect(stdout, stdin, config);
-    if role.handshake != Handshake::None {
-        if let Err(reason) = handshake(role, &client, &mut process).await {
-            let stderr_tail = process.stderr_tail(TAIL_BYTES);
-            client.close();
-            process.stop(STOP_GRACE).await;
-            return Err(StartFailure { reason, stderr_tail });
-        }
+    if role.handshake != Handshake::None
+        && let Err(reason) = handshake(role, &client, &mut process).await
+    {
+        let stderr_tail = process.stderr_tail(TAIL_BYTES);
+        client.close();
+        process.stop(STOP_GRACE).await;
+        return Err(StartFailure { reason, stderr_tail });
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);

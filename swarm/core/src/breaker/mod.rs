@@ -215,10 +215,10 @@ impl Breaker {
     /// May a call go ahead now? Err when open (or half-open with all probe slots taken).
     pub fn admit(&mut self, now: Instant) -> Result<Permit, CircuitOpen> {
         self.expire_probes(now);
-        if let Phase::Open { since, period } = self.phase {
-            if now.saturating_duration_since(since) >= period {
-                self.enter(Phase::HalfOpen { in_flight: Vec::new(), succeeded: 0, next_probe: 0 });
-            }
+        if let Phase::Open { since, period } = self.phase
+            && now.saturating_duration_since(since) >= period
+        {
+            self.enter(Phase::HalfOpen { in_flight: Vec::new(), succeeded: 0, next_probe: 0 });
         }
         let generation = self.generation;
         let probes = self.config.effective_probes();
@@ -402,11 +402,11 @@ impl Breaker {
     }
 
     fn push_window(&mut self, call: Judged) {
-        if self.window.len() >= self.config.effective_window() {
-            if let Some(old) = self.window.pop_front() {
-                self.window_failures -= usize::from(old.failed);
-                self.window_slow -= usize::from(old.slow);
-            }
+        if self.window.len() >= self.config.effective_window()
+            && let Some(old) = self.window.pop_front()
+        {
+            self.window_failures -= usize::from(old.failed);
+            self.window_slow -= usize::from(old.slow);
         }
         self.window_failures += usize::from(call.failed);
         self.window_slow += usize::from(call.slow);

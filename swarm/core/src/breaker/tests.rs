@@ -412,11 +412,11 @@ mod model {
         }
 
         fn expire(&mut self, now: Instant) {
-            if let State::HalfOpen { in_flight, .. } = &self.state {
-                if in_flight.iter().any(|(_, at)| now - *at >= self.cfg.probe_timeout) {
-                    self.reopens += 1;
-                    self.open(now);
-                }
+            if let State::HalfOpen { in_flight, .. } = &self.state
+                && in_flight.iter().any(|(_, at)| now - *at >= self.cfg.probe_timeout)
+            {
+                self.reopens += 1;
+                self.open(now);
             }
         }
 

@@ -121,14 +121,14 @@ impl Supervisor {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 _ = housekeeping.tick() => self.housekeep(),
             }
-            if let Some(done) = &mut self.shutdown {
-                if self.slots.is_empty() {
-                    for reply in done.drain(..) {
-                        let _ = reply.send(());
-                    }
-                    tracing::debug!(role = %self.role.name, "pool stopped");
-                    return;
+            if let Some(done) = &mut self.shutdown
+                && self.slots.is_empty()
+            {
+                for reply in done.drain(..) {
+                    let _ = reply.send(());
                 }
+                tracing::debug!(role = %self.role.name, "pool stopped");
+                return;
             }
         }
     }
