@@ -81,7 +81,10 @@ export type BreakerState = 'closed' | 'open' | 'halfOpen' | 'forcedOpen'
 export interface RoleStats {
   role: string
   agents: { starting: number; idle: number; busy: number; stopping: number }
+  /** Calls that reached an agent, whatever their outcome. */
   calls: number
+  /** Of those, calls their caller gave up on (cancelled, aborted, race losers). */
+  cancelled: number
   /** Failed calls by JSON-RPC code. */
   errors: Record<string, number>
   latencyUs: { p50: number; p95: number; p99: number; max: number }
