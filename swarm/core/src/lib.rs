@@ -55,13 +55,13 @@ pub use config::{
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
-pub use error::{ALL_FAILED, SwarmError};
+pub use error::SwarmError;
 pub use events::{Event, Outcome};
 pub use process::{
-    AgentProcess, ChildProcess, Completed, OUTPUT_CAP, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
+    AgentProcess, ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
     run_to_completion,
 };
 pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
-pub use supervisor::{AGENT_STDERR_TAIL, AgentInfo};
+pub use supervisor::AgentInfo;
 pub use swarm::{CallOptions, RoleInfo, Swarm};

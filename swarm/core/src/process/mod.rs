@@ -53,7 +53,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
-pub use capture::{Completed, OUTPUT_CAP, RunError, run_to_completion};
+pub use capture::{Completed, RunError, run_to_completion};
 pub use child::{ChildProcess, StopOutcome};
 pub use exit::describe_exit;
 

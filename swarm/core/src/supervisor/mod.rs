@@ -27,7 +27,7 @@ mod msg;
 mod view;
 
 pub(crate) use msg::Msg;
-pub use view::{AGENT_STDERR_TAIL, AgentInfo};
+pub use view::AgentInfo;
 
 /// More restarts than this within [`RESTART_WINDOW`] fail the role.
 const RESTART_LIMIT: usize = 5;
