@@ -13,7 +13,7 @@ use skep_bridge::{CancelStyle, Client, ClientConfig, Framing, RequestOptions};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Handshake, RoleConfig};
-use crate::process::{AgentProcess, SpawnSpec, StopOutcome, describe_exit};
+use crate::process::{ChildProcess, SpawnSpec, StopOutcome, describe_exit};
 use crate::stderr_ring::StderrTail;
 
 /// The MCP protocol revision skep asks for; servers answer with the one they speak.
@@ -73,7 +73,7 @@ pub(crate) async fn start(
     role: &RoleConfig,
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Result<Agent, StartFailure> {
-    let mut process = AgentProcess::spawn(&spawn_spec(role))
+    let mut process = ChildProcess::spawn(&spawn_spec(role))
         .await
         .map_err(|e| StartFailure { reason: e.with_reason(), stderr_tail: String::new() })?;
     let (stdin, stdout) = process.take_stdio().expect("a fresh process still has its pipes");
@@ -121,7 +121,7 @@ pub(crate) fn spawn_spec(role: &RoleConfig) -> SpawnSpec {
 
 /// `initialize` must be answered before the agent counts as ready; an MCP
 /// server is then told `notifications/initialized`, as its spec requires.
-async fn handshake(role: &RoleConfig, client: &Client, process: &mut AgentProcess) -> Result<(), String> {
+async fn handshake(role: &RoleConfig, client: &Client, process: &mut ChildProcess) -> Result<(), String> {
     let version = env!("CARGO_PKG_VERSION");
     let params = match role.handshake {
         Handshake::Mcp => format!(
@@ -145,7 +145,7 @@ async fn handshake(role: &RoleConfig, client: &Client, process: &mut AgentProces
 
 /// Owns the process until it ends: on its own, because its output closed, or
 /// because a stop was asked for (or the supervisor dropped the agent).
-async fn watch_until_exit(mut process: AgentProcess, client: Client, stop: oneshot::Receiver<Duration>) -> Exit {
+async fn watch_until_exit(mut process: ChildProcess, client: Client, stop: oneshot::Receiver<Duration>) -> Exit {
     let stderr = process.stderr_handle();
     let (outcome, expected) = tokio::select! {
         status = process.exited() => (StopOutcome::AlreadyExited(status), false),

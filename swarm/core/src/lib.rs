@@ -58,8 +58,7 @@ pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
 pub use process::{
-    AgentProcess, ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit,
-    run_to_completion,
+    ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
 };
 pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};

@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{AgentProcess, STDERR_RING_CAPACITY, SpawnError, SpawnSpec, StopOutcome, describe_exit};
+use skep_swarm::{ChildProcess, STDERR_RING_CAPACITY, SpawnError, SpawnSpec, StopOutcome, describe_exit};
 use skep_testkit::eventually;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
@@ -32,9 +32,9 @@ fn spec(flags: &[&str]) -> SpawnSpec {
     }
 }
 
-async fn spawn(flags: &[&str]) -> AgentProcess {
+async fn spawn(flags: &[&str]) -> ChildProcess {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    AgentProcess::spawn(&spec(flags)).await.expect("spawn the test agent")
+    ChildProcess::spawn(&spec(flags)).await.expect("spawn the test agent")
 }
 
 async fn bounded<T>(test: impl Future<Output = T>) -> T {
@@ -51,7 +51,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(agent: &mut AgentProcess) -> Conn {
+    fn new(agent: &mut ChildProcess) -> Conn {
         let (stdin, stdout) = agent.take_stdio().expect("stdio not taken yet");
         Conn { stdin, lines: BufReader::new(stdout).lines(), next_id: 1, noise: Vec::new() }
     }
@@ -286,7 +286,7 @@ async fn the_environment_is_rebuilt_from_the_allow_list() {
         spec.env = BTreeMap::from([(other.clone(), "overridden".into()), ("SKEP_ROLE_VAR".into(), "reviewer".into())]);
         let cwd = std::env::temp_dir().canonicalize().expect("temp dir");
         spec.cwd = Some(cwd.clone());
-        let mut agent = AgentProcess::spawn(&spec).await.expect("spawn");
+        let mut agent = ChildProcess::spawn(&spec).await.expect("spawn");
         let pid = agent.pid();
         let mut conn = Conn::new(&mut agent);
 
@@ -308,7 +308,7 @@ async fn the_environment_is_rebuilt_from_the_allow_list() {
 async fn a_missing_program_is_a_spawn_error_naming_it() {
     let mut spec = spec(&[]);
     spec.command = vec!["/nonexistent/skep-agent".into(), "--secret-arg".into()];
-    let error = AgentProcess::spawn(&spec).await.expect_err("cannot spawn");
+    let error = ChildProcess::spawn(&spec).await.expect_err("cannot spawn");
     assert_eq!(error.to_string(), r#"cannot start "/nonexistent/skep-agent" for role tester"#);
     match error {
         SpawnError::Spawn { source, .. } => assert_eq!(source.kind(), io::ErrorKind::NotFound),
@@ -316,7 +316,7 @@ async fn a_missing_program_is_a_spawn_error_naming_it() {
     }
 
     spec.command.clear();
-    let error = AgentProcess::spawn(&spec).await.expect_err("cannot spawn");
+    let error = ChildProcess::spawn(&spec).await.expect_err("cannot spawn");
     assert!(matches!(error, SpawnError::EmptyCommand { ref role } if role == "tester"), "{error:?}");
 }
 

@@ -32,7 +32,7 @@
 //! - **Environment** is cleared and rebuilt from an allow-list
 //!   ([`SpawnSpec::env_passthrough`]) plus the spec's own variables.
 //! - **Output is bounded** (`capture.rs`, `stderr_ring`): stdout of a
-//!   run-to-completion child is kept up to [`OUTPUT_CAP`] (16 MiB), stderr of
+//!   run-to-completion child is kept up to `capture::OUTPUT_CAP` (16 MiB), stderr of
 //!   every child drains into a 64 KiB ring.
 //!
 //! System calls go through `rustix` rather than `nix` or raw `libc`: its
@@ -56,9 +56,6 @@ use std::path::PathBuf;
 pub use capture::{Completed, RunError, run_to_completion};
 pub use child::{ChildProcess, StopOutcome};
 pub use exit::describe_exit;
-
-/// The former name of [`ChildProcess`], from when only agents used it.
-pub type AgentProcess = ChildProcess;
 
 /// What to start: argv, cwd, environment.
 #[derive(Debug, Clone)]
