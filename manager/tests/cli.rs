@@ -239,10 +239,10 @@ fn serve_with_stdin_closed_at_once_exits_0() {
 
 #[test]
 fn serve_names_the_file_and_line_of_a_bad_config() {
-    let path = std::env::temp_dir().join(format!("skep-cli-test-{}.toml", std::process::id()));
-    std::fs::write(&path, "[roles.x]\ncommand = [\"true\"]\ntimeout = 5\n").expect("write config");
+    let config = tempfile::Builder::new().prefix("skep-cli-test-").suffix(".toml").tempfile().expect("temp config");
+    let path = config.path();
+    std::fs::write(path, "[roles.x]\ncommand = [\"true\"]\ntimeout = 5\n").expect("write config");
     let out = skep(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
-    std::fs::remove_file(&path).expect("remove config");
     assert!(!out.status.success());
     assert!(out.stderr.contains(&format!("{}:3:", path.display())), "{}", out.stderr);
     assert!(out.stderr.contains("timeout"), "{}", out.stderr);

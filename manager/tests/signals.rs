@@ -12,15 +12,6 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use support::{Guard, SKEP, dead, poll};
 
-/// A scratch directory holding the workflow; removed on drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A workflow whose first step starts a grandchild that ignores SIGTERM,
 /// writes "its own pid and the grandchild's" to `pids`, and waits.
 fn workflow(dir: &Path) -> PathBuf {
@@ -38,10 +29,8 @@ fn workflow(dir: &Path) -> PathBuf {
 /// Runs the workflow, sends `signal` to `skep run` once the tree is up, and
 /// checks that nothing of it survives; returns how skep ended and its record.
 fn stop_run_with(signal: i32, name: &str) -> (std::process::ExitStatus, Option<Value>) {
-    let dir = Dir(std::env::temp_dir().join(format!("skep-signal-{name}-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).expect("scratch dir");
-    let file = workflow(&dir.0);
+    let dir = tempfile::Builder::new().prefix(&format!("skep-signal-{name}-")).tempdir().expect("scratch dir");
+    let file = workflow(dir.path());
     let child = Command::new(SKEP)
         .arg("run")
         .arg(&file)
@@ -51,7 +40,7 @@ fn stop_run_with(signal: i32, name: &str) -> (std::process::ExitStatus, Option<V
         .spawn()
         .expect("skep run starts");
     let mut guard = Guard(child);
-    let pids_file = dir.0.join("pids");
+    let pids_file = dir.path().join("pids");
     poll("the step has started its grandchild", || pids_file.exists());
     let text = std::fs::read_to_string(&pids_file).expect("pids");
     let mut pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().expect("a pid")).collect();
@@ -66,7 +55,7 @@ fn stop_run_with(signal: i32, name: &str) -> (std::process::ExitStatus, Option<V
         status.is_some()
     });
     poll(&format!("nothing of the tree survives {name}: {pids:?}"), || pids.iter().all(|&p| dead(p)));
-    let runs = dir.0.join(".skep").join("runs");
+    let runs = dir.path().join(".skep").join("runs");
     let record = std::fs::read_dir(&runs).ok().and_then(|mut d| d.next()).map(|entry| {
         let text = std::fs::read_to_string(entry.expect("a run").path()).expect("readable");
         serde_json::from_str(&text).expect("JSON")
@@ -111,16 +100,14 @@ fn sigkill_leaves_nothing_of_the_tree_behind() {
 /// in the agent's group, ignoring SIGTERM) is killed by the watcher.
 #[test]
 fn a_killed_sidecar_leaves_no_grandchild_of_its_agents() {
-    let dir = Dir(std::env::temp_dir().join(format!("skep-serve-kill-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).expect("scratch dir");
-    let pids_file = dir.0.join("pids");
+    let dir = tempfile::Builder::new().prefix("skep-serve-kill-").tempdir().expect("scratch dir");
+    let pids_file = dir.path().join("pids");
     let script = format!(
         "trap '' TERM; sh -c 'sleep 1000 & echo $! > {0}.tmp'; echo $$ >> {0}.tmp; mv {0}.tmp {0}; exec cat",
         pids_file.display()
     );
     let command = serde_json::to_string(&["/bin/sh", "-c", &script]).expect("JSON");
-    let config = dir.0.join("skep.toml");
+    let config = dir.path().join("skep.toml");
     std::fs::write(&config, format!("[roles.tree]\ncommand = {command}\nmin_warm = 1\n")).expect("config");
     let child = Command::new(SKEP)
         .arg("serve")

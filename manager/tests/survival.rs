@@ -151,12 +151,12 @@ async fn a_100_mib_line_is_refused_without_being_buffered() {
 async fn ten_thousand_concurrent_calls_through_the_sidecar_are_each_answered_once() {
     const CALLS: u64 = 10_000;
     // Debug builds answer far slower than release: give the queue room.
-    let config = std::env::temp_dir().join(format!("skep-10k-{}.toml", std::process::id()));
+    let config = tempfile::Builder::new().prefix("skep-10k-").suffix(".toml").tempfile().expect("a temp config");
     let role = format!(
         "[roles.demo]\ncommand = [{SKEP:?}, \"agent\", \"demo\"]\nmin_warm = 8\nmax_agents = 8\nqueue_timeout = \"10m\"\n"
     );
-    std::fs::write(&config, role).expect("a temp config");
-    let (mut child, stdin, mut lines) = serve_with(&["--config", config.to_str().expect("UTF-8 path")]);
+    std::fs::write(config.path(), role).expect("a temp config");
+    let (mut child, stdin, mut lines) = serve_with(&["--config", config.path().to_str().expect("UTF-8 path")]);
     let writer = tokio::spawn(async move {
         let mut stdin = stdin;
         let mut batch = String::new();
@@ -180,5 +180,4 @@ async fn ten_thousand_concurrent_calls_through_the_sidecar_are_each_answered_onc
     let status = timeout(STEP, child.wait()).await.expect("exits").expect("wait");
     assert!(status.success(), "{status}");
     assert!(timeout(STEP, lines.next_line()).await.expect("ended").expect("readable").is_none(), "an extra reply");
-    std::fs::remove_file(&config).expect("cleaned up");
 }

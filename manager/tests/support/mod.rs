@@ -15,17 +15,19 @@ pub const SKEP: &str = env!("CARGO_BIN_EXE_skep");
 /// Bound on anything a test waits for (agents start, panes appear, processes end).
 pub const LIMIT: Duration = Duration::from_secs(60);
 
-/// A private `XDG_RUNTIME_DIR` and a skep.toml; removes both (and any tmux
-/// server left in it) on drop.
+/// A private `XDG_RUNTIME_DIR` and a skep.toml; on drop stops any tmux
+/// server left in it, then its `tempfile` guard removes the directory.
 pub struct Scratch {
     pub root: PathBuf,
     pub config: PathBuf,
+    /// Owns `root`; dropped (and so removed) after [`Scratch`]'s own `drop`.
+    _dir: tempfile::TempDir,
 }
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let root = std::env::temp_dir().join(format!("skep-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let dir = tempfile::Builder::new().prefix(&format!("skep-test-{name}-")).tempdir().expect("scratch dir");
+        let root = dir.path().to_path_buf();
         std::fs::DirBuilder::new().mode(0o700).recursive(true).create(root.join("run")).expect("scratch dir");
         let config = root.join("skep.toml");
         let roles: String = ["alpha", "beta"]
@@ -35,7 +37,7 @@ impl Scratch {
             })
             .collect();
         std::fs::write(&config, roles).expect("config written");
-        Scratch { root, config }
+        Scratch { root, config, _dir: dir }
     }
 
     /// The observe directory skep uses under this scratch runtime dir.
@@ -76,7 +78,6 @@ impl Drop for Scratch {
         for file in self.leftovers().iter().filter(|f| f.ends_with(".tmux")) {
             let _ = Command::new("tmux").arg("-S").arg(self.observe_dir().join(file)).arg("kill-server").output();
         }
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

@@ -76,10 +76,9 @@ fn npm_server() -> PathBuf {
 #[tokio::test]
 async fn a_published_mcp_server_from_npm_is_pooled() {
     let entry = npm_server();
-    let files = std::env::temp_dir().join(format!("skep-mcp-{}", std::process::id()));
-    std::fs::create_dir_all(&files).expect("temp dir");
-    std::fs::write(files.join("note.txt"), "pooled").expect("a file to list");
-    let files = files.canonicalize().expect("canonical");
+    let dir = tempfile::Builder::new().prefix("skep-mcp-").tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("note.txt"), "pooled").expect("a file to list");
+    let files = dir.path().canonicalize().expect("canonical");
     let command = vec!["node".into(), entry.display().to_string(), files.display().to_string()];
     let swarm = start(vec![mcp_role("fs", command)]).await;
     let tools = call_with(&swarm, "fs", "tools/list", json!({}), CallOptions::default()).await.expect("listed");
@@ -91,5 +90,4 @@ async fn a_published_mcp_server_from_npm_is_pooled() {
     let text = tool(&swarm, "fs", "read_text_file", json!({"path": files.join("note.txt")})).await;
     assert_eq!(text, "pooled");
     swarm.shutdown().await;
-    std::fs::remove_dir_all(&files).expect("cleaned up");
 }

@@ -284,7 +284,8 @@ async fn the_environment_is_rebuilt_from_the_allow_list() {
         let mut spec = spec(&[]);
         spec.env_passthrough = vec!["PATH".into(), other.clone(), "SKEP_TEST_SURELY_UNSET_VARIABLE".into()];
         spec.env = BTreeMap::from([(other.clone(), "overridden".into()), ("SKEP_ROLE_VAR".into(), "reviewer".into())]);
-        let cwd = std::env::temp_dir().canonicalize().expect("temp dir");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cwd = dir.path().canonicalize().expect("temp dir");
         spec.cwd = Some(cwd.clone());
         let mut agent = ChildProcess::spawn(&spec).await.expect("spawn");
         let pid = agent.pid();

@@ -136,7 +136,9 @@ async fn command_roles_run_a_process_per_call() {
     let mut shell = command_role("shelled", &["echo", "hi", "|", "tr", "a-z", "A-Z"]);
     shell.shell = true;
     let literal = command_role("literal", &["echo", "hi", "|", "tr"]);
-    let pid_file = std::env::temp_dir().join(format!("skep-slow-{}-{}", std::process::id(), fastrand::u32(..)));
+    // The command writes `pids.tmp` beside `pids`: a directory holds both.
+    let scratch = tempfile::Builder::new().prefix("skep-slow-").tempdir().expect("temp dir");
+    let pid_file = scratch.path().join("pids");
     let tree = skep_testkit::tree_command(&pid_file);
     let mut slow = command_role("slow", &tree.iter().map(String::as_str).collect::<Vec<_>>());
     // Long enough for the shell to write its pids on a loaded machine.
@@ -156,7 +158,6 @@ async fn command_roles_run_a_process_per_call() {
     let err = call(&swarm, "slow", "run", json!(null)).await.expect_err("timed out");
     assert_eq!(err.code(), -32001, "{err}");
     let pids = skep_testkit::pids_in(&pid_file);
-    let _ = std::fs::remove_file(&pid_file);
     skep_testkit::wait_gone(&pids, "a timed-out command's group").await;
     let stats = swarm.stats().await;
     let jq = stats.roles.iter().find(|r| r.role == "jq-ish").expect("role");
@@ -169,8 +170,10 @@ async fn command_roles_run_a_process_per_call() {
 /// command roles (at once).
 #[tokio::test]
 async fn a_program_that_cannot_start_is_reported_with_the_os_reason() {
-    let not_executable = std::env::temp_dir().join(format!("skep-noexec-{}-{}", std::process::id(), fastrand::u32(..)));
-    std::fs::write(&not_executable, "#!/bin/sh\n").expect("a temp file");
+    let not_executable = tempfile::Builder::new().prefix("skep-noexec-").tempfile().expect("a temp file");
+    std::fs::write(not_executable.path(), "#!/bin/sh\n").expect("a temp file");
+    // Closed, so exec meets the missing execute bit, not a file still open for writing.
+    let not_executable = not_executable.into_temp_path();
     let path = not_executable.to_str().expect("UTF-8").to_owned();
     let missing = RoleConfig::with_command("missing", vec!["/nonexistent/skep-agent".to_owned()]);
     let denied = command_role("denied", &[&path]);
@@ -181,6 +184,5 @@ async fn a_program_that_cannot_start_is_reported_with_the_os_reason() {
     assert!(err.to_string().contains("No such file or directory"), "{err}");
     let err = call(&swarm, "denied", "run", json!(null)).await.expect_err("cannot start");
     assert!(err.to_string().contains("Permission denied"), "{err}");
-    let _ = std::fs::remove_file(&not_executable);
     swarm.shutdown().await;
 }

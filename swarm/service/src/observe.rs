@@ -261,8 +261,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_from_ourselves_is_served_and_the_socket_goes_with_the_observation() {
-        let dir = std::env::temp_dir().join(format!("skep-observe-unit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // observe creates the directory itself: give it a path that does not exist yet.
+        let tmp = tempfile::Builder::new().prefix("skep-observe-unit-").tempdir().unwrap();
+        let dir = tmp.path().join("observe");
         let config = skep_swarm::demo_config(vec!["/bin/cat".into()]);
         let swarm = Swarm::start(config).await.unwrap();
         let path = dir.join("o.sock");
@@ -281,6 +282,5 @@ mod tests {
         assert!(!path.exists());
         client.disconnected().await;
         swarm.shutdown().await;
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -52,39 +52,38 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ObserveError> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skep-observe-dir-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A private temporary directory (removed when dropped) and a path
+    /// inside it that does not exist yet.
+    fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::Builder::new().prefix("skep-observe-dir-").tempdir().unwrap();
+        let dir = tmp.path().join(name);
+        (tmp, dir)
     }
 
     #[test]
     fn creates_a_0700_directory() {
-        let dir = scratch("create");
+        let (_tmp, dir) = scratch("create");
         ensure_private_dir(&dir).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         ensure_private_dir(&dir).unwrap();
-        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
     fn refuses_a_directory_others_may_enter() {
-        let dir = scratch("wide");
+        let (_tmp, dir) = scratch("wide");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = ensure_private_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("mode 755") && err.contains("chmod 700"), "{err}");
-        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
     fn refuses_a_symlink() {
-        let (dir, target) = (scratch("link"), scratch("target"));
+        let (tmp, dir) = scratch("link");
+        let target = tmp.path().join("target");
         std::fs::DirBuilder::new().mode(0o700).create(&target).unwrap();
         std::os::unix::fs::symlink(&target, &dir).unwrap();
         let err = ensure_private_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("not a directory"), "{err}");
-        std::fs::remove_file(&dir).unwrap();
-        std::fs::remove_dir(&target).unwrap();
     }
 }

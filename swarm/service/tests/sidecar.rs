@@ -177,11 +177,10 @@ async fn workflow_run_streams_progress_then_the_record() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let runner =
         connect(&swarm, &shutdown, Client::builder(ClientConfig::default()).on_notification(move |n| drop(tx.send(n))));
-    let state = std::env::temp_dir().join(format!("skep-sidecar-wf-{}", std::process::id()));
-    std::fs::create_dir_all(&state).expect("temp dir");
+    let state = tempfile::Builder::new().prefix("skep-sidecar-wf-").tempdir().expect("temp dir");
     let toml = "[[steps]]\nid = \"hello\"\nrole = \"solo\"\nmethod = \"echo\"\nparams = [\"hi\"]\ncache = false\n\
                 [[steps]]\nid = \"after\"\nneeds = [\"hello\"]\nrun = [\"echo\", \"${steps.hello.result/0}\"]\ncache = false\n";
-    let params = json!({ "toml": toml, "baseDir": state.to_str().expect("utf-8 path") });
+    let params = json!({ "toml": toml, "baseDir": state.path().to_str().expect("utf-8 path") });
     let _id: Value = timeout(STEP, runner.call("workflow/run", params)).await.expect("in time").expect("accepted");
     let mut events = Vec::new();
     let record = loop {
@@ -203,7 +202,6 @@ async fn workflow_run_streams_progress_then_the_record() {
             .await
             .expect_err("an invalid workflow is refused");
     assert!(refused.to_string().contains("step x needs \"y\", but there is no step \"y\""), "{refused}");
-    let _ = std::fs::remove_dir_all(&state);
     swarm.shutdown().await;
 }
 

@@ -139,23 +139,20 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skep-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("skep-cache-{name}-")).tempdir().unwrap()
     }
 
     #[test]
     fn a_stored_result_comes_back_until_its_ttl() {
         let dir = temp_dir("ttl");
-        let cache = StepCache::new(&dir, StepCacheLimits { ttl: Duration::from_secs(60), max_bytes: 1 << 20 });
+        let cache = StepCache::new(dir.path(), StepCacheLimits { ttl: Duration::from_secs(60), max_bytes: 1 << 20 });
         let now = SystemTime::now();
         let key = StepCache::key(&json!({"id": "a"}), &json!(null), &[], &[]);
         assert_eq!(cache.get(&key, now), None);
         cache.put(&key, "a", &json!({"exitCode": 0}), now).unwrap();
         assert_eq!(cache.get(&key, now + Duration::from_secs(59)), Some(json!({"exitCode": 0})));
         assert_eq!(cache.get(&key, now + Duration::from_secs(61)), None);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -169,15 +166,14 @@ mod tests {
     #[test]
     fn past_the_size_cap_the_oldest_go() {
         let dir = temp_dir("cap");
-        let cache = StepCache::new(&dir, StepCacheLimits { ttl: Duration::from_secs(3600), max_bytes: 300 });
+        let cache = StepCache::new(dir.path(), StepCacheLimits { ttl: Duration::from_secs(3600), max_bytes: 300 });
         let big = json!("x".repeat(100));
         let now = SystemTime::now();
         for i in 0..5 {
             cache.put(&format!("k{i}"), "s", &big, now).unwrap();
         }
-        let left = std::fs::read_dir(dir.join(STEP_CACHE_DIR)).unwrap().count();
+        let left = std::fs::read_dir(dir.path().join(STEP_CACHE_DIR)).unwrap().count();
         assert!((1..5).contains(&left), "{left} entries left");
         assert!(cache.get("k4", now).is_some(), "the newest survives");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
