@@ -39,43 +39,51 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 // The wrappers below parse during deserialization, so the error carries the key path and
 // `timeout = 30` gets the same "expected a duration" as `timeout = "30"`.
 
+/// A value a config writes as a string (`"30s"`, `"64MiB"`), parsed and
+/// checked by `parse`; `EXPECTING` is what a type error says was expected.
+pub(super) trait FromText: Sized {
+    const EXPECTING: &'static str;
+    fn parse(text: &str) -> Result<Self, String>;
+}
+
+impl FromText for Duration {
+    const EXPECTING: &'static str = DURATION;
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_duration(text)
+    }
+}
+
+/// A size in bytes.
+impl FromText for u64 {
+    const EXPECTING: &'static str = SIZE;
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_size(text)
+    }
+}
+
+/// A config value read from its text form by [`FromText`].
+pub(super) struct Text<T>(pub T);
+
+impl<'de, T: FromText> Deserialize<'de> for Text<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<T: FromText> de::Visitor<'_> for Visitor<T> {
+            type Value = Text<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<T>, E> {
+                T::parse(text).map(Text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
 /// A duration checked by [`parse_duration`].
-pub(super) struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl de::Visitor<'_> for Visitor {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(DURATION)
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Dur, E> {
-                parse_duration(text).map(Dur).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
-}
-
+pub(super) type Dur = Text<Duration>;
 /// A size checked by [`parse_size`].
-pub(super) struct Size(pub u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl de::Visitor<'_> for Visitor {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(SIZE)
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Size, E> {
-                parse_size(text).map(Size).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
-}
+pub(super) type Size = Text<u64>;
 
 /// A non-negative integer; its own type so the message says so rather than "u64".
 pub(super) struct Count(pub u64);
