@@ -50,10 +50,7 @@ impl Harness {
         params: Value,
         options: CallOptions,
     ) -> Result<Value, SwarmError> {
-        let params = serde_json::value::to_raw_value(&params).expect("JSON");
-        let result =
-            timeout(STEP, self.swarm.call(role, method, Some(&params), options)).await.expect("answered in time")?;
-        Ok(serde_json::from_str(result.get()).expect("JSON result"))
+        skep_testkit::call_with(&self.swarm, role, method, params, options).await
     }
 
     /// Pids of the role's agents that are ready now (all roles for "").
