@@ -88,6 +88,14 @@ fn sigint_stops_the_run_kills_its_groups_and_records_it() {
     assert_recorded_as_cancelled(record, "SIGINT");
 }
 
+/// A closed terminal: SIGHUP ends the run like the other stop signals.
+#[test]
+fn sighup_stops_the_run_kills_its_groups_and_records_it() {
+    let (status, record) = stop_run_with(libc::SIGHUP, "SIGHUP");
+    assert_eq!(status.code(), Some(129), "{status}");
+    assert_recorded_as_cancelled(record, "SIGHUP");
+}
+
 #[test]
 fn sigkill_leaves_nothing_of_the_tree_behind() {
     let (status, record) = stop_run_with(libc::SIGKILL, "SIGKILL");
