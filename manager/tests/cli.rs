@@ -248,6 +248,23 @@ fn serve_names_the_file_and_line_of_a_bad_config() {
     assert!(out.stderr.contains("timeout"), "{}", out.stderr);
 }
 
+/// A role whose program is not on its PATH is named at start-up (issue 19
+/// item 8), before any call fails; a role whose program is found is not.
+#[test]
+fn serve_warns_about_a_program_not_on_the_path() {
+    let config = tempfile::Builder::new().prefix("skep-cli-test-").suffix(".toml").tempfile().expect("temp config");
+    let path = config.path();
+    let text = "[roles.ghost]\ncommand = [\"skep-no-such-program\"]\nmin_warm = 0\n\n\
+                [roles.found]\ncommand = [\"cat\"]\nmin_warm = 0\n";
+    std::fs::write(path, text).expect("write config");
+    let out = skep(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
+    assert!(out.status.success(), "{}: {}", out.status, out.stderr);
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("is not on the PATH")).collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].contains("\"skep-no-such-program\"") && warnings[0].contains("role ghost"), "{}", warnings[0]);
+    assert!(warnings[0].contains("[roles.ghost.env]"), "it says what to do: {}", warnings[0]);
+}
+
 #[test]
 fn call_prints_the_result_compactly() {
     let out = skep(&["call", "demo", "echo", "{\"a\": 1}"]);

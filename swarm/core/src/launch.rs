@@ -119,6 +119,30 @@ pub(crate) fn spawn_spec(role: &RoleConfig) -> SpawnSpec {
     }
 }
 
+/// Warns once, when a role's pool starts, if its program is a bare name that
+/// is not on the PATH its processes get: every start would then fail with "No
+/// such file or directory", and this says so before the first call does.
+pub(crate) fn warn_if_not_on_path(role: &RoleConfig) {
+    let argv = role.argv();
+    let Some(program) = argv.first().filter(|p| !p.contains('/')) else { return };
+    // The PATH the child gets: the role's own, else ours when passed through.
+    let passed = role.env_passthrough.iter().any(|name| name == "PATH");
+    let path = role.env.get("PATH").cloned().or_else(|| passed.then(|| std::env::var("PATH").ok()).flatten());
+    let Some(path) = path else { return };
+    let cwd = role.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_default();
+    if which::which_in(program, Some(&path), cwd).is_err() {
+        tracing::warn!(
+            role = %role.name,
+            %program,
+            %path,
+            "{program:?} is not on the PATH role {} runs with, so its agents cannot start: \
+             give the program's full path, or set PATH in [roles.{}.env]",
+            role.name,
+            role.name
+        );
+    }
+}
+
 /// `initialize` must be answered before the agent counts as ready; an MCP
 /// server is then told `notifications/initialized`, as its spec requires.
 async fn handshake(role: &RoleConfig, client: &Client, process: &mut ChildProcess) -> Result<(), String> {

@@ -31,6 +31,7 @@ pub(crate) struct Pool {
 impl Pool {
     /// Starts the role's supervisor on the current runtime.
     pub(crate) fn start(role: RoleConfig, events: broadcast::Sender<Event>) -> Pool {
+        crate::launch::warn_if_not_on_path(&role);
         let role = Arc::new(role);
         let (tx, rx) = mpsc::unbounded_channel();
         Supervisor::spawn(Arc::clone(&role), tx.clone(), rx, events);
