@@ -62,7 +62,7 @@ class Orchestrator:
         self.answer_count = {}  # id -> how many answers arrived (for duplicates)
         self.unknown_ids = 0
         self.duplicates = 0
-        self.seen_pgids = set()
+        self.seen = set()  # (pid, start time) of every process seen below the orchestrator
         self.write_lock = threading.Lock()
         atexit.register(self.kill)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -145,19 +145,30 @@ class Orchestrator:
             self.kill()
 
     def kill(self):
-        """Leaves nothing running: the orchestrator, then any agent group it had."""
+        """Leaves nothing running: the orchestrator, then any agent of ours left.
+
+        Only processes identified as ours are signalled, one by one by pid
+        (see `leftovers`); never a process group by number, as 100,000
+        spawns wrap the pid space and a group number seen early may belong
+        to someone else's job by the end.
+        """
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        for pgid in survivors(self.seen_pgids):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for pid, start in leftovers(self):
+            if _start_time(pid) == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def read_procs():
-    """Every process on the machine: {pid: (state, ppid, pgid)}."""
+    """Every process on the machine: {pid: (state, ppid, pgid, start)}.
+
+    `start` (clock ticks after boot) tells a process from a later one that
+    got the same pid once the pid space wrapped.
+    """
     procs = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -169,13 +180,29 @@ def read_procs():
             continue  # exited while we looked
         # comm may hold spaces and parentheses: split after the last ')'.
         fields = stat[stat.rindex(b")") + 2:].split()
-        procs[int(name)] = (fields[0].decode(), int(fields[1]), int(fields[2]))
+        procs[int(name)] = (fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19]))
     return procs
+
+
+def _start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def _exe(pid):
+    try:
+        return os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return None
 
 
 def descendants(procs, root):
     children = {}
-    for pid, (_, ppid, _) in procs.items():
+    for pid, (_, ppid, _, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
     out, todo = [], list(children.get(root, []))
     while todo:
@@ -185,11 +212,25 @@ def descendants(procs, root):
     return out
 
 
-def survivors(pgids):
-    """Process groups among `pgids` that still have a member."""
-    if not pgids:
-        return set()
-    return {pgid for (_, _, pgid) in read_procs().values() if pgid in pgids}
+def leftovers(orch):
+    """Processes of ours still alive that should not be: every process seen
+    below the orchestrator (same pid and start time) other than the
+    orchestrator's own live agents, and any process running our test agent
+    binary whose parent is not a skep of ours (an orphan whose start the
+    samples missed). Run once the orchestrator is gone, every one is a leak.
+    """
+    procs = read_procs()
+    agent_exe, skep_exe = os.path.realpath(TEST_AGENT), os.path.realpath(SKEP)
+    live_below = set(descendants(procs, orch.pid)) if orch.proc.poll() is None else set()
+    out = set()
+    for pid, (state, ppid, _, start) in procs.items():
+        if pid in live_below or pid == orch.pid or state == "Z":
+            continue  # a zombie is dead already; only its reaping is pending
+        if (pid, start) in orch.seen:
+            out.add((pid, start))
+        elif _exe(pid) == agent_exe and _exe(ppid) != skep_exe:
+            out.add((pid, start))
+    return sorted(out)
 
 
 def status_field(pid, key):
@@ -212,10 +253,10 @@ def sample(orch):
     on the machine (others' builds move it too: read it with that in mind).
     """
     procs = read_procs()
-    own_pgid = procs.get(orch.pid, (None, None, None))[2]
+    own_pgid = procs[orch.pid][2]
     below = descendants(procs, orch.pid)
     pgroups = {procs[p][2] for p in below if procs[p][2] != own_pgid}
-    orch.seen_pgids |= pgroups
+    orch.seen.update((p, procs[p][3]) for p in below)
     with open("/proc/loadavg") as f:
         load1 = float(f.read().split()[0])
     return {
@@ -254,10 +295,17 @@ def wait_settled(orch, warm, timeout=60.0):
 
 
 def check_nothing_left(orch):
-    """After the orchestrator exits: any process of any agent group seen is a leak."""
-    left = survivors(orch.seen_pgids)
-    orphans = [pid for pid, (_, ppid, _) in read_procs().items() if ppid == orch.pid]
-    return sorted(left), orphans
+    """After the orchestrator exits: (our processes still alive, its children still alive).
+
+    Polls for a few seconds: a process killed a moment ago may still be
+    running its exit when we first look.
+    """
+    deadline = time.monotonic() + 5
+    while leftovers(orch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid, _ in leftovers(orch)]
+    orphans = [pid for pid, (_, ppid, _, _) in read_procs().items() if ppid == orch.pid]
+    return left, orphans
 
 
 def write_config(path, text):

@@ -195,7 +195,6 @@ def main():
     cached_agent_calls = sum(a["calls"] for a in orch.request("swarm/agents") if a["role"] == "cached")
     status = orch.shutdown()
     csv_file.close()
-    time.sleep(0.5)
     left, orphans = e.check_nothing_left(orch)
 
     cached_answers = sum(v for (k, _), v in outcomes.items() if k == "cached")
@@ -208,7 +207,7 @@ def main():
         "lost": lost, "duplicated": orch.duplicates, "unknown_ids": orch.unknown_ids,
         "wrong_answers": len(wrong), "wrong_examples": wrong[:5],
         "first": first, "last": last, "settled": settled,
-        "exit_status": status, "groups_left": left, "orphans_left": orphans,
+        "exit_status": status, "processes_left": left, "orphans_left": orphans,
         "stats": stats,
     }
     with open(os.path.join(args.out, "soak_summary.json"), "w") as f:

@@ -137,7 +137,6 @@ def main():
     record(after)
     stats = orch.request("swarm/stats")
     status = orch.shutdown()
-    time.sleep(0.5)  # the kernel reaps the agents' zombies once the orchestrator is gone
     left, orphans = e.check_nothing_left(orch)
     machine_after = len(e.read_procs())
 
@@ -157,7 +156,7 @@ def main():
         "settled": settled, "series": series, "back_to_start": back,
         "rss_growth_kib": after["rss_kib"] - before["rss_kib"],
         "machine_procs": {"before": machine_before, "after": machine_after},
-        "exit_status": status, "groups_left": left, "orphans_left": orphans,
+        "exit_status": status, "processes_left": left, "orphans_left": orphans,
         "stats": stats,
     }
     with open(os.path.join(args.out, "spawn_cycles_summary.json"), "w") as f:
