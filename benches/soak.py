@@ -94,7 +94,7 @@ def check(kind, call, reply):
     if "error" in reply:
         code = reply["error"].get("code")
         if code == EXPECTED_ERROR.get(kind) or (code == -32003 and call["role"] == "work"):
-            if kind == "error" and reply["error"].get("message") != call["params"]["message"]:
+            if code == -32000 and reply["error"].get("message") != call["params"]["message"]:
                 return None
             return str(code)
         return None
