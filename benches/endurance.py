@@ -249,12 +249,15 @@ def sample(orch):
     """What the orchestrator holds right now, from /proc.
 
     zombies: its children in state Z; agent_pgroups: distinct process groups
-    among its descendants other than its own; machine_procs: every process
+    among its descendants other than its own (the group watcher, a fork of
+    skep itself, is not counted among the descendants); machine_procs: every process
     on the machine (others' builds move it too: read it with that in mind).
     """
     procs = read_procs()
     own_pgid = procs[orch.pid][2]
-    below = descendants(procs, orch.pid)
+    # skep's group watcher is a fork of skep itself (no exec): not an agent.
+    skep_exe = os.path.realpath(SKEP)
+    below = [p for p in descendants(procs, orch.pid) if _exe(p) != skep_exe]
     pgroups = {procs[p][2] for p in below if procs[p][2] != own_pgid}
     orch.seen.update((p, procs[p][3]) for p in below)
     with open("/proc/loadavg") as f:
