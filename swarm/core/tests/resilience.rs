@@ -142,7 +142,7 @@ async fn command_roles_run_a_process_per_call() {
     let tree = skep_testkit::tree_command(&pid_file);
     let mut slow = command_role("slow", &tree.iter().map(String::as_str).collect::<Vec<_>>());
     // Long enough for the shell to write its pids on a loaded machine.
-    slow.timeout = Duration::from_secs(2);
+    slow.timeout = Duration::from_secs(5);
     let swarm = start(vec![reply, shell, literal, slow]).await;
     assert!(swarm.agents().await.is_empty(), "command roles keep no warm agents");
 

@@ -307,9 +307,9 @@ async fn a_command_past_its_timeout_fails_and_its_group_is_killed() {
     let pid_file = dir.0.join("pids");
     let argv = serde_json::to_string(&skep_testkit::tree_command(&pid_file)).unwrap();
     // Long enough for the shell to write its pids on a loaded machine.
-    let text = format!("[[steps]]\nid = \"slow\"\nrun = {argv}\ntimeout = \"2s\"\n");
+    let text = format!("[[steps]]\nid = \"slow\"\nrun = {argv}\ntimeout = \"5s\"\n");
     let (record, _) = run(&dir.0, &text, RunOptions::default()).await;
-    assert_eq!(step(&record, "slow").error.as_deref(), Some("timeout: \"/bin/sh\" did not finish within 2000 ms"));
+    assert_eq!(step(&record, "slow").error.as_deref(), Some("timeout: \"/bin/sh\" did not finish within 5000 ms"));
     // The shell and its grandchild, which ignores SIGTERM.
     skep_testkit::wait_gone(&skep_testkit::pids_in(&pid_file), "a timed-out step's group").await;
 }
