@@ -13,7 +13,7 @@
 //! map is the only shared state, locked for an insert or a remove and never
 //! across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -186,9 +186,16 @@ struct Shared {
 #[derive(Default)]
 struct Waiters {
     by_id: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Calls given up on (timed out or dropped) whose reply has not come yet:
+    /// work the peer may still be doing, whatever `$/cancelRequest` asked.
+    /// Capped at [`MAX_ABANDONED`]; past it, no more are remembered.
+    abandoned: HashSet<u64>,
     /// Set once by the reader at end of input; no waiter is added after it.
     closed: bool,
 }
+
+/// How many given-up calls a client remembers until their late replies come.
+const MAX_ABANDONED: usize = 1024;
 
 #[derive(Default)]
 struct Counters {
@@ -353,6 +360,12 @@ impl Client {
         self.shared.lock_waiters().by_id.len()
     }
 
+    /// Calls given up on (timed out or dropped) whose reply has not come yet:
+    /// a peer that ignores cancellation is still working on them.
+    pub fn abandoned(&self) -> usize {
+        self.shared.lock_waiters().abandoned.len()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> ClientStats {
         let c = &self.shared.counters;
@@ -383,8 +396,14 @@ impl Drop for Pending<'_> {
             return;
         }
         let shared = &self.client.shared;
-        if shared.lock_waiters().by_id.remove(&self.id).is_none() {
-            return; // answered or failed in the meantime: nothing to cancel
+        {
+            let mut waiters = shared.lock_waiters();
+            if waiters.by_id.remove(&self.id).is_none() {
+                return; // answered or failed in the meantime: nothing to cancel
+            }
+            if waiters.abandoned.len() < MAX_ABANDONED {
+                waiters.abandoned.insert(self.id);
+            }
         }
         shared.counters.cancelled.fetch_add(1, Relaxed);
         let mut frame = shared.buffers.take();
@@ -413,7 +432,16 @@ impl Shared {
         };
         match incoming {
             Incoming::Response { id, outcome } => {
-                let waiter = id.get().parse::<u64>().ok().and_then(|id| self.lock_waiters().by_id.remove(&id));
+                let number = id.get().parse::<u64>().ok();
+                let waiter = number.and_then(|id| {
+                    let mut waiters = self.lock_waiters();
+                    let waiter = waiters.by_id.remove(&id);
+                    if waiter.is_none() {
+                        // The peer finished a call its caller gave up on.
+                        waiters.abandoned.remove(&id);
+                    }
+                    waiter
+                });
                 let Some(waiter) = waiter else {
                     return self.unexpected_reply(id.get());
                 };
@@ -468,6 +496,7 @@ impl Shared {
         let waiting = {
             let mut waiters = self.lock_waiters();
             waiters.closed = true;
+            waiters.abandoned.clear();
             std::mem::take(&mut waiters.by_id)
         };
         for (_, waiter) in waiting {

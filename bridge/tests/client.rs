@@ -58,6 +58,7 @@ async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
     assert_eq!(request, json!({"jsonrpc": "2.0", "id": 1, "method": "slow", "params": [1]}));
     assert!(matches!(result, Err(CallError::Elapsed(d)) if d == Duration::from_secs(5)), "{result:?}");
     assert_eq!(client.in_flight(), 0);
+    assert_eq!(client.abandoned(), 1, "the peer may still be working on it");
     assert_eq!(peer.recv().await, json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}}));
 
     // The late reply is dropped and counted; the next call gets its own reply.
@@ -71,6 +72,7 @@ async fn timeout_releases_the_call_cancels_it_and_drops_the_late_reply() {
     assert_eq!(result.expect("answered").get(), r#""fresh""#);
     let stats = client.stats();
     assert_eq!((stats.timeouts, stats.late_replies, stats.cancelled), (1, 1, 1));
+    assert_eq!(client.abandoned(), 0, "the late reply says the peer is done with it");
 }
 
 #[tokio::test]

@@ -439,3 +439,36 @@ async fn max_agents_bounds_the_processes_of_a_role_whose_calls_time_out() {
     h.swarm.shutdown().await;
     assert_eq!(tagged_processes(tag), 0, "processes left after shutdown");
 }
+
+/// An agent whose call was given up on is still busy with it when it ignores
+/// `$/cancelRequest` (the test agent does, for `sleep`): the next call goes
+/// to an idle agent, not to wait behind the cancelled one.
+#[tokio::test]
+async fn a_call_after_a_cancelled_one_goes_to_an_idle_agent() {
+    let mut both = role("pair", &[]);
+    both.min_warm = 2;
+    let mut h = Harness::start(vec![both]).await;
+    h.wait_for_pids("pair", "two ready agents", |p| p.len() == 2).await;
+    let mut events = h.swarm.subscribe();
+    let params = serde_json::value::to_raw_value(&json!({ "ms": 3000 })).expect("JSON");
+    let gave_up =
+        timeout(Duration::from_millis(100), h.swarm.call("pair", "sleep", Some(&params), CallOptions::default()));
+    assert!(gave_up.await.is_err(), "a 3 s sleep answered within 100 ms");
+    let sleeper = timeout(STEP, async {
+        loop {
+            match events.recv().await.expect("events flow") {
+                Event::CallStarted { agent, method, .. } if method == "sleep" => return agent,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the sleep started");
+    let agents = h.swarm.agents().await;
+    let sleeper_pid = agents.iter().find(|a| a.id == sleeper).expect("the sleeper is listed").pid;
+    for _ in 0..3 {
+        let pid = h.call("pair", "pid", json!([])).await.expect("pid").as_u64().expect("a pid") as u32;
+        assert_ne!(pid, sleeper_pid, "a call was sent to {sleeper}, still sleeping for a caller that left");
+    }
+    h.finish().await;
+}

@@ -261,11 +261,15 @@ impl Supervisor {
     }
 
     /// The ready agent with the fewest calls in flight, below its concurrency.
+    /// The least loaded ready agent with room for a call. An agent's load
+    /// counts the calls it was given up on too (cancelled or timed out, not yet
+    /// answered): one that ignores cancellation is still busy with them, and
+    /// a call sent there would wait behind them while another agent idles.
     fn pick(&self) -> Option<u64> {
         self.slots
             .iter()
             .filter(|(_, s)| s.state == State::Ready && s.in_flight < self.role.concurrency)
-            .min_by_key(|(_, s)| s.in_flight)
+            .min_by_key(|(_, s)| s.in_flight + s.agent.as_ref().map_or(0, |a| a.client.abandoned()))
             .map(|(id, _)| *id)
     }
 
