@@ -10,7 +10,7 @@
 //! - `code.rs`: the error codes skep answers with.
 //! - `server.rs`: serving a `Methods` table on a reader and writer.
 //! - `stand_in.rs`: request ids jsonrpsee cannot carry (negative, fractional, past 64 bits).
-//! - `client.rs`: calling a peer, with timeouts, cancellation and counters.
+//! - `client/`: calling a peer, with timeouts, cancellation and counters.
 //! - `buffers.rs`: pooled encode buffers.
 //! - `writer.rs`: the one writer task per connection.
 //! - `stdio.rs`: taking over stdin and stdout for a sidecar.
