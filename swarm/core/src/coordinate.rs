@@ -62,7 +62,8 @@ impl Swarm {
         max_parallel: Option<usize>,
         options: CallOptions,
     ) -> Result<Vec<Settled>, SwarmError> {
-        let pool = self.pool(role)?;
+        let roles = self.current();
+        let pool = roles.pool(role)?;
         let capacity = pool.role.max_agents * pool.role.concurrency;
         let parallel = max_parallel.unwrap_or(capacity).max(1);
         let calls =
@@ -97,8 +98,19 @@ impl Swarm {
         params: Option<&RawValue>,
         options: CallOptions,
     ) -> Result<Vec<BroadcastReply>, SwarmError> {
-        let pool = self.pool(role)?;
-        let leases = pool.acquire_each().await?;
+        let mut roles = self.current();
+        let leases = match roles.pool(role)?.acquire_each().await {
+            // Drained by a reload before any agent was leased: ask the role's new pool.
+            Err(SwarmError::ShuttingDown) => match self.replacement(&roles, role) {
+                Some(now) => {
+                    roles = now;
+                    roles.pool(role)?.acquire_each().await?
+                }
+                None => return Err(SwarmError::ShuttingDown),
+            },
+            leases => leases?,
+        };
+        let pool = roles.pool(role)?;
         let replies = leases.into_iter().map(|lease| async move {
             let agent = lease.agent.clone();
             let outcome = Settled::from(self.call_on(pool, lease, method, params, options).await);

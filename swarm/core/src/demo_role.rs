@@ -19,7 +19,7 @@ pub fn demo_config(agent_command: Vec<String>) -> Config {
     let mut role = RoleConfig::with_command(DEMO_ROLE, agent_command);
     role.min_warm = 2;
     role.max_agents = 8;
-    Config { roles: BTreeMap::from([(DEMO_ROLE.to_owned(), role)]), source: None, observe: None }
+    Config { roles: BTreeMap::from([(DEMO_ROLE.to_owned(), role)]), ..Config::default() }
 }
 
 /// The demo agent's methods: `echo`, `sleep {"ms"}`, `wordcount {"text"}`,

@@ -9,6 +9,7 @@
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
+//! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
 //! - `pool.rs`: the handle on a role's pool.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
 //! - `supervisor/`: the one task per role that owns its agents, breaker and stats.
@@ -38,6 +39,7 @@ mod launch;
 mod lease;
 mod pool;
 mod process;
+mod reload;
 mod role_stats;
 mod route;
 mod stderr_ring;
@@ -49,8 +51,8 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name, parse_duration,
-    parse_size,
+    Config, ConfigError, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name,
+    parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
@@ -60,6 +62,7 @@ pub use events::{Event, Outcome};
 pub use process::{
     ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
 };
+pub use reload::ReloadReport;
 pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

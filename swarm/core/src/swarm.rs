@@ -1,8 +1,12 @@
 //! The orchestrator as callers see it: a cheap, cloneable handle over one
 //! pool per role and the event stream.
+//!
+//! The roles live behind one swappable snapshot (`Roles`), so a long-lived
+//! daemon can reload its config: a call takes the snapshot it starts with and
+//! keeps it to the end, and a reload swaps in a new one (`reload.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -54,16 +58,44 @@ pub struct Swarm {
 
 #[derive(Debug)]
 struct Inner {
-    pools: BTreeMap<String, Pool>,
-    router: Router,
+    /// The roles now; replaced whole by a reload, never edited in place.
+    roles: RwLock<Arc<Roles>>,
     events: broadcast::Sender<Event>,
+}
+
+/// One generation of roles: their pools and the router over their patterns.
+#[derive(Debug)]
+pub(crate) struct Roles {
+    pub(crate) pools: BTreeMap<String, Pool>,
+    pub(crate) router: Router,
+}
+
+impl Roles {
+    pub(crate) fn new(pools: BTreeMap<String, Pool>) -> Roles {
+        let router = Router::new(pools.values().map(|p| &*p.role));
+        Roles { pools, router }
+    }
+
+    pub(crate) fn pool(&self, role: &str) -> Result<&Pool, SwarmError> {
+        self.pools.get(role).ok_or_else(|| SwarmError::UnknownRole {
+            role: role.to_owned(),
+            known: self.pools.keys().cloned().collect(),
+        })
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for pool in self.pools.values() {
+        for pool in self.current().pools.values() {
             pool.shutdown_now();
         }
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<Roles> {
+        // A poisoned lock only means a panic elsewhere while swapping: the Arc inside is whole.
+        Arc::clone(&self.roles.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -72,16 +104,16 @@ impl Swarm {
     /// ready or has failed (a failed role answers its calls with -32003).
     pub async fn start(config: Config) -> Result<Swarm, SwarmError> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let router = Router::new(config.roles.values());
         let pools: BTreeMap<String, Pool> =
             config.roles.into_values().map(|role| (role.name.clone(), Pool::start(role, events.clone()))).collect();
         futures::future::join_all(pools.values().map(Pool::settled)).await;
-        Ok(Swarm { inner: Arc::new(Inner { pools, router, events }) })
+        let roles = RwLock::new(Arc::new(Roles::new(pools)));
+        Ok(Swarm { inner: Arc::new(Inner { roles, events }) })
     }
 
     /// The role whose `route` patterns match `text`.
-    pub fn route(&self, text: &str) -> Result<&str, SwarmError> {
-        self.inner.router.route(text)
+    pub fn route(&self, text: &str) -> Result<String, SwarmError> {
+        self.inner.current().router.route(text).map(str::to_owned)
     }
 
     /// Calls `method` on an agent of `role` and returns its result undecoded.
@@ -94,7 +126,34 @@ impl Swarm {
         params: Option<&RawValue>,
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
-        let pool = self.pool(role)?;
+        let roles = self.current();
+        let result = self.call_in(roles.pool(role)?, role, method, params, options).await;
+        match result {
+            // The pool was drained by a reload between our snapshot and its
+            // acquire: the call never ran, so the role's new pool takes it.
+            Err(SwarmError::ShuttingDown) => match self.replacement(&roles, role) {
+                Some(now) => self.call_in(now.pool(role)?, role, method, params, options).await,
+                None => Err(SwarmError::ShuttingDown),
+            },
+            other => other,
+        }
+    }
+
+    /// The roles now, if `role`'s pool in them is not the one in `seen`.
+    pub(crate) fn replacement(&self, seen: &Roles, role: &str) -> Option<Arc<Roles>> {
+        let now = self.current();
+        let (before, after) = (seen.pools.get(role)?, now.pools.get(role)?);
+        (!Arc::ptr_eq(&before.role, &after.role)).then_some(now)
+    }
+
+    async fn call_in(
+        &self,
+        pool: &Pool,
+        role: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
         let idempotent = !options.bypass_cache && pool.role.idempotent.iter().any(|m| m == method);
         let Some(cache) = pool.cache.as_ref().filter(|_| idempotent) else {
             return self.call_uncached(pool, method, params, options).await;
@@ -205,7 +264,7 @@ impl Swarm {
 
     /// The configured roles.
     pub fn roles(&self) -> Vec<RoleInfo> {
-        self.inner
+        self.current()
             .pools
             .values()
             .map(|pool| {
@@ -229,22 +288,25 @@ impl Swarm {
 
     /// The roles' configs as one `Config` (what a workflow is validated against).
     pub fn config(&self) -> Config {
-        let roles = self.inner.pools.iter().map(|(name, pool)| (name.clone(), RoleConfig::clone(&pool.role))).collect();
-        Config { roles, source: None, observe: None }
+        let roles =
+            self.current().pools.iter().map(|(name, pool)| (name.clone(), RoleConfig::clone(&pool.role))).collect();
+        Config { roles, ..Config::default() }
     }
 
     /// Every agent of every role.
     pub async fn agents(&self) -> Vec<AgentInfo> {
-        let snapshots = futures::future::join_all(self.inner.pools.values().map(Pool::snapshot)).await;
+        let roles = self.current();
+        let snapshots = futures::future::join_all(roles.pools.values().map(Pool::snapshot)).await;
         snapshots.into_iter().flatten().flat_map(|(agents, _)| agents).collect()
     }
 
     /// Stats of every role.
     pub async fn stats(&self) -> SwarmStats {
-        let snapshots = futures::future::join_all(self.inner.pools.values().map(Pool::snapshot)).await;
+        let current = self.current();
+        let snapshots = futures::future::join_all(current.pools.values().map(Pool::snapshot)).await;
         let mut roles: Vec<_> = snapshots.into_iter().flatten().map(|(_, stats)| stats).collect();
         for stats in &mut roles {
-            stats.cache = self.inner.pools.get(&stats.role).and_then(|p| p.cache.as_ref()).map(|c| c.stats());
+            stats.cache = current.pools.get(&stats.role).and_then(|p| p.cache.as_ref()).map(|c| c.stats());
         }
         SwarmStats { roles }
     }
@@ -257,14 +319,22 @@ impl Swarm {
     /// Stops every agent by the stop ladder and waits until all have exited.
     /// Calls still in flight fail; new calls get -32005.
     pub async fn shutdown(&self) {
-        futures::future::join_all(self.inner.pools.values().map(Pool::shutdown)).await;
+        futures::future::join_all(self.current().pools.values().map(Pool::shutdown)).await;
     }
 
-    pub(crate) fn pool(&self, role: &str) -> Result<&Pool, SwarmError> {
-        self.inner.pools.get(role).ok_or_else(|| SwarmError::UnknownRole {
-            role: role.to_owned(),
-            known: self.inner.pools.keys().cloned().collect(),
-        })
+    /// The roles now: a call keeps the snapshot it started with.
+    pub(crate) fn current(&self) -> Arc<Roles> {
+        self.inner.current()
+    }
+
+    /// Puts `roles` in place of the current ones and returns those.
+    pub(crate) fn swap(&self, roles: Roles) -> Arc<Roles> {
+        let mut slot = self.inner.roles.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *slot, Arc::new(roles))
+    }
+
+    pub(crate) fn events(&self) -> &broadcast::Sender<Event> {
+        &self.inner.events
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

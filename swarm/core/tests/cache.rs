@@ -31,7 +31,7 @@ struct Harness {
 
 impl Harness {
     async fn start(role: RoleConfig) -> Harness {
-        let config = Config { roles: [(role.name.clone(), role)].into(), source: None, observe: None };
+        let config = Config { roles: [(role.name.clone(), role)].into(), ..Config::default() };
         let swarm = timeout(STEP, Swarm::start(config)).await.expect("started in time").expect("started");
         let mut harness = Harness { swarm, pids: BTreeSet::new() };
         harness.note_pids().await;

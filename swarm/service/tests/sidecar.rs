@@ -17,7 +17,7 @@ const STEP: Duration = Duration::from_secs(20);
 async fn sidecar() -> (Client, Swarm, CancellationToken) {
     let mut role = RoleConfig::with_command("solo", vec![test_agent()]);
     role.max_agents = 1;
-    let config = Config { roles: [("solo".to_owned(), role)].into(), source: None, observe: None };
+    let config = Config { roles: [("solo".to_owned(), role)].into(), ..Config::default() };
     let swarm = timeout(STEP, Swarm::start(config)).await.expect("in time").expect("started");
     let shutdown = CancellationToken::new();
     let client = connect(&swarm, &shutdown, Client::builder(ClientConfig::default()));

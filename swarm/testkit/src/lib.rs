@@ -49,11 +49,7 @@ pub fn agent_role(name: &str, flags: &[&str]) -> RoleConfig {
 
 /// A config of these roles and nothing else.
 pub fn config(roles: Vec<RoleConfig>) -> Config {
-    Config {
-        roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>(),
-        source: None,
-        observe: None,
-    }
+    Config { roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect::<BTreeMap<_, _>>(), ..Config::default() }
 }
 
 /// A swarm of these roles, started within [`STEP`].

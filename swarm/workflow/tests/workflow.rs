@@ -32,7 +32,7 @@ idempotent = ["summarize"]
 }
 
 fn no_roles() -> Config {
-    Config { roles: BTreeMap::new(), source: None, observe: None }
+    Config { roles: BTreeMap::new(), ..Config::default() }
 }
 
 fn load_err(text: &str) -> String {

@@ -5,9 +5,9 @@ use std::{collections::BTreeMap, ops::Range, path::Path};
 
 use toml::Spanned;
 
-use super::raw::{Opt, RawConfig, RawRole};
+use super::raw::{Opt, RawConfig, RawDaemon, RawRole};
 use super::units::{Count, Dur};
-use super::{Config, ConfigError, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
+use super::{Config, ConfigError, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
 use crate::diagnostic::{Invalid, from_toml, quote, read_source};
 
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
@@ -50,8 +50,26 @@ impl Config {
             Some(socket) => Some(base_dir.join(socket.into_inner())),
             None => None,
         };
-        Ok(Config { roles, source: None, observe })
+        let daemon = match raw.daemon.map(Spanned::into_inner) {
+            Some(d) => build_daemon(&cx, d)?,
+            None => DaemonConfig::default(),
+        };
+        Ok(Config { roles, source: None, observe, daemon })
     }
+}
+
+fn build_daemon(cx: &Ctx<'_>, raw: RawDaemon) -> Res<DaemonConfig> {
+    let d = DaemonConfig::default();
+    let idle_exit = raw.idle_exit.map_or(d.idle_exit, |v| v.0);
+    let max_in_flight_per_client = match raw.max_in_flight_per_client {
+        None => d.max_in_flight_per_client,
+        Some(n) if (1..=65_536).contains(&n.get_ref().0) => n.get_ref().0 as usize,
+        Some(n) => {
+            let problem = format!("expected an integer from 1 to 65536, found {}", n.get_ref().0);
+            return Err(cx.at(n.span(), "daemon.max_in_flight_per_client", problem));
+        }
+    };
+    Ok(DaemonConfig { idle_exit, max_in_flight_per_client })
 }
 
 fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) -> Res<RoleConfig> {

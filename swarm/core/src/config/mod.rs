@@ -22,7 +22,7 @@ mod tests;
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
 
 /// A loaded, validated skep.toml.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     /// The roles, sorted by name (a `BTreeMap`), so start-up and listings are deterministic.
     pub roles: BTreeMap<String, RoleConfig>,
@@ -30,6 +30,23 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// `[observe] socket`: where to serve the observe socket, resolved against the config's directory.
     pub observe: Option<PathBuf>,
+    /// `[daemon]`: how the shared daemon for this config behaves.
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: the shared daemon's own settings (docs/daemon.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// With no client connected for this long, the daemon stops its agents and exits; `None`: never.
+    pub idle_exit: Option<Duration>,
+    /// Calls one client connection may have in flight; past it, -32004.
+    pub max_in_flight_per_client: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig { idle_exit: Some(Duration::from_secs(30 * 60)), max_in_flight_per_client: 256 }
+    }
 }
 
 /// How an agent proves it is ready.

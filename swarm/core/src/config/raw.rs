@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::{Count, Dur, Size};
+use super::units::{Count, Dur, DurOrNever, Size};
 use crate::breaker::BreakerConfig;
 
 pub(super) type Opt<T> = Option<Spanned<T>>;
@@ -20,6 +20,15 @@ pub(super) type Opt<T> = Option<Spanned<T>>;
 pub(super) struct RawConfig {
     pub roles: Opt<BTreeMap<String, Spanned<RawRole>>>,
     pub observe: Opt<RawObserve>,
+    pub daemon: Opt<RawDaemon>,
+}
+
+/// `[daemon]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as [daemon]")]
+pub(super) struct RawDaemon {
+    pub idle_exit: Option<DurOrNever>,
+    pub max_in_flight_per_client: Opt<Count>,
 }
 
 /// `[observe]`.

@@ -195,7 +195,7 @@ fn unknown_keys_name_the_key_and_the_choices() {
              `breaker`",
         ],
     );
-    fails("[role.r]\ncommand = [\"x\"]\n", 1, &["role: unknown field `role`, expected `roles` or `observe`"]);
+    fails("[role.r]\ncommand = [\"x\"]\n", 1, &["role: unknown field `role`, expected one of `roles`, `observe`, `daemon`"]);
     fails(&format!("{EXAMPLE}[other]\n"), 15, &["other: unknown field `other`"]);
     fails(
         &with_line("[roles.r.breaker]\nx = 1"),
@@ -418,6 +418,22 @@ fn breaker_keys_are_read_and_bad_combinations_named() {
     fails(&with_line("[roles.r.breaker]\nmin_calls = 30"), 3, &["roles.r.breaker: min_calls must not exceed window"]);
 }
 
+#[test]
+fn the_daemon_table_has_defaults_never_and_bounds() {
+    let base = "[roles.r]\ncommand = [\"a\"]\n";
+    let parse = |extra: &str| Config::parse(&format!("{base}{extra}"), "t.toml", Path::new("/"));
+    let defaults = parse("").unwrap().daemon;
+    assert_eq!(defaults.idle_exit, Some(Duration::from_secs(1800)));
+    assert_eq!(defaults.max_in_flight_per_client, 256);
+    let set = parse("[daemon]\nidle_exit = \"90s\"\nmax_in_flight_per_client = 8\n").unwrap().daemon;
+    assert_eq!((set.idle_exit, set.max_in_flight_per_client), (Some(Duration::from_secs(90)), 8));
+    assert_eq!(parse("[daemon]\nidle_exit = \"never\"\n").unwrap().daemon.idle_exit, None);
+    let err = parse("[daemon]\nidle_exit = \"soon\"\n").unwrap_err().to_string();
+    assert!(err.contains("t.toml:4") && err.contains("daemon.idle_exit") && err.contains("\"never\""), "{err}");
+    let err = parse("[daemon]\nmax_in_flight_per_client = 0\n").unwrap_err().to_string();
+    assert!(err.contains("daemon.max_in_flight_per_client") && err.contains("from 1 to 65536"), "{err}");
+}
+
 /// The keys docs/config.md documents, per table, from its key tables: the first
 /// backquoted cell of each row under a heading naming the table.
 fn documented_keys() -> BTreeMap<String, Vec<String>> {
@@ -439,10 +455,11 @@ fn documented_keys() -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn every_key_the_loader_accepts_is_documented_and_no_other() {
-    use super::raw::{RawBreaker, RawConfig, RawObserve, RawRole};
+    use super::raw::{RawBreaker, RawConfig, RawDaemon, RawObserve, RawRole};
     let accepted = BTreeMap::from([
         ("the top level".to_owned(), field_names::<RawConfig>()),
         ("[observe]".to_owned(), field_names::<RawObserve>()),
+        ("[daemon]".to_owned(), field_names::<RawDaemon>()),
         ("[roles.NAME]".to_owned(), field_names::<RawRole>()),
         ("[roles.NAME.breaker]".to_owned(), field_names::<RawBreaker>()),
     ]);

@@ -61,6 +61,17 @@ impl FromText for u64 {
     }
 }
 
+/// A duration, or `"never"`.
+impl FromText for Option<Duration> {
+    const EXPECTING: &'static str = "a duration such as \"30m\", or \"never\"";
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "never" => Ok(None),
+            text => parse_duration(text).map(Some).map_err(|e| format!("{e}, or \"never\"")),
+        }
+    }
+}
+
 /// A config value read from its text form by [`FromText`].
 pub(super) struct Text<T>(pub T);
 
@@ -82,6 +93,8 @@ impl<'de, T: FromText> Deserialize<'de> for Text<T> {
 
 /// A duration checked by [`parse_duration`].
 pub(super) type Dur = Text<Duration>;
+/// A duration or `"never"`.
+pub(super) type DurOrNever = Text<Option<Duration>>;
 /// A size checked by [`parse_size`].
 pub(super) type Size = Text<u64>;
 
