@@ -1,5 +1,6 @@
-//! `skep call`: one call through a `skep serve` child, the same way any
-//! program would use the sidecar, with the result on stdout.
+//! `skep call`: one call through the config's daemon (started on first use),
+//! or with `--no-daemon` through a `skep serve` child, the same way any
+//! program would use the sidecar; the result on stdout.
 
 use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
@@ -11,23 +12,32 @@ use serde_json::value::RawValue;
 use skep_bridge::{CallError, Client, ClientConfig, ErrorObjectOwned, RequestOptions};
 use tokio::process::{Child, Command};
 
+use crate::daemon::attach::{attach, no_daemon, target};
 use crate::output::{compact, emit};
 use crate::runtime::runtime;
 
-/// Make one call through a fresh `skep serve` and print its result on stdout.
+/// Make one call through the config's warm daemon and print its result on stdout.
 ///
-/// On an error reply, prints `error CODE: MESSAGE` and its data to stderr and
-/// exits 1; a bad command line exits 2.
+/// The daemon is started on first use and stays warm for the next call (see
+/// `skep up`). On an error reply, prints `error CODE: MESSAGE` and its data to
+/// stderr and exits 1; a bad command line exits 2; exits 75 if the daemon
+/// went away before answering (run the call again: a fresh daemon starts).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   skep call demo echo '{\"a\":1}'                  # prints {\"a\":1}
   skep call demo wordcount '{\"text\":\"a b c\"}'
-  skep call --config skep.toml --timeout-ms 5000 reviewer review '{\"path\":\"src/lib.rs\"}'")]
+  skep call --config skep.toml --timeout-ms 5000 reviewer review '{\"path\":\"src/lib.rs\"}'
+  skep call --no-daemon demo echo '[1]'            # a throw-away orchestrator, nothing left running")]
 pub struct CallArgs {
-    /// The roles to call into (skep.toml); without it, the built-in role `demo`.
+    /// The roles to call into (skep.toml); without it, the nearest skep.toml
+    /// from here up, else the built-in role `demo`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Start a throw-away orchestrator for this one call instead of using the
+    /// daemon (also SKEP_NO_DAEMON=1).
+    #[arg(long)]
+    pub no_daemon: bool,
     /// Fail with -32001 if the agent has not answered within N ms (default: the role's timeout).
     #[arg(long, value_name = "N")]
     pub timeout_ms: Option<u64>,
@@ -76,15 +86,57 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(call(args))
 }
 
+/// `skep call`'s exit status when the daemon went away before answering.
+pub const DAEMON_GONE: u8 = 75;
+
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let request = serde_json::value::to_raw_value(&SwarmCall {
+    let config = target(args.config.as_deref())?;
+    if no_daemon(args.no_daemon) {
+        return call_sidecar(args, config).await;
+    }
+    let client = attach(config.as_deref()).await?;
+    let options = RequestOptions { timeout: Some(BACKSTOP) };
+    let reply = client.call_raw("swarm/call", Some(&encode(&args)?), options).await;
+    match reply {
+        Err(CallError::Disconnected) => {
+            eprintln!(
+                "skep: the daemon closed the connection before answering (stopped or killed); \
+                 run the call again to start a fresh one"
+            );
+            Ok(ExitCode::from(DAEMON_GONE))
+        }
+        reply => answer(reply),
+    }
+}
+
+fn encode(args: &CallArgs) -> anyhow::Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&SwarmCall {
         role: &args.role,
         method: &args.method,
         params: args.params_json.as_deref(),
         timeout_ms: args.timeout_ms,
     })
-    .context("cannot encode the swarm/call params")?;
-    let mut sidecar = spawn_sidecar(&args)?;
+    .context("cannot encode the swarm/call params")
+}
+
+/// Prints a result, or reports an error reply and exits 1.
+fn answer(reply: Result<Box<RawValue>, CallError>) -> anyhow::Result<ExitCode> {
+    match reply {
+        Ok(result) => {
+            emit(&compact(result.get()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CallError::Rpc(error)) => {
+            report(&error);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(other) => Err(other).context("the call failed"),
+    }
+}
+
+async fn call_sidecar(args: CallArgs, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let request = encode(&args)?;
+    let mut sidecar = spawn_sidecar(config.as_deref())?;
     let stdin = sidecar.stdin.take().expect("stdin was set to piped");
     let stdout = sidecar.stdout.take().expect("stdout was set to piped");
     let client = Client::connect(stdout, stdin, ClientConfig::default());
@@ -97,25 +149,17 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(%status, "skep serve answered, then exited with a failure");
     }
     match reply {
-        Ok(result) => {
-            emit(&compact(result.get()))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(CallError::Rpc(error)) => {
-            report(&error);
-            Ok(ExitCode::FAILURE)
-        }
         // Its own stderr, inherited, has already said why.
         Err(CallError::Disconnected) => bail!("skep serve exited ({status}) before answering"),
-        Err(other) => Err(other).context("the call through skep serve failed"),
+        reply => answer(reply),
     }
 }
 
-fn spawn_sidecar(args: &CallArgs) -> anyhow::Result<Child> {
+fn spawn_sidecar(config: Option<&std::path::Path>) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find skep's own executable")?;
     let mut command = Command::new(exe);
     command.arg("serve");
-    if let Some(config) = &args.config {
+    if let Some(config) = config {
         command.arg("--config").arg(config);
     }
     // kill_on_drop: if this process fails midway, the sidecar does not linger

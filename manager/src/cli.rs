@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::agent::AgentArgs;
 use crate::call::CallArgs;
+use crate::daemon::{DaemonArgs, DownArgs, LogsArgs, ReloadArgs, StatusArgs, UpArgs};
 use crate::demo::DemoArgs;
 use crate::grid::{GridArgs, GridPaneArgs, GridStatusArgs};
 use crate::ls::LsArgs;
@@ -15,7 +16,7 @@ use crate::profile::ProfileArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
-use crate::{agent, call, demo, grid, ls, profile, run as run_cmd, serve, stats};
+use crate::{agent, call, daemon, demo, grid, ls, profile, run as run_cmd, serve, stats};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -25,10 +26,16 @@ use crate::{agent, call, demo, grid, ls, profile, run as run_cmd, serve, stats};
     after_help = "\
 Examples:
   skep demo                                 # warm agents vs a fresh process per call
-  skep call demo echo '{\"hello\":\"skep\"}'    # one call through the built-in demo role
+  skep up                                   # the shared daemon for ./skep.toml (else the demo role)
+  skep call demo echo '{\"hello\":\"skep\"}'    # one call, answered by the daemon's warm agents
   skep serve --config skep.toml             # the sidecar: JSON-RPC on stdin/stdout
   skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
   skep grid --config skep.toml              # watch a live swarm in tmux
+
+Without --config, commands use ./skep.toml or the nearest one up the tree, else
+the built-in demo role. call, run, stats and grid attach to that config's
+daemon (starting it on first use); --no-daemon or SKEP_NO_DAEMON=1 runs a
+throw-away orchestrator instead.
 
 Logs go to stderr, filtered by SKEP_LOG (then RUST_LOG), default \"warn\"."
 )]
@@ -37,10 +44,23 @@ pub struct Args {
     command: Command,
 }
 
+impl Args {
+    /// Whether this is the daemon, which logs to its own file rather than stderr.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Daemon(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(ServeArgs),
     Call(CallArgs),
+    Up(UpArgs),
+    Down(DownArgs),
+    Status(StatusArgs),
+    Logs(LogsArgs),
+    Reload(ReloadArgs),
+    Daemon(DaemonArgs),
     Demo(DemoArgs),
     Agent(AgentArgs),
     Run(RunArgs),
@@ -57,6 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
+        Command::Up(args) => daemon::up(args),
+        Command::Down(args) => daemon::down(args),
+        Command::Status(args) => daemon::status(args),
+        Command::Logs(args) => daemon::logs(args),
+        Command::Reload(args) => daemon::reload(args),
+        Command::Daemon(args) => daemon::run_daemon(args),
         Command::Demo(args) => demo::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Run(args) => run_cmd::run(args),

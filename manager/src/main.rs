@@ -6,7 +6,8 @@
 //! - `runtime.rs`: the one-thread async runtime every command runs on.
 //! - `serve.rs`: `skep serve`, the sidecar on stdin/stdout.
 //! - `signals.rs`: SIGTERM, SIGINT and SIGHUP, which stop `serve` and `run` in order.
-//! - `call.rs`: `skep call`, one call through a `skep serve` child.
+//! - `call.rs`: `skep call`, one call through the config's daemon (or a `skep serve` child).
+//! - `daemon/`: `skep up`, `down`, `status`, `logs`, `reload`, attaching to a daemon, and the daemon process.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
 //! - `run.rs`: `skep run FILE`, a workflow over a swarm, its progress and profile.
@@ -20,6 +21,7 @@
 mod agent;
 mod call;
 mod cli;
+mod daemon;
 mod demo;
 mod grid;
 mod ls;
@@ -41,6 +43,16 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if !args.is_daemon() {
+        init_stderr_logs();
+    }
+    cli::run(args).unwrap_or_else(|e| {
+        eprintln!("skep: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_stderr_logs() {
     // Logs go to stderr only: stdout is the protocol (serve, agent) or the result (call, demo).
     let filter = ["SKEP_LOG", "RUST_LOG"].into_iter().find_map(|var| EnvFilter::try_from_env(var).ok());
     tracing_subscriber::fmt()
@@ -48,8 +60,4 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter.unwrap_or_else(|| EnvFilter::new("warn")))
         .init();
-    cli::run(args).unwrap_or_else(|e| {
-        eprintln!("skep: {e:#}");
-        ExitCode::FAILURE
-    })
 }

@@ -1,5 +1,6 @@
-//! `skep stats`: a table per role and agent from an orchestrator's observe
-//! socket; `--json` for scripts, `--watch` to refresh in place.
+//! `skep stats`: a table per role and agent from the config's daemon (or an
+//! orchestrator's observe socket); `--json` for scripts, `--watch` to refresh
+//! in place.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use skep_service::daemon::DaemonPaths;
+
+use crate::daemon::attach::{attach, no_daemon, target};
 use crate::observer::{connect, fetch, resolve};
 use crate::output::emit;
 use crate::runtime::runtime;
@@ -16,13 +20,20 @@ use crate::runtime::runtime;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  skep stats                      # the only running orchestrator
+  skep stats                      # the daemon of ./skep.toml (or the nearest one up), else the demo's
   skep stats --attach /run/user/1000/skep/4242.sock --json
+  skep stats --no-daemon          # the only running orchestrator (see `skep ls`)
   skep stats --watch")]
 pub struct StatsArgs {
-    /// The orchestrator's observe socket; without it, the only running one (see `skep ls`).
-    #[arg(long, value_name = "SOCKET")]
+    /// An orchestrator's observe socket (or a daemon's control socket; see `skep ls`).
+    #[arg(long, value_name = "SOCKET", conflicts_with_all = ["config", "no_daemon"])]
     pub attach: Option<PathBuf>,
+    /// The config whose daemon to show (started if none runs).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Show the only running orchestrator (see `skep ls`) rather than a daemon (also SKEP_NO_DAEMON=1).
+    #[arg(long)]
+    pub no_daemon: bool,
     /// One JSON object per snapshot, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -42,8 +53,17 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let socket = resolve(args.attach).await?;
-    let client = connect(&socket).await?;
+    let (client, socket) = match args.attach {
+        Some(socket) => (connect(&socket).await?, socket),
+        None if no_daemon(args.no_daemon) => {
+            let socket = resolve(None).await?;
+            (connect(&socket).await?, socket)
+        }
+        None => {
+            let config = target(args.config.as_deref())?;
+            (attach(config.as_deref()).await?, DaemonPaths::for_config(config.as_deref()).socket)
+        }
+    };
     loop {
         let snapshot =
             async { anyhow::Ok((fetch(&client, "swarm/stats").await?, fetch(&client, "swarm/agents").await?)) };

@@ -46,6 +46,7 @@ struct Output {
 /// Runs `skep args`, with stdin closed, to completion within the deadline.
 fn skep(args: &[&str]) -> Output {
     let mut child = Command::new(SKEP)
+        .env("SKEP_NO_DAEMON", "1")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -93,6 +94,7 @@ struct Sidecar {
 impl Sidecar {
     fn start(framing: Framing) -> Sidecar {
         let mut child = Command::new(SKEP)
+            .env("SKEP_NO_DAEMON", "1")
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -32,6 +32,7 @@ fn stop_run_with(signal: i32, name: &str) -> (std::process::ExitStatus, Option<V
     let dir = tempfile::Builder::new().prefix(&format!("skep-signal-{name}-")).tempdir().expect("scratch dir");
     let file = workflow(dir.path());
     let child = Command::new(SKEP)
+        .env("SKEP_NO_DAEMON", "1")
         .arg("run")
         .arg(&file)
         .stdin(Stdio::null())
@@ -118,6 +119,7 @@ fn a_killed_sidecar_leaves_no_grandchild_of_its_agents() {
     let config = dir.path().join("skep.toml");
     std::fs::write(&config, format!("[roles.tree]\ncommand = {command}\nmin_warm = 1\n")).expect("config");
     let child = Command::new(SKEP)
+        .env("SKEP_NO_DAEMON", "1")
         .arg("serve")
         .arg("--config")
         .arg(&config)

@@ -20,6 +20,7 @@ fn serve() -> (Child, ChildStdin, tokio::io::Lines<BufReader<ChildStdout>>) {
 
 fn serve_with(args: &[&str]) -> (Child, ChildStdin, tokio::io::Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(SKEP)
+        .env("SKEP_NO_DAEMON", "1")
         .arg("serve")
         .args(args)
         .stdin(Stdio::piped())

@@ -38,6 +38,8 @@ struct Output {
 fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
     let mut child = Command::new(program)
         .args(args)
+        // These tests are of `skep run`'s own swarm; tests/daemon.rs covers runs on a daemon.
+        .env("SKEP_NO_DAEMON", "1")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use skep_service::daemon::DaemonPaths;
 use skep_service::{ensure_private_dir, observe_dir};
 use skep_swarm::Config;
 
@@ -26,6 +27,7 @@ pub use control::run as run_status;
 pub use pane::run as run_pane;
 use tmux::Tmux;
 
+use crate::daemon::attach::{attach, no_daemon, target};
 use crate::observer::{connect, fetch, resolve};
 use crate::output::emit;
 use crate::runtime::runtime;
@@ -38,17 +40,23 @@ use crate::runtime::runtime;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  skep grid --config skep.toml           # start an orchestrator and watch it
-  skep grid                              # watch the only running orchestrator
+  skep grid                              # the daemon of ./skep.toml (or the nearest one up), else the demo's
+  skep grid --config skep.toml           # that config's daemon (started if none runs)
   skep grid --config skep.toml --detach  # print the attach command and return
+  skep grid --no-daemon --config skep.toml   # an orchestrator of its own inside the grid
   skep grid --stop")]
 pub struct GridArgs {
-    /// Start an orchestrator for these roles inside the grid.
+    /// Watch this config's daemon (started if none runs); with --no-daemon,
+    /// start an orchestrator for these roles inside the grid.
     #[arg(long, value_name = "FILE", conflicts_with = "attach")]
     pub config: Option<PathBuf>,
-    /// Watch the orchestrator serving this observe socket.
+    /// Watch the orchestrator serving this observe (or control) socket.
     #[arg(long, value_name = "SOCKET")]
     pub attach: Option<PathBuf>,
+    /// No daemon: --config starts an orchestrator inside the grid, and
+    /// without it the only running orchestrator is watched (also SKEP_NO_DAEMON=1).
+    #[arg(long, conflicts_with = "attach")]
+    pub no_daemon: bool,
     /// Set the grid up, print the command that attaches to it, and return.
     #[arg(long)]
     pub detach: bool,
@@ -99,7 +107,19 @@ pub fn run(args: GridArgs) -> anyhow::Result<ExitCode> {
     ensure_private_dir(&dir)?;
     let exe = std::env::current_exe().context("cannot find skep's own executable")?;
     let exe = exe.to_str().context("skep's path is not UTF-8")?.to_owned();
+    let daemon = !no_daemon(args.no_daemon) && args.attach.is_none();
     let (socket, session, tmux) = match &args.config {
+        _ if daemon => {
+            let config = target(args.config.as_deref())?;
+            // Attaching starts the daemon if none runs; the grid then watches its socket.
+            runtime()?.block_on(attach(config.as_deref()))?;
+            let socket = DaemonPaths::for_config(config.as_deref()).socket;
+            let (session, tmux) = new_grid(&dir, &socket)?;
+            let status = status_argv(&exe, &socket, tmux.socket(), &session)?;
+            let argv: Vec<&str> = status.iter().map(String::as_str).collect();
+            new_session(&tmux, &session, "grid", &argv)?;
+            (socket, session, tmux)
+        }
         Some(config) => {
             // Load it here first: a bad config is a clear error now, not a grid that closes at once.
             Config::load(config)?;

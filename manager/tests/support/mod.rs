@@ -48,7 +48,13 @@ impl Scratch {
     /// A `skep` command with this scratch runtime dir.
     pub fn skep(&self, args: &[&str]) -> Command {
         let mut command = Command::new(SKEP);
-        command.args(args).env("XDG_RUNTIME_DIR", self.root.join("run")).env_remove("TMUX");
+        // Each test says whether it wants a daemon: by default, a throw-away orchestrator.
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.root.join("run"))
+            .env("XDG_STATE_HOME", self.root.join("state"))
+            .env("SKEP_NO_DAEMON", "1")
+            .env_remove("TMUX");
         command
     }
 

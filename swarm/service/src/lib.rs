@@ -3,16 +3,20 @@
 //! The core (`skep-swarm`) knows nothing of JSON-RPC method names; this crate
 //! maps them onto it, once, for every way in: the private sidecar (`skep
 //! serve`, the Node package's sidecar mode) and the read-only observe socket
-//! (`skep ls`, `stats`, `grid`). The daemon's control socket goes here too.
+//! (`skep ls`, `stats`, `grid`). The daemon's control socket (`daemon/`) serves both.
 //!
 //! # Layout
 //! - `rpc.rs`: the sidecar's method table, and the read-only views it shares with the observe socket.
 //! - `observe.rs`: the observe socket: read-only methods and events for `skep ls`, `stats` and `grid`.
 //! - `observe_dir.rs`: the private per-user directory observe sockets live in.
+//! - `socket.rs`: serving a method table on a private Unix socket (bind, peer-uid check, accept loop).
+//! - `daemon/`: the shared daemon: its control socket, lock, idle exit, reload, log and detached start.
 
+pub mod daemon;
 mod observe;
 mod observe_dir;
 mod rpc;
+mod socket;
 
 pub use observe::{Observation, ObserveError, ObserveOptions, observe};
 pub use observe_dir::{ensure_private_dir, observe_dir, uid};

@@ -14,12 +14,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 use skep_bridge::{ErrorObjectOwned, RpcModule, Server, ServerConfig};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::observe_dir::{ensure_private_dir, observe_dir, uid};
+use crate::observe_dir::{ensure_private_dir, observe_dir};
 use crate::rpc::{HasSwarm, register_views};
+use crate::socket::{Presence, accept_loop, bind};
 use skep_swarm::Swarm;
 
 /// Where and how to serve the observe socket.
@@ -109,7 +109,7 @@ pub async fn observe(swarm: Swarm, options: ObserveOptions) -> Result<Observatio
     let identity = Identity { pid: std::process::id(), config: options.config, socket: path.clone(), started_unix_ms };
     let server = Arc::new(Server::new(observer_module(swarm, identity), ServerConfig::default()));
     let stop = CancellationToken::new();
-    let accept = tokio::spawn(accept_loop(listener, server, stop.clone()));
+    let accept = tokio::spawn(accept_loop(listener, server, stop.clone(), Presence::default()));
     tracing::info!(socket = %path.display(), "observe socket ready (skep ls, skep stats, skep grid)");
     Ok(Observation { path, stop, accept: Some(accept) })
 }
@@ -146,18 +146,7 @@ fn observer_module(swarm: Swarm, identity: Identity) -> RpcModule<Observer> {
     module
         .register_async_method("observe/info", |_, ctx, _| async move {
             let stats = ctx.swarm.stats().await;
-            let mut agents = json!({ "starting": 0, "idle": 0, "busy": 0, "stopping": 0 });
-            for role in &stats.roles {
-                let counts = role.agents;
-                for (key, n) in [
-                    ("starting", counts.starting),
-                    ("idle", counts.idle),
-                    ("busy", counts.busy),
-                    ("stopping", counts.stopping),
-                ] {
-                    agents[key] = json!(agents[key].as_u64().unwrap_or(0) + n as u64);
-                }
-            }
+            let agents = agent_counts(&stats);
             let mut info = serde_json::to_value(&ctx.identity).map_err(|e| internal(&e))?;
             info["roles"] = json!(stats.roles.len());
             info["agents"] = agents;
@@ -169,30 +158,22 @@ fn observer_module(swarm: Swarm, identity: Identity) -> RpcModule<Observer> {
     module
 }
 
-fn internal(e: &serde_json::Error) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(skep_bridge::code::INTERNAL_ERROR, format!("internal error: {e}"), None::<()>)
+/// Agents of every role by state: `{"starting", "idle", "busy", "stopping"}`.
+pub(crate) fn agent_counts(stats: &skep_swarm::SwarmStats) -> serde_json::Value {
+    let mut agents = json!({ "starting": 0, "idle": 0, "busy": 0, "stopping": 0 });
+    for role in &stats.roles {
+        let counts = role.agents;
+        for (key, n) in
+            [("starting", counts.starting), ("idle", counts.idle), ("busy", counts.busy), ("stopping", counts.stopping)]
+        {
+            agents[key] = json!(agents[key].as_u64().unwrap_or(0) + n as u64);
+        }
+    }
+    agents
 }
 
-/// Binds `path`, replacing a stale socket (nobody listening) but never a live one.
-async fn bind(path: &Path) -> Result<UnixListener, ObserveError> {
-    let bind_error = |source| ObserveError::Bind { path: path.to_path_buf(), source };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        if !meta.file_type().is_socket() {
-            let reason =
-                std::io::Error::other("a file that is not a socket is in the way; remove it or pick another path");
-            return Err(bind_error(reason));
-        }
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(ObserveError::InUse { path: path.to_path_buf() });
-        }
-        tracing::info!(socket = %path.display(), "removing a stale observe socket");
-        std::fs::remove_file(path).map_err(bind_error)?;
-    }
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
-    Ok(listener)
+fn internal(e: &serde_json::Error) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(skep_bridge::code::INTERNAL_ERROR, format!("internal error: {e}"), None::<()>)
 }
 
 /// `PID.sock`, then `PID-2.sock`, ... for further swarms of the same process
@@ -205,59 +186,11 @@ fn default_name() -> String {
     }
 }
 
-/// Only the orchestrator's own user may observe it.
-fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), String> {
-    match peer_uid {
-        Ok(uid) if uid == me => Ok(()),
-        Ok(uid) => Err(format!("peer uid {uid} is not this orchestrator's uid {me}")),
-        Err(e) => Err(format!("its uid cannot be checked ({e})")),
-    }
-}
-
-async fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: CancellationToken) {
-    let me = uid();
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if let Err(refusal) = admit(stream.peer_cred().map(|cred| cred.uid()), me) {
-                        tracing::warn!("refused an observer: {refusal}");
-                        continue;
-                    }
-                    let (server, stop) = (Arc::clone(&server), stop.child_token());
-                    connections.spawn(async move {
-                        let (reader, writer) = stream.into_split();
-                        if let Err(e) = server.serve(reader, writer, stop).await {
-                            tracing::debug!(%e, "observer connection ended with an error");
-                        }
-                    });
-                }
-                // EMFILE and the like: keep serving the observers we have.
-                Err(e) => {
-                    tracing::warn!(%e, "cannot accept an observer");
-                    // Out of descriptors persists for a while: do not spin on it.
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = stop.cancelled() => break,
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_our_own_uid_is_admitted() {
-        assert_eq!(admit(Ok(1000), 1000), Ok(()));
-        assert!(admit(Ok(0), 1000).unwrap_err().contains("peer uid 0"));
-        assert!(admit(Err(std::io::Error::other("no creds")), 1000).unwrap_err().contains("cannot be checked"));
-    }
+    use tokio::net::UnixStream;
 
     #[tokio::test]
     async fn a_connection_from_ourselves_is_served_and_the_socket_goes_with_the_observation() {
@@ -271,7 +204,7 @@ mod tests {
             observe(swarm.clone(), ObserveOptions { path: Some(path.clone()), config: None }).await.unwrap();
         assert_eq!(observation.path(), path);
         let stream = UnixStream::connect(&path).await.unwrap();
-        assert_eq!(stream.peer_cred().unwrap().uid(), uid());
+        assert_eq!(stream.peer_cred().unwrap().uid(), crate::uid());
         let (reader, writer) = stream.into_split();
         let client = skep_bridge::Client::connect(reader, writer, Default::default());
         let info: serde_json::Value = client.call("observe/info", serde_json::json!([])).await.unwrap();

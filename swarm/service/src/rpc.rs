@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use skep_swarm::{CallOptions, Event, RaceCall, Swarm};
-use skep_workflow::{RunOptions, Workflow, run_workflow};
+use skep_workflow::{History, RunOptions, Workflow, run_workflow};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
 #[derive(Debug)]
@@ -107,7 +107,12 @@ struct WorkflowParams {
     jobs: Option<usize>,
     #[serde(default)]
     no_cache: bool,
+    /// Compare against this pinned baseline instead of the previous run.
+    baseline: Option<String>,
 }
+
+/// The cause a run records when its client went away mid-run.
+const CLIENT_LEFT: &str = "client disconnected";
 
 /// A caller who writes 0 for a count or a deadline means something, but no
 /// meaning of 0 is useful (no time at all, no calls at all): refuse it by
@@ -140,10 +145,10 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
             let role = match (call.role.as_str(), &call.text) {
                 (AUTO_ROLE, Some(text)) => swarm.route(text).map_err(|e| e.to_error_object())?,
                 (AUTO_ROLE, None) => return Err(invalid_params("\"role\": \"auto\" needs \"text\" to route")),
-                (role, _) => role,
+                (_, _) => call.role,
             };
             let options = options(call.timeout_ms, call.cache)?;
-            swarm.call(role, &call.method, call.params.as_deref(), options).await.map_err(|e| e.to_error_object())
+            swarm.call(&role, &call.method, call.params.as_deref(), options).await.map_err(|e| e.to_error_object())
         })
         .expect("fresh name");
     module
@@ -212,25 +217,45 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                 };
                 let sink = pending.accept().await?;
                 let defaults = RunOptions::default();
-                let options = RunOptions { jobs: p.jobs.unwrap_or(defaults.jobs), use_cache: !p.no_cache, ..defaults };
+                let (cancel, cancelled) = tokio::sync::watch::channel(None);
+                let options = RunOptions {
+                    jobs: p.jobs.unwrap_or(defaults.jobs),
+                    use_cache: !p.no_cache,
+                    baseline: p.baseline,
+                    cancel: Some(cancelled),
+                    ..defaults
+                };
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let run = run_workflow(&ctx.swarm, &workflow, options, move |progress| {
                     let _ = tx.send(serde_json::to_value(progress).expect("progress serializes"));
                 });
                 tokio::pin!(run);
-                // Progress goes out as it comes; dropping the run (the client left) stops its steps.
+                // Progress goes out as it comes. A client that leaves cancels
+                // the run: its steps stop, and the run is still recorded, as cancelled.
+                let mut left = false;
                 let record = loop {
                     tokio::select! {
                         record = &mut run => break record,
-                        Some(progress) = rx.recv() => sink.send(serde_json::value::to_raw_value(&progress)?).await?,
-                        () = sink.closed() => return SubscriptionResult::Ok(()),
+                        Some(progress) = rx.recv() => if !left {
+                            left = sink.send(serde_json::value::to_raw_value(&progress)?).await.is_err();
+                        },
+                        () = sink.closed(), if !left => left = true,
+                    }
+                    if left {
+                        let _ = cancel.send(Some(CLIENT_LEFT.to_owned()));
                     }
                 };
+                if left {
+                    return SubscriptionResult::Ok(());
+                }
                 while let Ok(progress) = rx.try_recv() {
                     sink.send(serde_json::value::to_raw_value(&progress)?).await?;
                 }
                 let last = match record {
-                    Ok(record) => json!({ "event": "result", "record": record }),
+                    Ok(record) => {
+                        let profile = History::new(&workflow.state_dir()).record_path(&record.id);
+                        json!({ "event": "result", "record": record, "profile": profile })
+                    }
                     Err(e) => json!({ "event": "error", "message": format!("{e:#}") }),
                 };
                 sink.send(serde_json::value::to_raw_value(&last)?).await?;
