@@ -97,11 +97,16 @@ impl History {
         &self.dir
     }
 
+    /// Where the record of run `id` is (or will be) written.
+    pub fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.join("runs").join(format!("{id}.json"))
+    }
+
     /// Writes a run's record (atomically) and appends its line to the history.
     pub fn save(&self, record: &RunRecord) -> Result<PathBuf, WorkflowError> {
         let runs = self.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(state_err(&runs))?;
-        let path = runs.join(format!("{}.json", record.id));
+        let path = self.record_path(&record.id);
         let temp = runs.join(format!(".{}.tmp", record.id));
         let text = serde_json::to_string_pretty(record).expect("records serialize");
         std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, &path)).map_err(state_err(&path))?;

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
@@ -59,7 +59,7 @@ impl Default for RunOptions {
 }
 
 /// What happened, for progress displays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ProgressEvent {
     /// A step's needs are met; it waits for a slot.
@@ -74,8 +74,9 @@ pub enum ProgressEvent {
     Done,
 }
 
-/// One progress event, with the run's totals at that moment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One progress event, with the run's totals at that moment (read back by
+/// clients of a daemon that runs the workflow for them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// What happened.
@@ -109,7 +110,7 @@ pub async fn run_workflow(
     options: RunOptions,
     mut on_progress: impl FnMut(&Progress) + Send,
 ) -> Result<RunRecord, WorkflowError> {
-    let state_dir = options.state_dir.clone().unwrap_or_else(|| workflow.workdir.join(".skep"));
+    let state_dir = options.state_dir.clone().unwrap_or_else(|| workflow.state_dir());
     let history = History::new(&state_dir);
     let cache = StepCache::new(&state_dir, options.cache_limits);
     let known = history.predictions(&workflow.name)?;

@@ -140,6 +140,11 @@ struct RawStep {
 }
 
 impl Workflow {
+    /// Where its cache and run history live by default: `<workdir>/.skep`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.workdir.join(".skep")
+    }
+
     /// Reads and validates a workflow file; agent steps are checked against `config`'s roles.
     pub fn load(path: &Path, config: &Config) -> Result<Workflow, WorkflowError> {
         let text = read_source(path)?;

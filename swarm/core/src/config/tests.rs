@@ -195,7 +195,11 @@ fn unknown_keys_name_the_key_and_the_choices() {
              `breaker`",
         ],
     );
-    fails("[role.r]\ncommand = [\"x\"]\n", 1, &["role: unknown field `role`, expected one of `roles`, `observe`, `daemon`"]);
+    fails(
+        "[role.r]\ncommand = [\"x\"]\n",
+        1,
+        &["role: unknown field `role`, expected one of `roles`, `observe`, `daemon`"],
+    );
     fails(&format!("{EXAMPLE}[other]\n"), 15, &["other: unknown field `other`"]);
     fails(
         &with_line("[roles.r.breaker]\nx = 1"),
