@@ -264,7 +264,7 @@ fn a_broken_config_is_refused_and_a_changed_one_is_reloaded_before_a_call() {
     std::thread::sleep(Duration::from_millis(20));
     world.write_config(&PY_ROLE.replace("max_agents = 1", "max_agents = 1\nmax_calls = 500"));
     let out = world.run(&["call", "py", "pid", "[]"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reloading"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reloaded"), "{}", String::from_utf8_lossy(&out.stderr));
     let second: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(second, first, "the changed role rolled over to a new agent");
     wait_gone_blocking(first.as_u64().unwrap() as u32);

@@ -93,7 +93,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let fresh = match connect(&paths.socket).await {
             Ok(_) => false,
             Err(_) => {
-                attach::start(config.as_deref(), &paths, false, &attach::plain).await?;
+                attach::start(config.as_deref()).await?;
                 true
             }
         };
@@ -115,7 +115,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
             eprintln!("skep: no daemon is running for {}", paths.identity);
             return Ok(ExitCode::SUCCESS);
         };
-        attach::stop(client, &paths).await?;
+        attach::stop(client, config.as_deref()).await?;
         eprintln!("skep: daemon for {} stopped", paths.identity);
         Ok(ExitCode::SUCCESS)
     })

@@ -13,7 +13,9 @@
 //! - `idle.rs`: idle exit.
 //! - `log.rs`: the bounded log file.
 //! - `spawn.rs`: starting a daemon detached from its caller.
+//! - `attach.rs`: a client's side: connect, start on first use, version handshake, stop, reload if newer.
 
+pub mod attach;
 mod idle;
 mod lock;
 mod log;
