@@ -7,7 +7,7 @@
 use napi::JsValue;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, Status};
 use serde_json::Value;
-use skep_bridge::code;
+use skep_bridge::{ErrorObjectOwned, code};
 use skep_service::ObserveError;
 use skep_swarm::SwarmError;
 use skep_workflow::WorkflowError;
@@ -27,6 +27,10 @@ pub enum Failure {
     Workflow(WorkflowError),
     /// The observe socket could not be served.
     Observe(ObserveError),
+    /// A daemon answered with an error (`Swarm.connect`).
+    Remote(ErrorObjectOwned),
+    /// The daemon could not be reached, started, or went away.
+    Daemon(String),
 }
 
 impl From<SwarmError> for Failure {
@@ -44,6 +48,21 @@ impl Failure {
             Failure::Config(_) => "SKEP_CONFIG",
             Failure::Workflow(_) => "SKEP_WORKFLOW",
             Failure::Observe(_) => "SKEP_OBSERVE",
+            Failure::Daemon(_) => "SKEP_CLOSED",
+            Failure::Remote(e) => match e.code() {
+                code::TIMEOUT => "SKEP_TIMEOUT",
+                code::CIRCUIT_OPEN => "SKEP_CIRCUIT_OPEN",
+                code::AGENT_CRASHED => "SKEP_AGENT_CRASHED",
+                code::OVERLOADED => "SKEP_OVERLOADED",
+                code::SHUTTING_DOWN => "SKEP_CLOSED",
+                code::REQUEST_CANCELLED => "SKEP_CANCELLED",
+                code::METHOD_NOT_FOUND => "SKEP_METHOD_NOT_FOUND",
+                // The sidecar answers an unknown role as invalid params; say which it was.
+                code::INVALID_PARAMS if e.message().starts_with("unknown role") => "SKEP_UNKNOWN_ROLE",
+                code::INVALID_PARAMS => "SKEP_INVALID_PARAMS",
+                -32000 => "SKEP_ALL_FAILED",
+                _ => "SKEP_AGENT_ERROR",
+            },
             Failure::Swarm(e) => match e {
                 SwarmError::Timeout { .. } => "SKEP_TIMEOUT",
                 SwarmError::CircuitOpen { .. } => "SKEP_CIRCUIT_OPEN",
@@ -72,6 +91,8 @@ impl Failure {
             Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
             Failure::Workflow(WorkflowError::File(_)) => code::INVALID_PARAMS,
             Failure::Workflow(_) | Failure::Observe(_) => code::INTERNAL_ERROR,
+            Failure::Remote(e) => e.code(),
+            Failure::Daemon(_) => code::SHUTTING_DOWN,
         }
     }
 
@@ -86,6 +107,8 @@ impl Failure {
             Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
             Failure::Workflow(e) => (chain(e), None),
             Failure::Observe(e) => (chain(e), None),
+            Failure::Remote(e) => (e.message().to_owned(), e.data().and_then(|raw| serde_json::from_str(raw.get()).ok())),
+            Failure::Daemon(message) => (message.clone(), None),
         }
     }
 
@@ -111,7 +134,7 @@ impl Failure {
 }
 
 /// An error and its sources, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

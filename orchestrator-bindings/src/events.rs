@@ -7,6 +7,14 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+/// Where events come from: this process's swarm, or a daemon's.
+pub enum Source {
+    /// The in-process swarm's stream.
+    Local(tokio::sync::broadcast::Receiver<skep_swarm::Event>),
+    /// A daemon's stream over its control socket (subscribed on first use).
+    Remote(std::sync::Arc<crate::remote::Remote>),
+}
+
 /// Forwards every event to `listener` until the returned function is called.
 ///
 /// The callback is weak (it does not keep Node's event loop alive), and a
@@ -14,14 +22,24 @@ use tokio_util::sync::CancellationToken;
 /// many events it missed with `{ type: "lagged", missed }`.
 pub fn listen<'env>(
     env: &'env Env,
-    swarm: &skep_swarm::Swarm,
+    source: Source,
     listener: Function<'env, Value, ()>,
 ) -> napi::Result<Function<'env, (), ()>> {
     let callback = listener.build_threadsafe_function::<Value>().weak::<true>().build()?;
     let stop = CancellationToken::new();
-    let mut events = swarm.subscribe();
     let stopped = stop.clone();
     napi::bindgen_prelude::spawn(async move {
+        let mut events = match source {
+            Source::Local(events) => Events::Local(events),
+            Source::Remote(remote) => match remote.events().await {
+                Ok(events) => Events::Remote(events),
+                Err(e) => {
+                    // The package has no logger of its own: a listener that cannot start says so on stderr.
+                    eprintln!("skep: onEvent: cannot subscribe to the daemon's events: {}", e.code());
+                    return;
+                }
+            },
+        };
         loop {
             let next = tokio::select! {
                 // Once unsubscribed, no event that comes later is delivered.
@@ -30,7 +48,7 @@ pub fn listen<'env>(
                 next = events.recv() => next,
             };
             let value = match next {
-                Ok(event) => serde_json::to_value(&event).unwrap_or(Value::Null),
+                Ok(value) => value,
                 Err(RecvError::Lagged(missed)) => json!({ "type": "lagged", "missed": missed }),
                 Err(RecvError::Closed) => break,
             };
@@ -44,3 +62,19 @@ pub fn listen<'env>(
         Ok(())
     })
 }
+
+/// Either stream, as JSON values.
+enum Events {
+    Local(tokio::sync::broadcast::Receiver<skep_swarm::Event>),
+    Remote(tokio::sync::broadcast::Receiver<Value>),
+}
+
+impl Events {
+    async fn recv(&mut self) -> Result<Value, RecvError> {
+        match self {
+            Events::Local(events) => events.recv().await.map(|e| serde_json::to_value(&e).unwrap_or(Value::Null)),
+            Events::Remote(events) => events.recv().await,
+        }
+    }
+}
+

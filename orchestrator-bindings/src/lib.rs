@@ -10,6 +10,7 @@
 //! - `error.rs`: the one mapping from swarm errors to JavaScript `Error`s with `code`.
 //! - `events.rs`: `onEvent`, the event stream as callbacks.
 //! - `progress.rs`: `runWorkflow`'s `onProgress` callback.
+//! - `remote.rs`: `Swarm.connect`, the same methods over a daemon's control socket.
 //! - `demo.rs`: the built-in demo role, run by Node's own executable.
 //! - `runtime.rs`: the one-worker tokio runtime the futures run on.
 
@@ -19,6 +20,7 @@ mod events;
 mod options;
 mod progress;
 mod promise;
+mod remote;
 mod runtime;
 mod swarm;
 

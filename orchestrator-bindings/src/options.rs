@@ -2,6 +2,7 @@
 //! swarm types. Every argument is validated here, once, with a message that
 //! names the argument.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Function, Object};
@@ -209,4 +210,41 @@ mod tests {
             assert!(timeout(Some(bad)).is_err(), "{bad} accepted");
         }
     }
+}
+
+/// Options of `Swarm.connect`.
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct ConnectOptions {
+    /// The skep.toml whose daemon to use (default: the nearest one from the
+    /// current directory up, else the built-in demo's daemon).
+    pub config: Option<String>,
+    /// A daemon's control socket to connect to directly (nothing is started).
+    pub socket: Option<String>,
+    /// Start the daemon if none runs (default true).
+    pub auto_start: Option<bool>,
+    /// The `skep` executable that starts it (default: `skep` on PATH).
+    pub skep: Option<String>,
+}
+
+/// Where `Swarm.connect` goes: a socket, or a config's daemon (found like the CLI finds it).
+pub fn connect_target(options: Option<ConnectOptions>) -> Result<crate::remote::Target, Failure> {
+    let options = options.unwrap_or_default();
+    let config = match (&options.config, &options.socket) {
+        (_, Some(_)) => None,
+        (Some(path), None) => Some(PathBuf::from(path)),
+        (None, None) => std::env::current_dir().ok().and_then(|dir| skep_service::daemon::discover_config(&dir)),
+    };
+    let config = config
+        .map(|path| path.canonicalize().map_err(|e| invalid_arg(format!("config {}: {e}", path.display()))))
+        .transpose()?;
+    let start_with = match (options.auto_start.unwrap_or(true), &options.skep) {
+        (false, _) => None,
+        (true, Some(skep)) => Some(PathBuf::from(skep)),
+        (true, None) => Some(
+            which::which("skep")
+                .map_err(|e| invalid_arg(format!("autoStart needs the skep executable: {e}; pass options.skep")))?,
+        ),
+    };
+    Ok(crate::remote::Target { config, socket: options.socket.map(PathBuf::from), start_with })
 }

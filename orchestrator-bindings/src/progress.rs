@@ -20,6 +20,13 @@ pub fn listener(callback: Function<'_, Value, ()>) -> Result<Listener, Failure> 
         .map_err(|e| Failure::InvalidArg(format!("options.onProgress: {}", e.reason)))
 }
 
+/// Queues one progress event, already JSON (from a daemon), for the callback, if there is one.
+pub fn send_value(listener: Option<&Listener>, progress: Value) {
+    if let Some(listener) = listener {
+        listener.call(progress, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
 /// Queues one progress event for the callback, if there is one.
 pub fn send(listener: Option<&Listener>, progress: &Progress) {
     if let (Some(listener), Ok(value)) = (listener, serde_json::to_value(progress)) {

@@ -1,18 +1,23 @@
 //! The exported class `Swarm`: one method per swarm function, nothing more.
+//! A `Swarm` runs its agents in this process, or (`Swarm.connect`) is a
+//! connection to a daemon's swarm, with the same methods (`remote.rs`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::{Env, Function, PromiseRaw};
 use napi_derive::napi;
-use serde_json::Value;
+use serde_json::{Value, json};
 use skep_service::{Observation, ObserveOptions, observe};
 use skep_swarm::Config;
 use skep_workflow::{Workflow, run_workflow};
 
 use crate::demo;
 use crate::error::Failure;
-use crate::options::{self, CallOptions, Checked, CheckedWorkflow, FanoutOptions, RaceCall, WorkflowOptions};
+use crate::options::{
+    self, CallOptions, Checked, CheckedWorkflow, ConnectOptions, FanoutOptions, RaceCall, WorkflowOptions,
+};
+use crate::remote::{Remote, call_fields};
 use crate::promise::{Prepared, json, settle};
 use crate::{events, progress};
 
@@ -23,9 +28,18 @@ use crate::{events, progress};
 #[napi]
 #[derive(Debug)]
 pub struct Swarm {
-    inner: skep_swarm::Swarm,
+    inner: Backend,
     /// Observe sockets being served; closed with the swarm.
     observations: Arc<Mutex<Vec<Observation>>>,
+}
+
+/// Where the swarm runs.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// In this process.
+    Local(skep_swarm::Swarm),
+    /// In a daemon, over its control socket.
+    Remote(Arc<Remote>),
 }
 
 #[napi]
@@ -56,6 +70,22 @@ impl Swarm {
         settle(env, Ok((None, start(config))))
     }
 
+    /// Connects to the shared daemon of a config (docs/daemon.md) and
+    /// resolves with a `Swarm` whose methods run there, on warm agents that
+    /// outlive this process. Without `config` or `socket`: the nearest
+    /// skep.toml from the current directory up, else the demo's daemon. The
+    /// daemon is started if none runs (`autoStart`, default true), with the
+    /// `skep` executable on PATH or `options.skep`. `close()` ends the
+    /// connection, not the daemon.
+    #[napi(ts_return_type = "Promise<Swarm>")]
+    pub fn connect<'env>(env: &'env Env, options: Option<ConnectOptions>) -> napi::Result<PromiseRaw<'env, Swarm>> {
+        let target = options::connect_target(options);
+        settle(env, Ok((None, async move {
+            let remote = Remote::connect(target?).await?;
+            Ok(Swarm { inner: Backend::Remote(Arc::new(remote)), observations: Default::default() })
+        })))
+    }
+
     /// Calls `method` on an agent of `role` and resolves with its result.
     #[napi(ts_generic_types = "T = any", ts_return_type = "Promise<T>")]
     pub fn call<'env>(
@@ -69,7 +99,16 @@ impl Swarm {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
             let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
-            Ok((signal, async move { json(swarm.call(&role, &method, params.as_deref(), call).await?) }))
+            Ok((signal, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.call(&role, &method, params.as_deref(), call).await?),
+                    Backend::Remote(remote) => {
+                        let mut request = json!({ "role": role, "method": method, "params": raw(params) });
+                        call_fields(&mut request, call);
+                        remote.request("swarm/call", request, Some(call)).await
+                    }
+                }
+            }))
         })();
         settle(env, prepared)
     }
@@ -88,7 +127,20 @@ impl Swarm {
         let prepared = (|| -> Prepared<'env, _> {
             let params = options::params_list(params)?;
             let (max_parallel, Checked { call, signal }) = options::fanout_options(options)?;
-            Ok((signal, async move { json(swarm.fanout(&role, &method, params, max_parallel, call).await?) }))
+            Ok((signal, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.fanout(&role, &method, params, max_parallel, call).await?),
+                    Backend::Remote(remote) => {
+                        let params: Vec<Value> = params.into_iter().map(|p| raw(Some(p))).collect();
+                        let mut request = json!({ "role": role, "method": method, "params": params });
+                        if let Some(n) = max_parallel {
+                            request["maxParallel"] = json!(n);
+                        }
+                        call_fields(&mut request, call);
+                        remote.request("swarm/fanout", request, Some(call)).await
+                    }
+                }
+            }))
         })();
         settle(env, prepared)
     }
@@ -111,7 +163,20 @@ impl Swarm {
                 })
                 .collect::<Result<Vec<_>, Failure>>()?;
             let Checked { call, signal } = Checked::try_from(options)?;
-            Ok((signal, async move { json(swarm.race(calls, call).await?) }))
+            Ok((signal, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.race(calls, call).await?),
+                    Backend::Remote(remote) => {
+                        let calls: Vec<Value> = calls
+                            .into_iter()
+                            .map(|c| json!({ "role": c.role, "method": c.method, "params": raw(c.params) }))
+                            .collect();
+                        let mut request = json!({ "calls": calls });
+                        call_fields(&mut request, call);
+                        remote.request("swarm/race", request, Some(call)).await
+                    }
+                }
+            }))
         })();
         settle(env, prepared)
     }
@@ -129,7 +194,16 @@ impl Swarm {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
             let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
-            Ok((signal, async move { json(swarm.broadcast(&role, &method, params.as_deref(), call).await?) }))
+            Ok((signal, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.broadcast(&role, &method, params.as_deref(), call).await?),
+                    Backend::Remote(remote) => {
+                        let mut request = json!({ "role": role, "method": method, "params": raw(params) });
+                        call_fields(&mut request, call);
+                        remote.request("swarm/broadcast", request, Some(call)).await
+                    }
+                }
+            }))
         })();
         settle(env, prepared)
     }
@@ -137,21 +211,36 @@ impl Swarm {
     /// The configured roles.
     #[napi(ts_return_type = "RoleInfo[]")]
     pub fn roles(&self) -> napi::Result<Value> {
-        serde_json::to_value(self.inner.roles()).map_err(|e| napi::Error::from_reason(e.to_string()))
+        match &self.inner {
+            Backend::Local(swarm) => {
+                serde_json::to_value(swarm.roles()).map_err(|e| napi::Error::from_reason(e.to_string()))
+            }
+            Backend::Remote(remote) => Ok(remote.roles()),
+        }
     }
 
     /// Every agent of every role, with its state.
     #[napi(ts_return_type = "Promise<AgentInfo[]>")]
     pub fn agents<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
-        settle(env, Ok((None, async move { json(swarm.agents().await) })))
+        settle(env, Ok((None, async move {
+            match swarm {
+                Backend::Local(swarm) => json(swarm.agents().await),
+                Backend::Remote(remote) => remote.request("swarm/agents", json!([]), None).await,
+            }
+        })))
     }
 
     /// Per-role counters, latency percentiles, breaker and cache.
     #[napi(ts_return_type = "Promise<SwarmStats>")]
     pub fn stats<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
-        settle(env, Ok((None, async move { json(swarm.stats().await) })))
+        settle(env, Ok((None, async move {
+            match swarm {
+                Backend::Local(swarm) => json(swarm.stats().await),
+                Backend::Remote(remote) => remote.request("swarm/stats", json!([]), None).await,
+            }
+        })))
     }
 
     /// Calls `listener` with every event of the swarm; returns the function
@@ -162,7 +251,10 @@ impl Swarm {
         env: &'env Env,
         listener: Function<'env, Value, ()>,
     ) -> napi::Result<Function<'env, (), ()>> {
-        events::listen(env, &self.inner, listener)
+        match &self.inner {
+            Backend::Local(swarm) => events::listen(env, events::Source::Local(swarm.subscribe()), listener),
+            Backend::Remote(remote) => events::listen(env, events::Source::Remote(Arc::clone(remote)), listener),
+        }
     }
 
     /// Runs a workflow file (docs/workflows.md) over this swarm's roles and
@@ -175,15 +267,24 @@ impl Swarm {
         file: String,
         options: Option<WorkflowOptions<'env>>,
     ) -> napi::Result<PromiseRaw<'env, Value>> {
-        let swarm = self.inner.clone();
+        let backend = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
             let CheckedWorkflow { run, on_progress, signal } = CheckedWorkflow::try_from(options)?;
-            let workflow = Workflow::load(file.as_ref(), &swarm.config()).map_err(Failure::Workflow)?;
             let progress = on_progress.map(progress::listener).transpose()?;
-            Ok((signal, async move {
+            let swarm = match backend {
+                Backend::Local(swarm) => swarm,
+                Backend::Remote(remote) => {
+                    return Ok((signal, Box::pin(async move {
+                        let send = move |p: Value| progress::send_value(progress.as_ref(), p);
+                        remote.run_workflow(file.as_ref(), run.jobs, !run.use_cache, send).await
+                    }) as futures::future::BoxFuture<'static, _>));
+                }
+            };
+            let workflow = Workflow::load(file.as_ref(), &swarm.config()).map_err(Failure::Workflow)?;
+            Ok((signal, Box::pin(async move {
                 let record = run_workflow(&swarm, &workflow, run, |p| progress::send(progress.as_ref(), p)).await;
                 json(record.map_err(Failure::Workflow)?)
-            }))
+            }) as futures::future::BoxFuture<'static, _>))
         })();
         settle(env, prepared)
     }
@@ -196,7 +297,13 @@ impl Swarm {
     pub fn observe<'env>(&self, env: &'env Env, path: Option<String>) -> napi::Result<PromiseRaw<'env, String>> {
         let (swarm, observations) = (self.inner.clone(), self.observations.clone());
         let options = ObserveOptions { path: path.map(PathBuf::from), config: None };
-        settle(env, Ok((None, async move { serve_observer(swarm, options, &observations).await })))
+        settle(env, Ok((None, async move {
+            match swarm {
+                Backend::Local(swarm) => serve_observer(swarm, options, &observations).await,
+                // A daemon is observed through its own control socket already.
+                Backend::Remote(remote) => Ok(remote.socket().display().to_string()),
+            }
+        })))
     }
 
     /// Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
@@ -207,7 +314,11 @@ impl Swarm {
         let close = async move {
             let serving = std::mem::take(&mut *observations.lock().unwrap_or_else(PoisonError::into_inner));
             futures::future::join_all(serving.into_iter().map(Observation::close)).await;
-            swarm.shutdown().await;
+            match swarm {
+                Backend::Local(swarm) => swarm.shutdown().await,
+                // The daemon and its agents go on serving other clients.
+                Backend::Remote(remote) => remote.close(),
+            }
             Ok(())
         };
         settle(env, Ok((None, close)))
@@ -218,12 +329,18 @@ async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
     let mut config = config?;
     let observe_at = config.observe.take();
     let source = config.source.clone();
-    let swarm = Swarm { inner: skep_swarm::Swarm::start(config).await?, observations: Default::default() };
+    let inner = skep_swarm::Swarm::start(config).await?;
+    let observations = Arc::default();
     if let Some(path) = observe_at {
         let options = ObserveOptions { path: Some(path), config: source };
-        serve_observer(swarm.inner.clone(), options, &swarm.observations).await?;
+        serve_observer(inner.clone(), options, &observations).await?;
     }
-    Ok(swarm)
+    Ok(Swarm { inner: Backend::Local(inner), observations })
+}
+
+/// Params passed through to the daemon as they were given.
+fn raw(params: Option<Box<serde_json::value::RawValue>>) -> Value {
+    params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(Value::Null)
 }
 
 /// Starts an observe socket and keeps it with the swarm's others; its path.
