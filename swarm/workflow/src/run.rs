@@ -1,7 +1,7 @@
 //! The executor: runs a workflow's steps over the swarm as the scheduler
 //! allows, consults and fills the cache, reports progress, and records the run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,11 +14,13 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use super::error::WorkflowError;
-use super::history::{History, RunRecord, run_id};
-use super::profile::{Previous, StepOutcome, StepRecord, analyze};
+use super::history::{History, HistoryLine, RunRecord, run_id};
+use super::profile::{Comparison, StepOutcome, StepRecord, analyze};
+use super::regress::{RegressionRule, judge};
+use super::resources::{ProcCpu, Resources, proc_cpu};
 use super::schedule::{Scheduler, SkipCause};
 use super::spec::{Action, Workflow};
-use super::step::{Ended, run_step};
+use super::step::{Ended, reported_usage, run_step};
 use super::step_cache::{StepCache, StepCacheLimits, unix_ms};
 use skep_swarm::Event;
 use skep_swarm::Swarm;
@@ -34,8 +36,10 @@ pub struct RunOptions {
     pub state_dir: Option<PathBuf>,
     /// The cache's TTL and size cap.
     pub cache_limits: StepCacheLimits,
-    /// Compare against this pinned baseline instead of the previous run.
+    /// Judge regressions against this pinned baseline instead of the earlier runs.
     pub baseline: Option<String>,
+    /// How regressions are judged (window, relative and absolute thresholds).
+    pub regression: RegressionRule,
     /// Whether to write the run to history (tests and benchmarks may not want to).
     pub save: bool,
     /// Stops the run once it holds a cause ("SIGTERM"): running steps are
@@ -52,6 +56,7 @@ impl Default for RunOptions {
             state_dir: None,
             cache_limits: StepCacheLimits::default(),
             baseline: None,
+            regression: RegressionRule::default(),
             save: true,
             cancel: None,
         }
@@ -86,6 +91,8 @@ pub struct Progress {
     pub ok: Option<bool>,
     /// `finished` only: whether it came from the cache.
     pub cache_hit: Option<bool>,
+    /// `finished` only: why it ran or came from the cache (`hit from run R`, `miss: input src/a.rs changed (...)`).
+    pub why: Option<String>,
     /// Why it failed or was skipped.
     pub message: Option<String>,
     /// Steps finished or skipped so far.
@@ -113,10 +120,10 @@ pub async fn run_workflow(
     let history = History::new(&state_dir);
     let cache = StepCache::new(&state_dir, options.cache_limits);
     let known = history.predictions(&workflow.name)?;
-    let previous = match &options.baseline {
-        Some(name) => Some(history.baseline(name)?),
-        None => history.latest(Some(&workflow.name))?,
-    };
+    let baseline = options.baseline.as_deref().map(|name| history.baseline(name)).transpose()?;
+    let last_costs = history.last_costs(&workflow.name)?;
+    let prices: HashMap<String, skep_swarm::Cost> =
+        swarm.config().roles.into_iter().filter_map(|(name, role)| Some((name, role.cost?))).collect();
     let steps = &workflow.steps;
     let n = steps.len();
     // Steps without history are predicted at the mean of those with it (equal weights on a first run).
@@ -140,8 +147,19 @@ pub async fn run_workflow(
     let mut scheduler = Scheduler::new(&workflow.graph, &workflow.order, &predicted, role_of, capacity, options.jobs);
 
     let mut events = steps.iter().any(|s| s.role().is_some()).then(|| swarm.subscribe());
+    // Agents' pids, for their CPU counters: those up now, then each that becomes ready.
+    let mut pids: HashMap<String, u32> = HashMap::new();
+    if events.is_some() {
+        pids.extend(swarm.agents().await.into_iter().filter(|a| a.pid != 0).map(|a| (a.id, a.pid)));
+    }
+    let concurrent_roles: Vec<String> =
+        swarm.roles().into_iter().filter(|r| r.concurrency > 1).map(|r| r.name).collect();
+    let mut cpu_at_start: Vec<Option<ProcCpu>> = vec![None; n];
+    let mut shared_agent = vec![false; n];
     let t0 = Instant::now();
     let started_at = SystemTime::now();
+    let started_at_ms = unix_ms(started_at);
+    let id = run_id(started_at_ms);
     let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1000.0;
     let mut records: Vec<StepRecord> = steps
         .iter()
@@ -164,6 +182,11 @@ pub async fn run_workflow(
             bytes_out: 0,
             attempts: 0,
             predicted_ms: predicted[i],
+            why: None,
+            resources: None,
+            usage: BTreeMap::new(),
+            cost: None,
+            saved_cost: None,
         })
         .collect();
     let mut results: Vec<Option<Value>> = vec![None; n];
@@ -176,6 +199,7 @@ pub async fn run_workflow(
         step: step.map(|i| steps[i].id.clone()),
         ok: None,
         cache_hit: None,
+        why: None,
         message: None,
         done,
         total: n,
@@ -207,7 +231,7 @@ pub async fn run_workflow(
                 .filter(|(_, up)| **up)
                 .filter_map(|(d, _)| Some((steps[d].id.as_str(), results[d].clone()?)))
                 .collect();
-            in_flight.push(Box::pin(run_step(swarm, workflow, i, upstream, cache.clone(), options.use_cache)));
+            in_flight.push(Box::pin(run_step(swarm, workflow, i, upstream, cache.clone(), options.use_cache, &id)));
         }
         if scheduler.is_finished() {
             break;
@@ -242,10 +266,31 @@ pub async fn run_workflow(
                 record.attempts = ended.attempts;
                 record.bytes_in = ended.bytes_in;
                 record.bytes_out = ended.bytes_out;
+                record.resources = ended.resources.clone().or_else(|| {
+                    let before = cpu_at_start[i]?;
+                    let pid = record.agent.as_ref().and_then(|a| pids.get(a))?;
+                    let approximate = shared_agent[i] || record.role.as_ref().is_some_and(|r| concurrent_roles.contains(r));
+                    Some(Resources::across(before, proc_cpu(*pid)?, approximate))
+                });
+                if let Ok(value) = &ended.result && !ended.cache_hit {
+                    record.usage = reported_usage(value);
+                }
+                let price = match &steps[i].action {
+                    Action::Call { role, .. } => prices.get(role),
+                    Action::Command { .. } => steps[i].cost.as_ref(),
+                };
+                if ended.cache_hit {
+                    record.saved_cost = last_costs.get(&steps[i].id).copied();
+                } else if ended.attempts > 0 {
+                    // Each attempt is billed; the duration covers them all.
+                    record.cost = price.map(|p| p.estimate(record.duration_ms / 1000.0, &record.usage) + p.per_call * f64::from(ended.attempts - 1));
+                }
+                record.why = ended.why.clone();
                 let ok = ended.result.is_ok();
                 let mut finished = progress(ProgressEvent::Finished, Some(i), done, &running);
                 finished.ok = Some(ok);
                 finished.cache_hit = Some(ended.cache_hit);
+                finished.why = ended.why.as_ref().map(|w| w.describe());
                 match ended.result {
                     Ok(value) => {
                         record.outcome = StepOutcome::Ok;
@@ -279,7 +324,18 @@ pub async fn run_workflow(
             event = next_event => {
                 match event {
                     Ok(Event::CallStarted { role, agent, method }) => {
-                        attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, ms(Instant::now()));
+                        let pid = pids.get(&agent).copied();
+                        if let Some(i) = attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, ms(Instant::now())) {
+                            cpu_at_start[i] = pid.and_then(proc_cpu);
+                            // Another of our steps on the same agent now: each one's CPU includes the other's.
+                            for &j in running.iter().filter(|&&j| j != i && records[j].agent == records[i].agent) {
+                                shared_agent[j] = true;
+                                shared_agent[i] = true;
+                            }
+                        }
+                    }
+                    Ok(Event::AgentReady { agent, pid, .. }) => {
+                        pids.insert(agent, pid);
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => events = None,
@@ -307,16 +363,29 @@ pub async fn run_workflow(
     let mut done_event = progress(ProgressEvent::Done, None, done, &[]);
     done_event.ok = Some(records.iter().all(|r| r.outcome == StepOutcome::Ok));
     on_progress(&done_event);
-    let compared = previous.as_ref().map(|p| Previous { id: &p.id, steps: &p.steps, wall_ms: p.wall_ms });
-    let analysis = analyze(&records, wall_ms, compared);
-    let started_at_ms = unix_ms(started_at);
+    let ok = records.iter().all(|r| r.outcome == StepOutcome::Ok);
+    let now_line = HistoryLine::from_steps(&id, &workflow.name, started_at_ms, wall_ms, ok, options.use_cache, &records);
+    let comparison = match &baseline {
+        Some(b) => Some(Comparison {
+            with: format!("run {} (baseline {})", b.id, options.baseline.as_deref().unwrap_or_default()),
+            regressions: judge(&now_line, &[HistoryLine::of(b)], options.regression),
+        }),
+        None => {
+            let past: Vec<HistoryLine> = history.lines()?.into_iter().filter(|l| l.workflow == workflow.name).collect();
+            (!past.is_empty()).then(|| Comparison {
+                with: format!("the last {} comparable runs", options.regression.window),
+                regressions: judge(&now_line, &past, options.regression),
+            })
+        }
+    };
+    let analysis = analyze(&records, wall_ms, comparison);
     let record = RunRecord {
-        id: run_id(started_at_ms),
+        id,
         workflow: workflow.name.clone(),
         file: workflow.origin.clone(),
         started_at_ms,
         wall_ms,
-        ok: records.iter().all(|r| r.outcome == StepOutcome::Ok),
+        ok,
         jobs: options.jobs,
         cache_used: options.use_cache,
         steps: records,
@@ -342,17 +411,17 @@ fn attribute_agent(
     method: &str,
     agent: String,
     now_ms: f64,
-) {
+) -> Option<usize> {
     let candidate = running
         .iter()
         .copied()
         .filter(|&i| records[i].agent.is_none())
         .filter(|&i| matches!(&workflow.steps[i].action, Action::Call { role: r, method: m, .. } if r == role && m == method))
         .min_by_key(|&i| started[i]);
-    if let Some(i) = candidate {
-        records[i].wait_ms = (now_ms - records[i].started_ms.unwrap_or(now_ms)).max(0.0);
-        records[i].agent = Some(agent);
-    }
+    let i = candidate?;
+    records[i].wait_ms = (now_ms - records[i].started_ms.unwrap_or(now_ms)).max(0.0);
+    records[i].agent = Some(agent);
+    Some(i)
 }
 
 fn skip_message(workflow: &Workflow, step: usize, cause: SkipCause) -> String {
