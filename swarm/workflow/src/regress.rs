@@ -167,6 +167,11 @@ mod tests {
         assert_eq!(judge(&now, &past, rule()), vec![]);
         // And a fully cached run judges nothing.
         assert_eq!(judge(&line("r4", true, 2.0, &[]), &past, rule()), vec![]);
+        // A run with the cache on is no yardstick for one with it off, even with the same steps executed.
+        let warm = [line("r1", true, 100.0, &[("sources", 10.0), ("lint", 90.0)])];
+        let cold = line("r2", false, 200.0, &[("sources", 20.0), ("lint", 180.0)]);
+        assert_eq!(judge(&cold, &warm, rule()), vec![]);
+        assert_eq!(judge(&line("r2", true, 200.0, &[("sources", 20.0), ("lint", 180.0)]), &warm, rule()).len(), 3);
     }
 
     #[test]
