@@ -4,6 +4,9 @@
 //! SIGTERM, SIGINT and SIGHUP stop the run: every running step's process
 //! group is killed, the run is recorded as cancelled (record and profile
 //! still written), and skep exits 128 + the signal's number.
+//!
+//! `--explain` prints what a run would do and why, and runs nothing.
+//! `--max-regression 10%` is the CI gate: exit 3 when the run or a step regressed past it.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -12,7 +15,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use skep_swarm::{Config, Swarm, demo_config};
-use skep_workflow::{Progress, ProgressEvent, RunOptions, Workflow, render_report, render_trace, run_workflow};
+use skep_workflow::{
+    Explanation, History, Progress, ProgressEvent, RegressionRule, RunOptions, RunRecord, StepCacheLimits, Workflow,
+    explain, parse_threshold, render_report, render_trace, run_workflow,
+};
 
 use crate::agent::demo_agent_command;
 use crate::output::emit;
@@ -24,14 +30,22 @@ use crate::signals::{StopSignal, next_stop_signal};
 ///
 /// Steps start as soon as their needs are met, longest predicted path first;
 /// unchanged steps come from the cache under .skep/. Every run is recorded in
-/// .skep/runs/ next to the workflow's workdir. Exits 1 if a step failed. The
-/// file format is docs/workflows.md.
+/// .skep/runs/ next to the workflow's workdir. Each step's line says why it
+/// ran or came from the cache. The file format is docs/workflows.md.
+///
+/// Exit status: 0 success; 1 a step failed; 3 --max-regression was passed
+/// and the run or a step regressed past it; 128 + N stopped by signal N.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   skep run examples/workflows/review.toml --report r.html
+  skep run ci.toml --explain                  # what would run and why; runs nothing
   skep run ci.toml --config skep.toml --jobs 4 --trace trace.json
-  skep run ci.toml --no-cache --baseline release")]
+  skep run ci.toml --no-cache --baseline release
+  skep run ci.toml --max-regression 10%       # CI: exit 3 if >10% slower than usual
+
+Exit status: 0 success, 1 a step failed, 3 regressed past --max-regression,
+128 + N stopped by signal N.")]
 pub struct RunArgs {
     /// The workflow file.
     pub file: PathBuf,
@@ -50,10 +64,23 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with a Gantt chart.
     #[arg(long, value_name = "OUT.html")]
     pub report: Option<PathBuf>,
-    /// Compare against this pinned baseline (see `skep profile --baseline`) instead of the previous run.
+    /// Judge regressions against this pinned baseline (see `skep profile --baseline`) instead of earlier runs.
     #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
+    /// Print what would run and why, and what would come from the cache; run nothing.
+    #[arg(long)]
+    pub explain: bool,
+    /// CI gate: exit 3 if the run or a step is slower than its baseline (or the
+    /// median of its last comparable runs) by more than PCT and at least 5 ms.
+    #[arg(long, value_name = "PCT", value_parser = parse_threshold)]
+    pub max_regression: Option<f64>,
+    /// How many earlier comparable runs a step's median spans.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub regression_window: u64,
 }
+
+/// The exit status of a run (or profile) that regressed past `--max-regression`.
+pub const REGRESSED: u8 = 3;
 
 /// Runs the workflow; exits 1 if a step failed, 128 + N if signal N stopped it.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -63,6 +90,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => demo_config(demo_agent_command()?),
     };
     let workflow = Workflow::load(&args.file, &config).context("invalid workflow")?;
+    if args.explain {
+        let explained = explain(&workflow, None, !args.no_cache, StepCacheLimits::default());
+        for line in explanation(&explained) {
+            emit(&line)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rule = RegressionRule { window: args.regression_window as usize, ..RegressionRule::default() };
     // Only the roles the workflow calls are started.
     let mut used = config.clone();
     used.roles.retain(|name, _| workflow.steps.iter().any(|s| s.role() == Some(name.as_str())));
@@ -71,6 +106,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs: args.jobs as usize,
         use_cache: !args.no_cache,
         baseline: args.baseline.clone(),
+        regression: rule,
         cancel: Some(stopped),
         ..RunOptions::default()
     };
@@ -105,7 +141,51 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         emit(&format!("cancelled by {}", signal.name()))?;
         return Ok(ExitCode::from(signal.exit_code()));
     }
-    Ok(if record.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    if !record.ok {
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(ratio) = args.max_regression {
+        let history = History::new(&workflow.workdir.join(".skep"));
+        return gate(&history, &record, args.baseline.as_deref(), RegressionRule { ratio, ..rule });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CI gate: exit [`REGRESSED`] with what regressed, or 0.
+pub(crate) fn gate(
+    history: &History,
+    record: &RunRecord,
+    baseline: Option<&str>,
+    rule: RegressionRule,
+) -> anyhow::Result<ExitCode> {
+    let regressed = history.gate(record, baseline, rule)?;
+    let threshold = format!("{:.0}%", rule.ratio * 100.0);
+    if regressed.is_empty() {
+        emit(&format!("gate: nothing regressed past {threshold}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(&format!("gate: {} regression(s) past {threshold}:", regressed.len()))?;
+    for r in &regressed {
+        emit(&format!("  - {}", r.describe()))?;
+    }
+    Ok(ExitCode::from(REGRESSED))
+}
+
+/// `--explain`'s lines: one per step, in run order.
+fn explanation(explained: &[Explanation]) -> Vec<String> {
+    let width = explained.iter().map(|e| e.step.len()).max().unwrap_or(0).max(4);
+    let mut out = vec!["explain: what `skep run` would do now (nothing was run)".to_owned()];
+    for e in explained {
+        let verdict = match (e.why.is_hit(), e.runs()) {
+            (true, _) => "cached",
+            (false, true) => "run",
+            (false, false) => "run?",
+        };
+        out.push(format!("{verdict:<7} {:<width$}  {}", e.step, e.why.describe()));
+    }
+    let (cached, runs) = (explained.iter().filter(|e| e.why.is_hit()).count(), explained.iter().filter(|e| e.runs()).count());
+    out.push(format!("{cached} from the cache, {runs} to run, {} depending on an upstream's result", explained.len() - cached - runs));
+    out
 }
 
 pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -145,10 +225,11 @@ impl Display {
 }
 
 fn event_line(p: &Progress, step: &str) -> String {
+    let why = p.why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
     match (p.event, p.ok, p.cache_hit) {
         (ProgressEvent::Started, ..) => format!("started  {step}"),
-        (ProgressEvent::Finished, Some(true), Some(true)) => format!("cached   {step}"),
-        (ProgressEvent::Finished, Some(true), _) => format!("finished {step}"),
+        (ProgressEvent::Finished, Some(true), Some(true)) => format!("cached   {step}{why}"),
+        (ProgressEvent::Finished, Some(true), _) => format!("finished {step}{why}"),
         (ProgressEvent::Finished, ..) => format!("FAILED   {step}: {}", p.message.as_deref().unwrap_or("")),
         (ProgressEvent::Skipped, ..) => format!("skipped  {step}: {}", p.message.as_deref().unwrap_or("")),
         _ => String::new(),
