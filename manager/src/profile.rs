@@ -156,7 +156,7 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
         }
     }
     out.push(format!(
-        "{:<24} {:<8} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}  {:<10} why",
+        "{:<24} {:<8} {:>10} {:>10} {:>10} {:>9} {:>8} {:>12}  {:<10} why",
         "step", "outcome", "queued", "duration", "wait", "cpu", "rss", "cost", "agent"
     ));
     for s in &r.steps {
@@ -164,11 +164,11 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
         let (cpu, rss) = resource_cells(s);
         let cost = match (s.cost, s.saved_cost) {
             (Some(c), _) => money(c),
-            (None, Some(saved)) => format!("-{}", money(saved)),
+            (None, Some(saved)) => format!("saved {}", money(saved)),
             (None, None) => "-".into(),
         };
         out.push(format!(
-            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}  {:<10} {}",
+            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>9} {:>8} {:>12}  {:<10} {}",
             s.id,
             outcome,
             ms(s.queued_ms),
