@@ -283,7 +283,7 @@ fn the_regression_gate_exits_3_from_a_real_run_and_from_profile() {
     // The latest run (1 s) against the pinned 0.5 s run: regressed.
     let latest = run_in(&tmp.0, SKEP, &["profile", "--max-regression", "10%", "--baseline", "slow"]);
     assert_eq!(latest.status.code(), Some(3), "{}\n{}", latest.stdout, latest.stderr);
-    assert!(latest.stdout.contains("work regressed: ") && latest.stdout.contains("against its baseline"), "{}", latest.stdout);
+    assert!(latest.stdout.contains("work regressed: ") && latest.stdout.contains("over 1 run (+"), "{}", latest.stdout);
     // The fast run against the same baseline: not.
     let quick = run_in(&tmp.0, SKEP, &["profile", &ids[1], "--max-regression", "10%", "--baseline", "slow"]);
     assert_eq!(quick.status.code(), Some(0), "{}\n{}", quick.stdout, quick.stderr);
@@ -316,7 +316,8 @@ params = { ms = 300 }
     assert!(first.stderr.contains("finished sources (miss: never ran)"), "{}", first.stderr);
     // Fully cached: it says so, and nothing else (no step to speed up).
     let cached = run_in(&tmp.0, SKEP, &["run", "wf.toml"]);
-    let insights: Vec<&str> = cached.stdout.lines().skip_while(|l| *l != "insights:").skip(1).take_while(|l| l.starts_with("  - ")).collect();
+    let insights: Vec<&str> =
+        cached.stdout.lines().skip_while(|l| *l != "insights:").skip(1).take_while(|l| l.starts_with("  - ")).collect();
     assert_eq!(insights, ["  - every step came from the cache: nothing it depends on changed"], "{}", cached.stdout);
     assert!(cached.stderr.contains("cached   tests (hit from run "), "{}", cached.stderr);
     // All executed again, without the cache: no earlier run had the cache off, so nothing "regressed".

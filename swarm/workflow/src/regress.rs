@@ -49,14 +49,11 @@ impl Regression {
     /// `lint regressed: 130 ms against a median of 80 ms over 5 runs (+63%)`.
     pub fn describe(&self) -> String {
         let name = if self.what == "total" { "the whole run" } else { &self.what };
-        let over = match self.runs {
-            1 => "its baseline".to_owned(),
-            n => format!("a median of {:.0} ms over {n} runs", self.before_ms),
-        };
-        let before = if self.runs == 1 { format!(" of {:.0} ms", self.before_ms) } else { String::new() };
+        let runs = if self.runs == 1 { "1 run".to_owned() } else { format!("{} runs", self.runs) };
         format!(
-            "{name} regressed: {:.0} ms against {over}{before} (+{:.0}%)",
+            "{name} regressed: {:.0} ms against a median of {:.0} ms over {runs} (+{:.0}%)",
             self.after_ms,
+            self.before_ms,
             (self.change() * 100.0).round()
         )
     }
@@ -156,10 +153,7 @@ mod tests {
     #[test]
     fn a_cached_run_is_never_the_yardstick_of_an_executed_one() {
         // The case: two runs (the second fully cached), then --no-cache.
-        let past = [
-            line("r1", true, 400.0, &[("sources", 2.0), ("lint", 398.0)]),
-            line("r2", true, 2.0, &[]),
-        ];
+        let past = [line("r1", true, 400.0, &[("sources", 2.0), ("lint", 398.0)]), line("r2", true, 2.0, &[])];
         let now = line("r3", false, 406.0, &[("sources", 3.0), ("lint", 403.0)]);
         assert_eq!(judge(&now, &past, rule()), vec![], "no run with the cache off to compare with");
         // With the cache on, the fully cached r2 is no yardstick for the whole run either: its executed set differs.
@@ -187,7 +181,10 @@ mod tests {
         let narrow = RegressionRule { window: 3, ..rule() };
         let now = line("r6", true, 30.0, &[("a", 20.0)]);
         let found = judge(&now, &past, narrow);
-        assert_eq!(found.iter().find(|r| r.what == "a"), Some(&Regression { what: "a".into(), before_ms: 11.0, after_ms: 20.0, runs: 3 }));
+        assert_eq!(
+            found.iter().find(|r| r.what == "a"),
+            Some(&Regression { what: "a".into(), before_ms: 11.0, after_ms: 20.0, runs: 3 })
+        );
         assert_eq!(found[0].describe(), "the whole run regressed: 30 ms against a median of 13 ms over 3 runs (+131%)");
         // Window 5 takes r1's 100 in: the median of 100, 10, 11, 12 is 11.5, still a regression.
         assert_eq!(judge(&now, &past, rule()).iter().find(|r| r.what == "a").map(|r| r.before_ms), Some(11.5));
@@ -203,7 +200,7 @@ mod tests {
         let now = line("r2", true, 10.0, &[("a", 16.0), ("b", 100.0)]);
         let found = judge(&now, &past, rule());
         assert_eq!(found, vec![Regression { what: "a".into(), before_ms: 10.0, after_ms: 16.0, runs: 1 }]);
-        assert_eq!(found[0].describe(), "a regressed: 16 ms against its baseline of 10 ms (+60%)");
+        assert_eq!(found[0].describe(), "a regressed: 16 ms against a median of 10 ms over 1 run (+60%)");
         // A tighter rule (5%, as a gate might set) catches b's 8%.
         let gate = RegressionRule { ratio: 0.05, ..rule() };
         let now = line("r2", true, 10.0, &[("a", 10.0), ("b", 108.0)]);
