@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use skep_workflow::{History, RegressionRule, RunRecord, StepRecord, money, parse_threshold, render_report, render_trace};
+use skep_workflow::{
+    History, RegressionRule, RunRecord, StepRecord, money, parse_threshold, render_report, render_trace,
+};
 
 use crate::output::emit;
 use crate::run::{gate, write};

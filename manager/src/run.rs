@@ -183,8 +183,12 @@ fn explanation(explained: &[Explanation]) -> Vec<String> {
         };
         out.push(format!("{verdict:<7} {:<width$}  {}", e.step, e.why.describe()));
     }
-    let (cached, runs) = (explained.iter().filter(|e| e.why.is_hit()).count(), explained.iter().filter(|e| e.runs()).count());
-    out.push(format!("{cached} from the cache, {runs} to run, {} depending on an upstream's result", explained.len() - cached - runs));
+    let (cached, runs) =
+        (explained.iter().filter(|e| e.why.is_hit()).count(), explained.iter().filter(|e| e.runs()).count());
+    out.push(format!(
+        "{cached} from the cache, {runs} to run, {} depending on an upstream's result",
+        explained.len() - cached - runs
+    ));
     out
 }
 

@@ -8,9 +8,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::spec::Workflow;
 use super::step::{decide, hash_inputs, key_parts, resolve_action};
 use super::step_cache::{StepCache, StepCacheLimits};
-use super::spec::Workflow;
 use super::why::{Change, Why};
 
 /// One step's expected decision.

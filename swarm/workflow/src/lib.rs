@@ -46,15 +46,15 @@ mod trace;
 mod why;
 
 pub use error::WorkflowError;
+pub use explain::{Explanation, explain};
 pub use graph::Graph;
 pub use history::{History, HistoryLine, PREDICTION_WINDOW, RunRecord, run_id};
 pub use inputs::expand_inputs;
 pub use params::{Reference, find_references, resolve};
-pub use explain::{Explanation, explain};
 pub use profile::{Analysis, Bottleneck, Comparison, StepOutcome, StepRecord, Totals, analyze, money};
 pub use regress::{Regression, RegressionRule, judge, parse_threshold};
-pub use resources::{ProcCpu, Resources, proc_cpu};
 pub use report::render_report;
+pub use resources::{ProcCpu, Resources, proc_cpu};
 pub use run::{Progress, ProgressEvent, RunOptions, run_workflow};
 pub use schedule::{Scheduler, SkipCause};
 pub use simulate::{Policy, simulate};

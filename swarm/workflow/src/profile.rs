@@ -389,7 +389,10 @@ mod tests {
             s.saved_cost = Some(0.25);
         }
         let a = analyze(&steps, 45.0, None);
-        assert_eq!(a.insights, ["every step came from the cache: nothing it depends on changed; it saved an estimated 1.00"]);
+        assert_eq!(
+            a.insights,
+            ["every step came from the cache: nothing it depends on changed; it saved an estimated 1.00"]
+        );
         assert!(a.bottlenecks.is_empty(), "a cached step is nobody's bottleneck");
         assert_eq!(a.totals.saved_cost, Some(1.0));
     }

@@ -364,7 +364,8 @@ pub async fn run_workflow(
     done_event.ok = Some(records.iter().all(|r| r.outcome == StepOutcome::Ok));
     on_progress(&done_event);
     let ok = records.iter().all(|r| r.outcome == StepOutcome::Ok);
-    let now_line = HistoryLine::from_steps(&id, &workflow.name, started_at_ms, wall_ms, ok, options.use_cache, &records);
+    let now_line =
+        HistoryLine::from_steps(&id, &workflow.name, started_at_ms, wall_ms, ok, options.use_cache, &records);
     let comparison = match &baseline {
         Some(b) => Some(Comparison {
             with: format!("run {} (baseline {})", b.id, options.baseline.as_deref().unwrap_or_default()),

@@ -355,12 +355,18 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
         }
     }
     let price = |v: Option<f64>, key: &str| match v {
-        Some(n) if !(n.is_finite() && n >= 0.0) => Err(format!("step {id}: cost.{key}: expected a price of at least 0, found {n}")),
+        Some(n) if !(n.is_finite() && n >= 0.0) => {
+            Err(format!("step {id}: cost.{key}: expected a price of at least 0, found {n}"))
+        }
         v => Ok(v.unwrap_or(0.0)),
     };
     let cost = match raw.cost {
         None => None,
-        Some(c) => Some(Cost { per_second: price(c.per_second, "per_second")?, per_call: price(c.per_call, "per_call")?, ..Cost::default() }),
+        Some(c) => Some(Cost {
+            per_second: price(c.per_second, "per_second")?,
+            per_call: price(c.per_call, "per_call")?,
+            ..Cost::default()
+        }),
     };
     if let Some(stage) = raw.stage.as_ref().filter(|s| !is_valid_name(s)) {
         return Err(format!("step {id}: stage {stage:?}: expected 1 to 64 characters from [A-Za-z0-9._-]"));

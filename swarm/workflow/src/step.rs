@@ -43,7 +43,11 @@ pub(super) fn resolve_action(step: &Step, lookup: &dyn Fn(&str) -> Option<Value>
 
 /// Each file the step's `inputs` match, with the SHA-256 of its contents (blocking I/O).
 pub(super) fn hash_inputs(workdir: &Path, patterns: &[String]) -> std::io::Result<Vec<(String, String)>> {
-    expand_inputs(workdir, patterns)?.into_iter().map(|f| Ok((hash_file(&workdir.join(&f))?, f))).map(|r| r.map(|(h, f)| (f, h))).collect()
+    expand_inputs(workdir, patterns)?
+        .into_iter()
+        .map(|f| Ok((hash_file(&workdir.join(&f))?, f)))
+        .map(|r| r.map(|(h, f)| (f, h)))
+        .collect()
 }
 
 /// What goes into the step's cache key, and the key.
@@ -89,7 +93,11 @@ pub(super) fn decide(
         Some(last) if last.key == parts.key => vec![Change::Expired],
         Some(last) => {
             let changes = diff(&last, parts);
-            if changes.is_empty() { vec![Change::Definition { what: "the cache key's format".into() }] } else { changes }
+            if changes.is_empty() {
+                vec![Change::Definition { what: "the cache key's format".into() }]
+            } else {
+                changes
+            }
         }
     };
     (Why::Miss { because }, None)
@@ -139,7 +147,16 @@ pub(super) async fn run_step(
     if let Some(result) = hit {
         let bytes_out = result.to_string().len() as u64;
         let at = Instant::now();
-        let ended = Ended { result: Ok(result), cache_hit: true, attempts: 0, bytes_in: 0, bytes_out, at, why: Some(why), resources: None };
+        let ended = Ended {
+            result: Ok(result),
+            cache_hit: true,
+            attempts: 0,
+            bytes_in: 0,
+            bytes_out,
+            at,
+            why: Some(why),
+            resources: None,
+        };
         return (i, ended);
     }
     let bytes_in = resolved.to_string().len() as u64;
@@ -195,7 +212,12 @@ const STEP_PASSTHROUGH: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// Runs a command step through the process runner: its own process group,
 /// a cleared environment, bounded output, the group killed at its timeout or
 /// when the step is dropped (a cancelled run).
-async fn run_command(step: &Step, workdir: &Path, argv: &Value, shell: bool) -> (Result<Value, String>, Option<Resources>) {
+async fn run_command(
+    step: &Step,
+    workdir: &Path,
+    argv: &Value,
+    shell: bool,
+) -> (Result<Value, String>, Option<Resources>) {
     let argv: Vec<String> = match serde_json::from_value(argv.clone()) {
         Ok(argv) => argv,
         Err(e) => return (Err(format!("argv: {e}")), None),

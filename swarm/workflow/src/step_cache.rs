@@ -210,7 +210,10 @@ mod tests {
         for i in 0..5 {
             cache.put(&format!("k{i}"), "s", "R", &big, now).unwrap();
         }
-        let left = std::fs::read_dir(dir.path().join(STEP_CACHE_DIR)).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count();
+        let left = std::fs::read_dir(dir.path().join(STEP_CACHE_DIR))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_file())
+            .count();
         assert!((1..5).contains(&left), "{left} entries left");
         assert!(cache.get("k4", now).is_some(), "the newest survives");
     }

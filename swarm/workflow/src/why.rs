@@ -241,17 +241,23 @@ mod tests {
         let changes = diff(&base, &input);
         assert_eq!(
             changes,
-            vec![Change::Input { path: "src/a".into(), old: Some("aaaaaaaaaa".into()), new: Some("cccccccccc".into()) }]
+            vec![Change::Input {
+                path: "src/a".into(),
+                old: Some("aaaaaaaaaa".into()),
+                new: Some("cccccccccc".into())
+            }]
         );
         assert_eq!(changes[0].describe(), "input src/a changed (aaaaaaaa → cccccccc)");
 
-        let gone_and_new = parts(json!({"text": "a", "n": 1}), &[("src/a", "aaaaaaaaaa"), ("src/c", "cc")], &[("up", "h1")]);
+        let gone_and_new =
+            parts(json!({"text": "a", "n": 1}), &[("src/a", "aaaaaaaaaa"), ("src/c", "cc")], &[("up", "h1")]);
         assert_eq!(
             diff(&base, &gone_and_new).iter().map(Change::describe).collect::<Vec<_>>(),
             ["input src/b is gone", "input src/c is new"]
         );
 
-        let upstream = parts(json!({"text": "a", "n": 1}), &[("src/a", "aaaaaaaaaa"), ("src/b", "bb")], &[("up", "h2")]);
+        let upstream =
+            parts(json!({"text": "a", "n": 1}), &[("src/a", "aaaaaaaaaa"), ("src/b", "bb")], &[("up", "h2")]);
         assert_eq!(diff(&base, &upstream), vec![Change::Upstream { step: "up".into() }]);
 
         let mut definition = base.clone();

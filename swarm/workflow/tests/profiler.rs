@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use skep_swarm::{Config, Cost, RoleConfig, Swarm};
 use skep_testkit::{agent_role, wait_gone};
-use skep_workflow::{
-    Change, RunOptions, RunRecord, StepCacheLimits, StepRecord, Why, Workflow, explain, run_workflow,
-};
+use skep_workflow::{Change, RunOptions, RunRecord, StepCacheLimits, StepRecord, Why, Workflow, explain, run_workflow};
 
 /// A directory removed when the test ends (by the `tempfile` guard it holds).
 struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
@@ -190,7 +188,8 @@ run = ["echo", "${steps.src.result.stdout}"]
 async fn a_command_reports_the_kernels_cpu_time_and_peak_memory() {
     let dir = TempDir::new("rusage");
     // ~100 MiB written (so resident), then ~200 ms of CPU by the process's own clock.
-    let script = "import time\nb = b'x' * (100 << 20)\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass";
+    let script =
+        "import time\nb = b'x' * (100 << 20)\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass";
     let text = format!("[[steps]]\nid = \"burn\"\nrun = [\"python3\", \"-c\", {script:?}]\ncache = false\n");
     let config = skep_testkit::config(Vec::new());
     let swarm = Swarm::start(config.clone()).await.unwrap();
@@ -245,11 +244,8 @@ cache = false
 }
 
 fn priced(mut role: RoleConfig) -> RoleConfig {
-    role.cost = Some(Cost {
-        per_second: 0.0,
-        per_call: 0.01,
-        usage: BTreeMap::from([("inputTokens".to_owned(), 0.001)]),
-    });
+    role.cost =
+        Some(Cost { per_second: 0.0, per_call: 0.01, usage: BTreeMap::from([("inputTokens".to_owned(), 0.001)]) });
     role
 }
 

@@ -220,7 +220,10 @@ impl Fields<'_> {
         Ok(Cost {
             per_second: raw.per_second.map(|v| price(v, "per_second")).transpose()?.unwrap_or(0.0),
             per_call: raw.per_call.map(|v| price(v, "per_call")).transpose()?.unwrap_or(0.0),
-            usage: usage.into_iter().map(|(k, v)| Ok((k.clone(), price(v, &format!("usage.{k}"))?))).collect::<Res<_>>()?,
+            usage: usage
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), price(v, &format!("usage.{k}"))?)))
+                .collect::<Res<_>>()?,
         })
     }
 
