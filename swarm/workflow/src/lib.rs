@@ -20,6 +20,7 @@
 //! - `why.rs`: a step's cache decision and, for a miss, what differed from its latest entry.
 //! - `explain.rs`: `--explain`, every step's decision without running anything.
 //! - `resources.rs`: CPU and peak memory of a step (rusage of a command, `/proc` of an agent).
+//! - `meter.rs`: a run's meter: each finished step's resources, reported usage, cost or saving.
 //! - `regress.rs`: regressions against the median of comparable earlier runs.
 //! - `profile.rs`: the run's analysis: critical path, efficiency, bottlenecks, totals, insights.
 //! - `history.rs`: recorded runs under `.skep/runs/`, `history.jsonl`, baselines.
@@ -31,6 +32,7 @@ mod explain;
 mod graph;
 mod history;
 mod inputs;
+mod meter;
 mod params;
 mod profile;
 mod regress;

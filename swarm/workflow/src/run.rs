@@ -15,12 +15,12 @@ use tokio::sync::{broadcast, watch};
 
 use super::error::WorkflowError;
 use super::history::{History, HistoryLine, RunRecord, run_id};
+use super::meter::Meter;
 use super::profile::{Comparison, StepOutcome, StepRecord, analyze};
 use super::regress::{RegressionRule, judge};
-use super::resources::{ProcCpu, Resources, proc_cpu};
 use super::schedule::{Scheduler, SkipCause};
 use super::spec::{Action, Workflow};
-use super::step::{Ended, reported_usage, run_step};
+use super::step::{Ended, run_step};
 use super::step_cache::{StepCache, StepCacheLimits, unix_ms};
 use skep_swarm::Event;
 use skep_swarm::Swarm;
@@ -121,9 +121,6 @@ pub async fn run_workflow(
     let cache = StepCache::new(&state_dir, options.cache_limits);
     let known = history.predictions(&workflow.name)?;
     let baseline = options.baseline.as_deref().map(|name| history.baseline(name)).transpose()?;
-    let last_costs = history.last_costs(&workflow.name)?;
-    let prices: HashMap<String, skep_swarm::Cost> =
-        swarm.config().roles.into_iter().filter_map(|(name, role)| Some((name, role.cost?))).collect();
     let steps = &workflow.steps;
     let n = steps.len();
     // Steps without history are predicted at the mean of those with it (equal weights on a first run).
@@ -147,15 +144,7 @@ pub async fn run_workflow(
     let mut scheduler = Scheduler::new(&workflow.graph, &workflow.order, &predicted, role_of, capacity, options.jobs);
 
     let mut events = steps.iter().any(|s| s.role().is_some()).then(|| swarm.subscribe());
-    // Agents' pids, for their CPU counters: those up now, then each that becomes ready.
-    let mut pids: HashMap<String, u32> = HashMap::new();
-    if events.is_some() {
-        pids.extend(swarm.agents().await.into_iter().filter(|a| a.pid != 0).map(|a| (a.id, a.pid)));
-    }
-    let concurrent_roles: Vec<String> =
-        swarm.roles().into_iter().filter(|r| r.concurrency > 1).map(|r| r.name).collect();
-    let mut cpu_at_start: Vec<Option<ProcCpu>> = vec![None; n];
-    let mut shared_agent = vec![false; n];
+    let mut meter = Meter::new(swarm, workflow, &history).await?;
     let t0 = Instant::now();
     let started_at = SystemTime::now();
     let started_at_ms = unix_ms(started_at);
@@ -266,25 +255,7 @@ pub async fn run_workflow(
                 record.attempts = ended.attempts;
                 record.bytes_in = ended.bytes_in;
                 record.bytes_out = ended.bytes_out;
-                record.resources = ended.resources.clone().or_else(|| {
-                    let before = cpu_at_start[i]?;
-                    let pid = record.agent.as_ref().and_then(|a| pids.get(a))?;
-                    let approximate = shared_agent[i] || record.role.as_ref().is_some_and(|r| concurrent_roles.contains(r));
-                    Some(Resources::across(before, proc_cpu(*pid)?, approximate))
-                });
-                if let Ok(value) = &ended.result && !ended.cache_hit {
-                    record.usage = reported_usage(value);
-                }
-                let price = match &steps[i].action {
-                    Action::Call { role, .. } => prices.get(role),
-                    Action::Command { .. } => steps[i].cost.as_ref(),
-                };
-                if ended.cache_hit {
-                    record.saved_cost = last_costs.get(&steps[i].id).copied();
-                } else if ended.attempts > 0 {
-                    // Each attempt is billed; the duration covers them all.
-                    record.cost = price.map(|p| p.estimate(record.duration_ms / 1000.0, &record.usage) + p.per_call * f64::from(ended.attempts - 1));
-                }
+                meter.settle(i, workflow, record, &ended);
                 record.why = ended.why.clone();
                 let ok = ended.result.is_ok();
                 let mut finished = progress(ProgressEvent::Finished, Some(i), done, &running);
@@ -324,19 +295,14 @@ pub async fn run_workflow(
             event = next_event => {
                 match event {
                     Ok(Event::CallStarted { role, agent, method }) => {
-                        let pid = pids.get(&agent).copied();
-                        if let Some(i) = attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, ms(Instant::now())) {
-                            cpu_at_start[i] = pid.and_then(proc_cpu);
-                            // Another of our steps on the same agent now: each one's CPU includes the other's.
-                            for &j in running.iter().filter(|&&j| j != i && records[j].agent == records[i].agent) {
-                                shared_agent[j] = true;
-                                shared_agent[i] = true;
-                            }
+                        let now = ms(Instant::now());
+                        let attributed =
+                            attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, now);
+                        if let Some(i) = attributed {
+                            meter.call_started(i, &running, &records);
                         }
                     }
-                    Ok(Event::AgentReady { agent, pid, .. }) => {
-                        pids.insert(agent, pid);
-                    }
+                    Ok(Event::AgentReady { agent, pid, .. }) => meter.agent_ready(agent, pid),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => events = None,
                 }
