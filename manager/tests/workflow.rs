@@ -126,7 +126,8 @@ fn the_example_runs_and_its_report_renders_one_bar_per_step() {
     assert!(out.stdout.contains("cost 0.0"), "the run's cost is in the summary: {}", out.stdout);
 
     let trace: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
-    let complete = trace["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count();
+    let trace_events = trace["traceEvents"].as_array().unwrap().clone();
+    let complete = trace_events.iter().filter(|e| e["ph"] == "X").count();
     assert_eq!(complete, steps, "one complete trace event per step");
 
     let html = std::fs::read_to_string(&report).unwrap();
@@ -164,10 +165,13 @@ fn the_example_runs_and_its_report_renders_one_bar_per_step() {
     assert!(count(&dom, "critical") >= 2, "the critical path is highlighted");
     // The reasons, in the steps table as the browser built it.
     assert_eq!(count(&dom, "<td class=\"why\">miss: --no-cache</td>"), steps, "one reason per step");
-    // The resource lane: a CPU bar for every step (commands from rusage, agents from /proc) and
-    // a memory bar for each command; every one drawn with a box.
-    let commands = 2;
-    let bars = steps + commands;
+    // The resource lane: a CPU bar per step that has a figure (commands from rusage, agents from
+    // /proc) and a memory bar per command, as many as the run recorded; every one drawn with a box.
+    let figures = |key: &str| trace_events.iter().filter(|e| e["ph"] == "X" && !e["args"][key].is_null()).count();
+    let (cpu_bars, memory_bars) = (figures("cpuMs"), figures("peakRssBytes"));
+    assert_eq!(memory_bars, 2, "the two commands' peak memory");
+    assert!(cpu_bars >= 2, "at least the commands' CPU");
+    let bars = cpu_bars + memory_bars;
     assert!(dom.contains(&format!("data-res-bars=\"{bars}\"")), "resource bars: {}", attr(&dom, "data-res-bars"));
     assert!(dom.contains(&format!("data-res-drawn=\"{bars}\"")), "a resource bar has no box");
     // And the cost: 5 agent calls at 0.002.

@@ -245,6 +245,12 @@ pub async fn run_workflow(
         tokio::select! {
             () = cancel_asked => {}
             Some((i, ended)) = in_flight.next() => {
+                // A call's `callStarted` may be waiting while its answer is already here
+                // (select! picks at random): attribute it first, while the step still runs.
+                while let Some(Ok(event)) = events.as_mut().map(broadcast::Receiver::try_recv) {
+                    let now = ms(Instant::now());
+                    take_event(event, workflow, &running, &started, &mut records, &mut meter, now);
+                }
                 running.retain(|&r| r != i);
                 done += 1;
                 let record = &mut records[i];
@@ -293,17 +299,10 @@ pub async fn run_workflow(
                 }
             }
             event = next_event => {
+                let now = ms(Instant::now());
                 match event {
-                    Ok(Event::CallStarted { role, agent, method }) => {
-                        let now = ms(Instant::now());
-                        let attributed =
-                            attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, now);
-                        if let Some(i) = attributed {
-                            meter.call_started(i, &running, &records);
-                        }
-                    }
-                    Ok(Event::AgentReady { agent, pid, .. }) => meter.agent_ready(agent, pid),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(event) => take_event(event, workflow, &running, &started, &mut records, &mut meter, now),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => events = None,
                 }
             }
@@ -363,6 +362,28 @@ pub async fn run_workflow(
         history.save(&record)?;
     }
     Ok(record)
+}
+
+/// What the run takes from the swarm's events: which agent a step's call
+/// went to (and its CPU counters then), and the pids of agents that start.
+fn take_event(
+    event: Event,
+    workflow: &Workflow,
+    running: &[usize],
+    started: &[Option<Instant>],
+    records: &mut [StepRecord],
+    meter: &mut Meter,
+    now_ms: f64,
+) {
+    match event {
+        Event::CallStarted { role, agent, method } => {
+            if let Some(i) = attribute_agent(workflow, running, started, records, &role, &method, agent, now_ms) {
+                meter.call_started(i, running, records);
+            }
+        }
+        Event::AgentReady { agent, pid, .. } => meter.agent_ready(agent, pid),
+        _ => {}
+    }
 }
 
 /// The agent that took a call is known only from the event stream: the
