@@ -196,8 +196,8 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Progress on stderr: one line redrawn in place on a terminal, a line per
-/// event otherwise (logs and CI output stay readable).
+/// Progress on stderr: on a terminal, a status line redrawn in place under a
+/// line per finished step; a line per event otherwise (logs and CI output stay readable).
 struct Display {
     terminal: bool,
 }
@@ -218,7 +218,8 @@ impl Display {
                 _ => format!("[{}/{}] {:.1}s running: {}", p.done, p.total, secs, p.running.join(", ")),
             };
             let _ = write!(err, "\r\x1b[K{line}");
-            if let (ProgressEvent::Finished, Some(false)) | (ProgressEvent::Skipped, _) = (p.event, p.ok) {
+            // Each finished or skipped step keeps its line (with why it ran); the status line follows it.
+            if matches!(p.event, ProgressEvent::Finished | ProgressEvent::Skipped) {
                 let _ = writeln!(err, "\r\x1b[K{}", event_line(p, step));
             }
         } else if p.event != ProgressEvent::Queued && p.event != ProgressEvent::Done {
