@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::graph::Graph;
 use super::regress::Regression;
 use super::resources::Resources;
-use super::why::Why;
+use super::why::{Change, Why};
 
 /// A step must be at least this share of the critical path for an insight to suggest speeding it up.
 const SUGGEST_SHARE: f64 = 0.2;
@@ -291,7 +291,13 @@ fn insights(steps: &[StepRecord], a: &Analysis, compared: bool) -> Vec<String> {
         ));
     }
     let cacheable = steps.iter().any(|s| s.outcome != StepOutcome::Skipped);
-    if cacheable && compared && a.cache_hit_rate == 0.0 {
+    let decided: Vec<&Why> = steps.iter().filter_map(|s| s.why.as_ref()).collect();
+    let off =
+        |w: &&Why| matches!(w, Why::Miss { because } if matches!(because[..], [Change::NoCache | Change::CacheOff]));
+    if !decided.is_empty() && decided.iter().all(off) {
+        // The reasons already say why nothing came from the cache: no question to ask.
+        out.push("the cache was not consulted (--no-cache, or cache = false): every step ran".into());
+    } else if cacheable && compared && a.cache_hit_rate == 0.0 {
         out.push(
             "0% cache hits: do the inputs change every run, or is the cache off (--no-cache, cache = false)?".into(),
         );
@@ -444,6 +450,17 @@ mod tests {
         let a = analyze(&steps, 45.0, Some(Comparison { with: "run r0".into(), regressions: Vec::new() }));
         assert_eq!(a.cache_hit_rate, 0.0);
         assert!(a.insights.iter().any(|i| i.starts_with("0% cache hits: do the inputs change every run")));
+        // When every step says the cache was off, the insight says so instead of asking.
+        let mut off = diamond();
+        for s in &mut off {
+            s.why = Some(Why::Miss { because: vec![Change::NoCache] });
+        }
+        off[0].why = Some(Why::Miss { because: vec![Change::CacheOff] });
+        let a = analyze(&off, 45.0, Some(Comparison { with: "run r0".into(), regressions: Vec::new() }));
+        assert!(a.insights.iter().all(|i| !i.starts_with("0% cache hits")), "{:?}", a.insights);
+        assert!(
+            a.insights.contains(&"the cache was not consulted (--no-cache, or cache = false): every step ran".into())
+        );
     }
 
     #[test]
