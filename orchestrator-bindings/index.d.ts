@@ -229,7 +229,7 @@ export interface RunRecord {
     parallelEfficiency: number
     bottlenecks: { id: string; durationMs: number; shareOfWall: number; shareOfCriticalPath: number }[]
     cacheHitRate: number
-    /** `run ID (baseline NAME)` or `the last N comparable runs`. */
+    /** `run ID (baseline NAME)` or `the median of up to N comparable earlier runs`. */
     comparedWith: string | null
     /** `beforeMs` is the median of `runs` comparable earlier runs. */
     regressions: { what: string; beforeMs: number; afterMs: number; runs: number }[]

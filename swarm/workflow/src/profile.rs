@@ -143,7 +143,7 @@ pub struct Analysis {
     pub bottlenecks: Vec<Bottleneck>,
     /// Cache hits ÷ steps that ran or hit.
     pub cache_hit_rate: f64,
-    /// What the run was judged against: `run ID` (a baseline) or `the last N comparable runs`.
+    /// What the run was judged against: `run ID` (a baseline) or `the median of up to N comparable earlier runs`.
     pub compared_with: Option<String>,
     /// Steps (and the total) slower than that, past both thresholds.
     pub regressions: Vec<Regression>,
@@ -157,7 +157,7 @@ pub struct Analysis {
 /// What a run was judged against, and what regressed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
-    /// `run ID` or `the last 5 comparable runs`.
+    /// `run ID` or `the median of up to 5 comparable earlier runs`.
     pub with: String,
     /// What regressed (see `regress::judge`).
     pub regressions: Vec<Regression>,

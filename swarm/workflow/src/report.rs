@@ -20,7 +20,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:130px}
 .card b{display:block;font-size:20px}.failed-run{color:#b42318}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 svg text{font-size:12px;fill:#1b1f23}.lane-bg{fill:#f6f8fa}.tick{stroke:#d0d7de}
 .bar{fill:#8fb8de}.bar.critical{fill:#d9480f}.bar.cached{fill:#b2f2bb}.bar.failed{fill:#e03131}
 .bar.skipped{fill:#adb5bd;opacity:.6}.bar{stroke:#fff;stroke-width:1}.bar:hover{stroke:#1b1f23;stroke-width:1.5}

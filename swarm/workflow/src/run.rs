@@ -339,7 +339,7 @@ pub async fn run_workflow(
         None => {
             let past: Vec<HistoryLine> = history.lines()?.into_iter().filter(|l| l.workflow == workflow.name).collect();
             (!past.is_empty()).then(|| Comparison {
-                with: format!("the last {} comparable runs", options.regression.window),
+                with: format!("the median of up to {} comparable earlier runs", options.regression.window),
                 regressions: judge(&now_line, &past, options.regression),
             })
         }
