@@ -38,12 +38,15 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
     /// CI gate: exit 3 if the run or a step is slower than the baseline (or the median of
-    /// its last comparable runs) by more than PCT and at least 5 ms.
+    /// its last comparable runs) by more than PCT and at least --regression-min-ms.
     #[arg(long, value_name = "PCT", value_parser = parse_threshold)]
     pub max_regression: Option<f64>,
     /// How many earlier comparable runs a step's median spans.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub regression_window: u64,
+    /// With --max-regression: a regression must also be at least MS milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub regression_min_ms: f64,
     /// The state directory holding runs/ and history.jsonl.
     #[arg(long, value_name = "DIR", default_value = ".skep")]
     pub state: PathBuf,
@@ -85,7 +88,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
         write(path, &render_report(&record))?;
     }
     if let Some(ratio) = args.max_regression {
-        let rule = RegressionRule { window: args.regression_window as usize, ratio, ..RegressionRule::default() };
+        let rule = RegressionRule { window: args.regression_window as usize, ratio, min_ms: args.regression_min_ms };
         return gate(&history, &record, args.baseline.as_deref(), rule);
     }
     Ok(ExitCode::SUCCESS)

@@ -71,12 +71,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub explain: bool,
     /// CI gate: exit 3 if the run or a step is slower than its baseline (or the
-    /// median of its last comparable runs) by more than PCT and at least 5 ms.
+    /// median of its last comparable runs) by more than PCT and at least --regression-min-ms.
     #[arg(long, value_name = "PCT", value_parser = parse_threshold)]
     pub max_regression: Option<f64>,
     /// How many earlier comparable runs a step's median spans.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub regression_window: u64,
+    /// How much slower than that median a step (or the run) must be to have regressed.
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_threshold)]
+    pub regression_threshold: f64,
+    /// The least slowdown, in milliseconds, that counts (noise below it is ignored; the gate keeps this floor too).
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub regression_min_ms: f64,
 }
 
 /// The exit status of a run (or profile) that regressed past `--max-regression`.
@@ -97,7 +103,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let rule = RegressionRule { window: args.regression_window as usize, ..RegressionRule::default() };
+    let rule = RegressionRule {
+        window: args.regression_window as usize,
+        ratio: args.regression_threshold,
+        min_ms: args.regression_min_ms,
+    };
     // Only the roles the workflow calls are started.
     let mut used = config.clone();
     used.roles.retain(|name, _| workflow.steps.iter().any(|s| s.role() == Some(name.as_str())));

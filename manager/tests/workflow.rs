@@ -288,6 +288,10 @@ fn the_regression_gate_exits_3_from_a_real_run_and_from_profile() {
     let latest = run_in(&tmp.0, SKEP, &["profile", "--max-regression", "10%", "--baseline", "slow"]);
     assert_eq!(latest.status.code(), Some(3), "{}\n{}", latest.stdout, latest.stderr);
     assert!(latest.stdout.contains("work regressed: ") && latest.stdout.contains("over 1 run (+"), "{}", latest.stdout);
+    // Nor is it past a floor of 10 s.
+    let floor = ["profile", "--max-regression", "10%", "--baseline", "slow", "--regression-min-ms", "10000"];
+    let floored = run_in(&tmp.0, SKEP, &floor);
+    assert_eq!(floored.status.code(), Some(0), "{}\n{}", floored.stdout, floored.stderr);
     // The fast run against the same baseline: not.
     let quick = run_in(&tmp.0, SKEP, &["profile", &ids[1], "--max-regression", "10%", "--baseline", "slow"]);
     assert_eq!(quick.status.code(), Some(0), "{}\n{}", quick.stdout, quick.stderr);
