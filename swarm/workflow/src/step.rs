@@ -259,3 +259,32 @@ async fn run_command(
     };
     (result, resources)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use skep_swarm::Config;
+
+    use super::*;
+    use crate::step_cache::StepCacheLimits;
+
+    #[test]
+    fn a_lost_entry_with_the_same_key_is_expired_not_changed() {
+        let dir = tempfile::Builder::new().prefix("skep-decide-").tempdir().unwrap();
+        let config = Config { roles: BTreeMap::new(), source: None, observe: None };
+        let wf = Workflow::parse("[[steps]]\nid = \"a\"\nrun = [\"true\"]\n", "wf.toml", dir.path(), &config).unwrap();
+        let ttl = Duration::from_secs(60);
+        let cache = StepCache::new(dir.path(), StepCacheLimits { ttl, max_bytes: 1 << 20 });
+        let step = &wf.steps[0];
+        let parts = key_parts(step, &json!(["true"]), Vec::new(), &[]);
+        let t0 = SystemTime::now();
+        let decided = |now| decide(&cache, &wf.name, step, Some(&parts), true, now).0;
+        assert_eq!(decided(t0), Why::Miss { because: vec![Change::NeverRan] });
+        cache.put(&parts.key, "a", "R1", &json!({"exitCode": 0}), t0).unwrap();
+        cache.remember_parts(&wf.name, "a", &parts).unwrap();
+        assert_eq!(decided(t0), Why::Hit { run: Some("R1".into()) });
+        assert_eq!(decided(t0 + 2 * ttl), Why::Miss { because: vec![Change::Expired] });
+    }
+}
