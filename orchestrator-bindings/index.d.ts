@@ -142,6 +142,8 @@ export interface WorkflowProgress {
   /** `finished` only: whether it succeeded, and whether it came from the cache. */
   ok: boolean | null
   cacheHit: boolean | null
+  /** `finished` only: why it ran or came from the cache (`hit from run R`, `miss: input src/a.rs changed (...)`). */
+  why: string | null
   /** Why it failed or was skipped. */
   message: string | null
   done: number
@@ -169,6 +171,43 @@ export interface StepRecord {
   bytesOut: number
   attempts: number
   predictedMs: number
+  /** Why it ran or came from the cache (absent if it never got that far). */
+  why?: CacheDecision
+  /** CPU and memory (absent for cache hits and when unknown). */
+  resources?: StepResources
+  /** What the agent reported in its result's `_meta.usage`. */
+  usage?: Record<string, number>
+  /** Estimated cost, when its role (or the command step) is priced. */
+  cost?: number
+  /** A cache hit's saving: what the step cost the last time it ran. */
+  savedCost?: number
+}
+
+/** A step's cache decision (docs/workflows.md, "Why a step ran"). */
+export type CacheDecision =
+  | { decision: 'hit'; run: string | null }
+  | { decision: 'miss'; because: CacheMissReason[] }
+
+/** One reason a step ran. */
+export type CacheMissReason =
+  | { kind: 'neverRan' }
+  | { kind: 'noCache' }
+  | { kind: 'cacheOff' }
+  | { kind: 'expired' }
+  | { kind: 'param'; at: string }
+  | { kind: 'definition'; what: string }
+  | { kind: 'input'; path: string; old: string | null; new: string | null }
+  | { kind: 'upstream'; step: string }
+  | { kind: 'upstreamRuns'; step: string }
+
+/** A step's CPU and memory: a command's rusage, or an agent's CPU across the call from /proc. */
+export interface StepResources {
+  cpuUserMs: number
+  cpuSystemMs: number
+  peakRssBytes: number | null
+  source: 'rusage' | 'proc'
+  /** The agent may have served other calls meanwhile. */
+  approximate: boolean
 }
 
 /** A finished workflow run and where its time went (docs/workflows.md). */
@@ -190,9 +229,19 @@ export interface RunRecord {
     parallelEfficiency: number
     bottlenecks: { id: string; durationMs: number; shareOfWall: number; shareOfCriticalPath: number }[]
     cacheHitRate: number
+    /** `run ID (baseline NAME)` or `the median of up to N comparable earlier runs`. */
     comparedWith: string | null
-    regressions: { what: string; beforeMs: number; afterMs: number }[]
+    /** `beforeMs` is the median of `runs` comparable earlier runs. */
+    regressions: { what: string; beforeMs: number; afterMs: number; runs: number }[]
     insights: string[]
+    totals: {
+      cpuMs: number
+      cpuApproximate: boolean
+      peakRssBytes: number | null
+      usage?: Record<string, number>
+      cost: number | null
+      savedCost: number | null
+    }
   }
 }
 

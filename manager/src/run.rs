@@ -6,6 +6,9 @@
 //! SIGTERM, SIGINT and SIGHUP stop the run: every running step's process
 //! group is killed, the run is recorded as cancelled (record and profile
 //! still written), and skep exits 128 + the signal's number.
+//!
+//! `--explain` prints what a run would do and why, and runs nothing.
+//! `--max-regression 10%` is the CI gate: exit 3 when the run or a step regressed past it.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -16,7 +19,8 @@ use anyhow::{Context, bail};
 use skep_bridge::{CallError, Client, ClientConfig};
 use skep_swarm::{Config, Swarm, demo_config};
 use skep_workflow::{
-    History, Progress, ProgressEvent, RunOptions, RunRecord, Workflow, render_report, render_trace, run_workflow,
+    Explanation, History, Progress, ProgressEvent, RegressionRule, RunOptions, RunRecord, StepCacheLimits, Workflow,
+    explain, parse_threshold, render_report, render_trace, run_workflow,
 };
 
 use crate::agent::demo_agent_command;
@@ -30,14 +34,22 @@ use crate::signals::{StopSignal, next_stop_signal};
 ///
 /// Steps start as soon as their needs are met, longest predicted path first;
 /// unchanged steps come from the cache under .skep/. Every run is recorded in
-/// .skep/runs/ next to the workflow's workdir. Exits 1 if a step failed. The
-/// file format is docs/workflows.md.
+/// .skep/runs/ next to the workflow's workdir. Each step's line says why it
+/// ran or came from the cache. The file format is docs/workflows.md.
+///
+/// Exit status: 0 success; 1 a step failed; 3 --max-regression was passed
+/// and the run or a step regressed past it; 128 + N stopped by signal N.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   skep run examples/workflows/review.toml --report r.html
+  skep run ci.toml --explain                  # what would run and why; runs nothing
   skep run ci.toml --config skep.toml --jobs 4 --trace trace.json
-  skep run ci.toml --no-cache --baseline release")]
+  skep run ci.toml --no-cache --baseline release
+  skep run ci.toml --max-regression 10%       # CI: exit 3 if >10% slower than usual
+
+Exit status: 0 success, 1 a step failed, 3 regressed past --max-regression,
+128 + N stopped by signal N.")]
 pub struct RunArgs {
     /// The workflow file.
     pub file: PathBuf,
@@ -61,35 +73,74 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with a Gantt chart.
     #[arg(long, value_name = "OUT.html")]
     pub report: Option<PathBuf>,
-    /// Compare against this pinned baseline (see `skep profile --baseline`) instead of the previous run.
+    /// Judge regressions against this pinned baseline (see `skep profile --baseline`) instead of earlier runs.
     #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
+    /// Print what would run and why, and what would come from the cache; run nothing.
+    #[arg(long)]
+    pub explain: bool,
+    /// CI gate: exit 3 if the run or a step is slower than its baseline (or the
+    /// median of its last comparable runs) by more than PCT and at least --regression-min-ms.
+    #[arg(long, value_name = "PCT", value_parser = parse_threshold)]
+    pub max_regression: Option<f64>,
+    /// How many earlier comparable runs a step's median spans.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub regression_window: u64,
+    /// How much slower than that median a step (or the run) must be to have regressed.
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_threshold)]
+    pub regression_threshold: f64,
+    /// The least slowdown, in milliseconds, that counts (noise below it is ignored; the gate keeps this floor too).
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub regression_min_ms: f64,
 }
+
+/// The exit status of a run (or profile) that regressed past `--max-regression`.
+pub const REGRESSED: u8 = 3;
 
 /// Runs the workflow; exits 1 if a step failed, 128 + N if signal N stopped it.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = target(args.config.as_deref())?;
-    let (record, profile) = if no_daemon(args.no_daemon) {
-        run_here(&args, config.as_deref())?
+    let rule = RegressionRule {
+        window: args.regression_window as usize,
+        ratio: args.regression_threshold,
+        min_ms: args.regression_min_ms,
+    };
+    if args.explain {
+        // Nothing runs, so no agent is needed: no daemon either.
+        let workflow = Workflow::load(&args.file, &load_config(config.as_deref())?).context("invalid workflow")?;
+        let explained = explain(&workflow, None, !args.no_cache, StepCacheLimits::default());
+        for line in explanation(&explained) {
+            emit(&line)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (record, state_dir) = if no_daemon(args.no_daemon) {
+        run_here(&args, config.as_deref(), rule)?
     } else {
-        match runtime()?.block_on(run_on_daemon(&args, config.as_deref()))? {
-            Remote::Finished(record, profile) => (*record, profile),
+        match runtime()?.block_on(run_on_daemon(&args, config.as_deref(), rule))? {
+            Remote::Finished(record, state_dir) => (*record, state_dir),
             Remote::Stopped(signal) => {
                 eprintln!("skep: cancelled by {}; the daemon recorded the run as cancelled", signal.name());
                 return Ok(ExitCode::from(signal.exit_code()));
             }
         }
     };
-    report(&args, &record, profile.as_deref())
+    report(&args, &record, &History::new(&state_dir), rule)
 }
 
-/// The run in this process, over a swarm of the workflow's roles started for it.
-fn run_here(args: &RunArgs, config: Option<&Path>) -> anyhow::Result<(RunRecord, Option<PathBuf>)> {
-    let config = match config {
-        Some(path) => Config::load(path).with_context(|| format!("cannot load {}", path.display()))?,
+/// The config file's roles, or the built-in demo role without one.
+fn load_config(config: Option<&Path>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => Config::load(path).with_context(|| format!("cannot load {}", path.display())),
         // Without a config, the built-in demo role: a workflow runs from a clean clone.
-        None => demo_config(demo_agent_command()?),
-    };
+        None => Ok(demo_config(demo_agent_command()?)),
+    }
+}
+
+/// The run in this process, over a swarm of the workflow's roles started
+/// for it; the record and the state directory it was written to.
+fn run_here(args: &RunArgs, config: Option<&Path>, rule: RegressionRule) -> anyhow::Result<(RunRecord, PathBuf)> {
+    let config = load_config(config)?;
     let workflow = Workflow::load(&args.file, &config).context("invalid workflow")?;
     // Only the roles the workflow calls are started.
     let mut used = config.clone();
@@ -99,6 +150,7 @@ fn run_here(args: &RunArgs, config: Option<&Path>) -> anyhow::Result<(RunRecord,
         jobs: args.jobs as usize,
         use_cache: !args.no_cache,
         baseline: args.baseline.clone(),
+        regression: rule,
         cancel: Some(stopped),
         ..RunOptions::default()
     };
@@ -115,25 +167,24 @@ fn run_here(args: &RunArgs, config: Option<&Path>) -> anyhow::Result<(RunRecord,
         swarm.shutdown().await;
         signals.abort();
         let record = record.context("the run could not be recorded")?;
-        let profile = History::new(&workflow.state_dir()).record_path(&record.id);
-        Ok((record, Some(profile)))
+        Ok((record, workflow.state_dir()))
     })
 }
 
 /// How a run on the daemon ended for this client.
 enum Remote {
-    /// The record, and where the daemon wrote it.
-    Finished(Box<RunRecord>, Option<PathBuf>),
+    /// The record, and the state directory the daemon wrote it to.
+    Finished(Box<RunRecord>, PathBuf),
     /// A signal stopped us: we left, and the daemon cancelled and recorded the run.
     Stopped(StopSignal),
 }
 
 /// The run on the config's daemon, over its warm agents: the daemon runs and
 /// records it, and streams its progress here.
-async fn run_on_daemon(args: &RunArgs, config: Option<&Path>) -> anyhow::Result<Remote> {
+async fn run_on_daemon(args: &RunArgs, config: Option<&Path>, rule: RegressionRule) -> anyhow::Result<Remote> {
     let file = std::path::absolute(&args.file).context("cannot resolve the workflow's path")?;
     let signal = tokio::spawn(next_stop_signal());
-    let (client, mut updates) = subscribe_run(&file, args, config).await?;
+    let (client, mut updates) = subscribe_run(&file, args, config, rule).await?;
     let mut display = Display::new(std::io::stderr().is_terminal());
     let mut signal = signal;
     loop {
@@ -143,8 +194,9 @@ async fn run_on_daemon(args: &RunArgs, config: Option<&Path>) -> anyhow::Result<
                     Some("result") => {
                         let record = serde_json::from_value(update["record"].clone())
                             .context("the daemon sent a run record this skep cannot read")?;
-                        let profile = update["profile"].as_str().map(PathBuf::from);
-                        return Ok(Remote::Finished(Box::new(record), profile));
+                        let state_dir = update["stateDir"].as_str().map(PathBuf::from)
+                            .context("the daemon did not say where it recorded the run")?;
+                        return Ok(Remote::Finished(Box::new(record), state_dir));
                     }
                     Some("error") => bail!("the run failed: {}", update["message"].as_str().unwrap_or("?")),
                     _ => match serde_json::from_value::<Progress>(update) {
@@ -172,6 +224,7 @@ async fn subscribe_run(
     file: &Path,
     args: &RunArgs,
     config: Option<&Path>,
+    rule: RegressionRule,
 ) -> anyhow::Result<(Client, tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>)> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let connector = move |stream: tokio::net::UnixStream| {
@@ -192,6 +245,7 @@ async fn subscribe_run(
         "jobs": args.jobs,
         "noCache": args.no_cache,
         "baseline": args.baseline,
+        "regression": { "window": rule.window, "ratio": rule.ratio, "minMs": rule.min_ms },
     });
     let _: serde_json::Value = client.call("workflow/run", params).await.map_err(|e| match e {
         CallError::Rpc(e) => anyhow::anyhow!("invalid workflow: {}", e.message()),
@@ -201,13 +255,11 @@ async fn subscribe_run(
 }
 
 /// The summary, the profile's path, trace and report; the exit status.
-fn report(args: &RunArgs, record: &RunRecord, profile: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn report(args: &RunArgs, record: &RunRecord, history: &History, rule: RegressionRule) -> anyhow::Result<ExitCode> {
     for line in summary(record) {
         emit(&line)?;
     }
-    if let Some(profile) = profile {
-        emit(&format!("profile: {}", profile.display()))?;
-    }
+    emit(&format!("profile: {}", history.record_path(&record.id).display()))?;
     if let Some(path) = &args.trace {
         write(path, &render_trace(record))?;
         emit(&format!("trace: {} (open it in https://ui.perfetto.dev)", path.display()))?;
@@ -220,15 +272,62 @@ fn report(args: &RunArgs, record: &RunRecord, profile: Option<&Path>) -> anyhow:
         emit(&format!("cancelled by {}", signal.name()))?;
         return Ok(ExitCode::from(signal.exit_code()));
     }
-    Ok(if record.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    if !record.ok {
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(ratio) = args.max_regression {
+        return gate(history, record, args.baseline.as_deref(), RegressionRule { ratio, ..rule });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CI gate: exit [`REGRESSED`] with what regressed, or 0.
+pub(crate) fn gate(
+    history: &History,
+    record: &RunRecord,
+    baseline: Option<&str>,
+    rule: RegressionRule,
+) -> anyhow::Result<ExitCode> {
+    let regressed = history.gate(record, baseline, rule)?;
+    let threshold = format!("{:.0}%", rule.ratio * 100.0);
+    if regressed.is_empty() {
+        emit(&format!("gate: nothing regressed past {threshold}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(&format!("gate: {} regression(s) past {threshold}:", regressed.len()))?;
+    for r in &regressed {
+        emit(&format!("  - {}", r.describe()))?;
+    }
+    Ok(ExitCode::from(REGRESSED))
+}
+
+/// `--explain`'s lines: one per step, in run order.
+fn explanation(explained: &[Explanation]) -> Vec<String> {
+    let width = explained.iter().map(|e| e.step.len()).max().unwrap_or(0).max(4);
+    let mut out = vec!["explain: what `skep run` would do now (nothing was run)".to_owned()];
+    for e in explained {
+        let verdict = match (e.why.is_hit(), e.runs()) {
+            (true, _) => "cached",
+            (false, true) => "run",
+            (false, false) => "run?",
+        };
+        out.push(format!("{verdict:<7} {:<width$}  {}", e.step, e.why.describe()));
+    }
+    let (cached, runs) =
+        (explained.iter().filter(|e| e.why.is_hit()).count(), explained.iter().filter(|e| e.runs()).count());
+    out.push(format!(
+        "{cached} from the cache, {runs} to run, {} depending on an upstream's result",
+        explained.len() - cached - runs
+    ));
+    out
 }
 
 pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Progress on stderr: one line redrawn in place on a terminal, a line per
-/// event otherwise (logs and CI output stay readable).
+/// Progress on stderr: on a terminal, a status line redrawn in place under a
+/// line per finished step; a line per event otherwise (logs and CI output stay readable).
 struct Display {
     terminal: bool,
 }
@@ -249,7 +348,8 @@ impl Display {
                 _ => format!("[{}/{}] {:.1}s running: {}", p.done, p.total, secs, p.running.join(", ")),
             };
             let _ = write!(err, "\r\x1b[K{line}");
-            if let (ProgressEvent::Finished, Some(false)) | (ProgressEvent::Skipped, _) = (p.event, p.ok) {
+            // Each finished or skipped step keeps its line (with why it ran); the status line follows it.
+            if matches!(p.event, ProgressEvent::Finished | ProgressEvent::Skipped) {
                 let _ = writeln!(err, "\r\x1b[K{}", event_line(p, step));
             }
         } else if p.event != ProgressEvent::Queued && p.event != ProgressEvent::Done {
@@ -260,10 +360,11 @@ impl Display {
 }
 
 fn event_line(p: &Progress, step: &str) -> String {
+    let why = p.why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
     match (p.event, p.ok, p.cache_hit) {
         (ProgressEvent::Started, ..) => format!("started  {step}"),
-        (ProgressEvent::Finished, Some(true), Some(true)) => format!("cached   {step}"),
-        (ProgressEvent::Finished, Some(true), _) => format!("finished {step}"),
+        (ProgressEvent::Finished, Some(true), Some(true)) => format!("cached   {step}{why}"),
+        (ProgressEvent::Finished, Some(true), _) => format!("finished {step}{why}"),
         (ProgressEvent::Finished, ..) => format!("FAILED   {step}: {}", p.message.as_deref().unwrap_or("")),
         (ProgressEvent::Skipped, ..) => format!("skipped  {step}: {}", p.message.as_deref().unwrap_or("")),
         _ => String::new(),

@@ -57,6 +57,14 @@ export async function main(signal: AbortSignal): Promise<void> {
   })
   if (!record.ok) console.log(record.steps.filter((s) => s.outcome === 'failed').map((s) => s.error))
   console.log(record.analysis.parallelEfficiency, record.analysis.insights)
+  // Why each step ran, what it used and cost.
+  for (const s of record.steps) {
+    if (s.why?.decision === 'hit') console.log(s.id, 'from run', s.why.run)
+    if (s.why?.decision === 'miss') console.log(s.id, s.why.because.map((b) => (b.kind === 'input' ? b.path : b.kind)))
+    console.log(s.resources?.cpuUserMs, s.resources?.peakRssBytes, s.usage?.inputTokens, s.cost, s.savedCost)
+  }
+  const t = record.analysis.totals
+  console.log(t.cpuMs, t.cost ?? 0, t.savedCost ?? 0, record.analysis.regressions.map((r) => r.runs))
 
   await Promise.all([swarm.close(), alsoInline.close(), demo.close()])
 }

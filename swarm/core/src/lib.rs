@@ -51,7 +51,7 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name,
+    Config, ConfigError, Cost, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name,
     parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
@@ -60,7 +60,7 @@ pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
 pub use process::{
-    ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
+    ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit, run_to_completion,
 };
 pub use reload::ReloadReport;
 pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use skep_swarm::{CallOptions, Event, RaceCall, Swarm};
-use skep_workflow::{History, RunOptions, Workflow, run_workflow};
+use skep_workflow::{History, RegressionRule, RunOptions, Workflow, run_workflow};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
 #[derive(Debug)]
@@ -109,6 +109,28 @@ struct WorkflowParams {
     no_cache: bool,
     /// Compare against this pinned baseline instead of the previous run.
     baseline: Option<String>,
+    /// How regressions are judged (docs/workflows.md); every field optional.
+    regression: Option<RegressionParams>,
+}
+
+/// `workflow/run`'s `regression`: the judgement's window and margins.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RegressionParams {
+    window: Option<usize>,
+    ratio: Option<f64>,
+    min_ms: Option<f64>,
+}
+
+impl RegressionParams {
+    fn rule(self) -> RegressionRule {
+        let d = RegressionRule::default();
+        RegressionRule {
+            window: self.window.unwrap_or(d.window).max(1),
+            ratio: self.ratio.unwrap_or(d.ratio),
+            min_ms: self.min_ms.unwrap_or(d.min_ms),
+        }
+    }
 }
 
 /// The cause a run records when its client went away mid-run.
@@ -222,6 +244,7 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                     jobs: p.jobs.unwrap_or(defaults.jobs),
                     use_cache: !p.no_cache,
                     baseline: p.baseline,
+                    regression: p.regression.map_or_else(RegressionRule::default, RegressionParams::rule),
                     cancel: Some(cancelled),
                     ..defaults
                 };
@@ -253,8 +276,9 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                 }
                 let last = match record {
                     Ok(record) => {
-                        let profile = History::new(&workflow.state_dir()).record_path(&record.id);
-                        json!({ "event": "result", "record": record, "profile": profile })
+                        let state_dir = workflow.state_dir();
+                        let profile = History::new(&state_dir).record_path(&record.id);
+                        json!({ "event": "result", "record": record, "profile": profile, "stateDir": state_dir })
                     }
                     Err(e) => json!({ "event": "error", "message": format!("{e:#}") }),
                 };

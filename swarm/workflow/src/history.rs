@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::WorkflowError;
 use super::profile::{Analysis, StepOutcome, StepRecord};
+use super::regress::{Regression, RegressionRule, judge};
 
 /// How many earlier runs the moving average of a step's duration spans.
 pub const PREDICTION_WINDOW: usize = 5;
@@ -59,19 +60,40 @@ pub struct HistoryLine {
     pub ok: bool,
     /// Durations of the steps that ran and succeeded (cache hits left out).
     pub durations: BTreeMap<String, f64>,
+    /// Whether the cache was consulted (unknown in lines older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_used: Option<bool>,
+    /// Estimated costs of the steps that ran and were priced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub costs: BTreeMap<String, f64>,
 }
 
 impl HistoryLine {
     /// The brief of a record.
-    pub fn of(record: &RunRecord) -> HistoryLine {
-        let ran = record.steps.iter().filter(|s| s.outcome == StepOutcome::Ok && !s.cache_hit);
+    pub fn of(r: &RunRecord) -> HistoryLine {
+        HistoryLine::from_steps(&r.id, &r.workflow, r.started_at_ms, r.wall_ms, r.ok, r.cache_used, &r.steps)
+    }
+
+    /// The brief of a run from its parts (before its record exists).
+    pub fn from_steps(
+        id: &str,
+        workflow: &str,
+        started_at_ms: u64,
+        wall_ms: f64,
+        ok: bool,
+        cache_used: bool,
+        steps: &[StepRecord],
+    ) -> HistoryLine {
+        let ran = steps.iter().filter(|s| s.outcome == StepOutcome::Ok && !s.cache_hit);
         HistoryLine {
-            id: record.id.clone(),
-            workflow: record.workflow.clone(),
-            started_at_ms: record.started_at_ms,
-            wall_ms: record.wall_ms,
-            ok: record.ok,
-            durations: ran.map(|s| (s.id.clone(), s.duration_ms)).collect(),
+            id: id.to_owned(),
+            workflow: workflow.to_owned(),
+            started_at_ms,
+            wall_ms,
+            ok,
+            durations: ran.clone().map(|s| (s.id.clone(), s.duration_ms)).collect(),
+            cache_used: Some(cache_used),
+            costs: ran.filter_map(|s| Some((s.id.clone(), s.cost?))).collect(),
         }
     }
 }
@@ -166,6 +188,38 @@ impl History {
             }
         }
         Ok(seen.into_iter().map(|(id, v)| (id, v.iter().sum::<f64>() / v.len() as f64)).collect())
+    }
+
+    /// Each step's estimated cost the last time it ran and was priced: what a
+    /// cache hit of it saves.
+    pub fn last_costs(&self, workflow: &str) -> Result<HashMap<String, f64>, WorkflowError> {
+        let mut seen: HashMap<String, f64> = HashMap::new();
+        for line in self.lines()?.iter().filter(|l| l.workflow == workflow) {
+            seen.extend(line.costs.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        Ok(seen)
+    }
+
+    /// The history lines a run is judged against: `baseline`'s run alone, or
+    /// every line of its workflow before it.
+    pub fn yardstick(&self, record: &RunRecord, baseline: Option<&str>) -> Result<Vec<HistoryLine>, WorkflowError> {
+        if let Some(name) = baseline {
+            return Ok(vec![HistoryLine::of(&self.baseline(name)?)]);
+        }
+        let lines = self.lines()?;
+        let before = lines.iter().position(|l| l.id == record.id).unwrap_or(lines.len());
+        Ok(lines[..before].iter().filter(|l| l.workflow == record.workflow).cloned().collect())
+    }
+
+    /// The CI gate: what of `record` regressed under `rule` against
+    /// `baseline`'s run, or against the earlier runs of its workflow.
+    pub fn gate(
+        &self,
+        record: &RunRecord,
+        baseline: Option<&str>,
+        rule: RegressionRule,
+    ) -> Result<Vec<Regression>, WorkflowError> {
+        Ok(judge(&HistoryLine::of(record), &self.yardstick(record, baseline)?, rule))
     }
 
     /// Pins run `id` as baseline `name`.

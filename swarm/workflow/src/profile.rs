@@ -1,16 +1,17 @@
 //! The profiler: per-step timings in, where the time went out. Pure code
 //! over a finished run's records (and optionally an earlier run's).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::graph::Graph;
+use super::regress::Regression;
+use super::resources::Resources;
+use super::why::{Change, Why};
 
-/// A step is more than this much slower than before: a regression.
-pub const REGRESSION_RATIO: f64 = 1.2;
-/// Below this many milliseconds of difference, slower is noise, not a regression.
-pub const REGRESSION_MIN_MS: f64 = 5.0;
+/// A step must be at least this share of the critical path for an insight to suggest speeding it up.
+const SUGGEST_SHARE: f64 = 0.2;
 /// How many bottlenecks a profile lists.
 const TOP: usize = 5;
 
@@ -64,6 +65,21 @@ pub struct StepRecord {
     pub attempts: u32,
     /// The duration the scheduler predicted from history.
     pub predicted_ms: f64,
+    /// Why it ran or came from the cache (none if it never got that far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+    /// CPU and memory it used (none for cache hits and when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// What the agent reported in its result's `_meta.usage` (tokens...), summed over attempts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, f64>,
+    /// Its estimated cost, if its role (or the command step) has a price list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// A cache hit's saving: what the step cost the last time it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_cost: Option<f64>,
 }
 
 impl StepRecord {
@@ -92,16 +108,23 @@ pub struct Bottleneck {
     pub share_of_critical_path: f64,
 }
 
-/// A step (or the whole run) more than 20% slower than in the compared run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A run's sums: CPU, the largest peak memory, usage and cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Regression {
-    /// A step id, or `"total"` for the wall time.
-    pub what: String,
-    /// Its time in the compared run.
-    pub before_ms: f64,
-    /// Its time now.
-    pub after_ms: f64,
+pub struct Totals {
+    /// CPU time (user + system) of every step that reported it.
+    pub cpu_ms: f64,
+    /// Whether some of that CPU time is approximate (agents serving concurrent calls).
+    pub cpu_approximate: bool,
+    /// The largest peak resident memory of a step.
+    pub peak_rss_bytes: Option<u64>,
+    /// Agents' `_meta.usage` figures, summed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, f64>,
+    /// Estimated cost of the steps that ran (none if nothing is priced).
+    pub cost: Option<f64>,
+    /// What the cache hits saved: the cost of those steps when they last ran.
+    pub saved_cost: Option<f64>,
 }
 
 /// Where a run's time went.
@@ -120,27 +143,28 @@ pub struct Analysis {
     pub bottlenecks: Vec<Bottleneck>,
     /// Cache hits ÷ steps that ran or hit.
     pub cache_hit_rate: f64,
-    /// The run compared against, if any.
+    /// What the run was judged against: `run ID` (a baseline) or `the median of up to N comparable earlier runs`.
     pub compared_with: Option<String>,
-    /// Steps (and the total) more than 20% slower than in that run.
+    /// Steps (and the total) slower than that, past both thresholds.
     pub regressions: Vec<Regression>,
     /// Plain-language findings, most important first.
     pub insights: Vec<String>,
+    /// CPU, memory, usage and cost summed over the run.
+    #[serde(default)]
+    pub totals: Totals,
 }
 
-/// An earlier run to compare against: its id, steps and wall time.
-#[derive(Debug, Clone, Copy)]
-pub struct Previous<'a> {
-    /// Its run id.
-    pub id: &'a str,
-    /// Its steps.
-    pub steps: &'a [StepRecord],
-    /// Its wall time.
-    pub wall_ms: f64,
+/// What a run was judged against, and what regressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// `run ID` or `the median of up to 5 comparable earlier runs`.
+    pub with: String,
+    /// What regressed (see `regress::judge`).
+    pub regressions: Vec<Regression>,
 }
 
 /// Analyzes a finished run.
-pub fn analyze(steps: &[StepRecord], wall_ms: f64, previous: Option<Previous<'_>>) -> Analysis {
+pub fn analyze(steps: &[StepRecord], wall_ms: f64, comparison: Option<Comparison>) -> Analysis {
     let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     let edges = steps
         .iter()
@@ -154,7 +178,9 @@ pub fn analyze(steps: &[StepRecord], wall_ms: f64, previous: Option<Previous<'_>
     };
     let on_path: Vec<bool> = (0..steps.len()).map(|i| path.contains(&i)).collect();
     let share = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { 0.0 };
-    let mut ranked: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].duration_ms > 0.0).collect();
+    // A cache hit's time is the cache's, not the step's: never a bottleneck to speed up.
+    let mut ranked: Vec<usize> =
+        (0..steps.len()).filter(|&i| steps[i].duration_ms > 0.0 && !steps[i].cache_hit).collect();
     ranked.sort_by(|&a, &b| steps[b].duration_ms.total_cmp(&steps[a].duration_ms).then(a.cmp(&b)));
     let bottlenecks: Vec<Bottleneck> = ranked
         .iter()
@@ -168,7 +194,8 @@ pub fn analyze(steps: &[StepRecord], wall_ms: f64, previous: Option<Previous<'_>
         .collect();
     let eligible = steps.iter().filter(|s| s.outcome != StepOutcome::Skipped).count();
     let hits = steps.iter().filter(|s| s.cache_hit).count();
-    let regressions = previous.map(|p| regressions(steps, wall_ms, p)).unwrap_or_default();
+    let compared = comparison.is_some();
+    let (compared_with, regressions) = comparison.map_or((None, Vec::new()), |c| (Some(c.with), c.regressions));
     let mut analysis = Analysis {
         wall_ms,
         critical_path: path.iter().map(|&i| steps[i].id.clone()).collect(),
@@ -176,33 +203,39 @@ pub fn analyze(steps: &[StepRecord], wall_ms: f64, previous: Option<Previous<'_>
         parallel_efficiency: share(cp_ms, wall_ms),
         bottlenecks,
         cache_hit_rate: share(hits as f64, eligible as f64),
-        compared_with: previous.map(|p| p.id.to_owned()),
+        compared_with,
         regressions,
         insights: Vec::new(),
+        totals: totals(steps),
     };
-    analysis.insights = insights(steps, &analysis, previous.is_some());
+    analysis.insights = insights(steps, &analysis, compared);
     analysis
 }
 
-fn regressions(steps: &[StepRecord], wall_ms: f64, previous: Previous<'_>) -> Vec<Regression> {
-    let before: HashMap<&str, &StepRecord> = previous.steps.iter().map(|s| (s.id.as_str(), s)).collect();
-    let slower = |b: f64, a: f64| a > b * REGRESSION_RATIO && a - b >= REGRESSION_MIN_MS;
-    let mut found: Vec<Regression> = steps
-        .iter()
-        .filter(|s| s.outcome == StepOutcome::Ok && !s.cache_hit)
-        .filter_map(|s| {
-            let b = before.get(s.id.as_str()).filter(|b| b.outcome == StepOutcome::Ok && !b.cache_hit)?;
-            slower(b.duration_ms, s.duration_ms).then(|| Regression {
-                what: s.id.clone(),
-                before_ms: b.duration_ms,
-                after_ms: s.duration_ms,
-            })
-        })
-        .collect();
-    if slower(previous.wall_ms, wall_ms) {
-        found.insert(0, Regression { what: "total".into(), before_ms: previous.wall_ms, after_ms: wall_ms });
+fn totals(steps: &[StepRecord]) -> Totals {
+    let mut t = Totals::default();
+    for s in steps {
+        if let Some(r) = &s.resources {
+            t.cpu_ms += r.cpu_ms();
+            t.cpu_approximate |= r.approximate;
+            t.peak_rss_bytes = t.peak_rss_bytes.max(r.peak_rss_bytes);
+        }
+        for (k, v) in &s.usage {
+            *t.usage.entry(k.clone()).or_default() += v;
+        }
+        if let Some(c) = s.cost {
+            t.cost = Some(t.cost.unwrap_or(0.0) + c);
+        }
+        if let Some(c) = s.saved_cost {
+            t.saved_cost = Some(t.saved_cost.unwrap_or(0.0) + c);
+        }
     }
-    found
+    t
+}
+
+/// A price for people: enough digits to tell small amounts apart.
+pub fn money(v: f64) -> String {
+    if v == 0.0 || v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.4}") }
 }
 
 fn insights(steps: &[StepRecord], a: &Analysis, compared: bool) -> Vec<String> {
@@ -219,16 +252,17 @@ fn insights(steps: &[StepRecord], a: &Analysis, compared: bool) -> Vec<String> {
         let tail = if skipped > 0 { format!("; {skipped} step(s) skipped because of it") } else { String::new() };
         out.push(format!("{} failed: {}{tail}", s.id, s.error.as_deref().unwrap_or("no detail")));
     }
-    for r in &a.regressions {
-        let name = if r.what == "total" { "the whole run".to_owned() } else { r.what.clone() };
-        out.push(format!(
-            "{name} regressed: {:.0} ms → {:.0} ms (+{}%)",
-            r.before_ms,
-            r.after_ms,
-            pct(r.after_ms / r.before_ms.max(f64::MIN_POSITIVE) - 1.0)
-        ));
+    let executed = steps.iter().filter(|s| s.started_ms.is_some() && !s.cache_hit).count();
+    if executed == 0 && steps.iter().all(|s| s.outcome == StepOutcome::Ok) {
+        // Nothing ran: there is no time to find, and nothing to speed up.
+        let saved = a.totals.saved_cost.map(|c| format!("; it saved an estimated {}", money(c))).unwrap_or_default();
+        out.push(format!("every step came from the cache: nothing it depends on changed{saved}"));
+        return out;
     }
+    out.extend(a.regressions.iter().map(Regression::describe));
+    // A step that is a sliver of the critical path is not worth a suggestion.
     if let Some(top) = a.bottlenecks.iter().find(|b| b.share_of_critical_path > 0.0)
+        && top.share_of_critical_path >= SUGGEST_SHARE
         && a.critical_path.len() > 1
     {
         out.push(format!(
@@ -257,14 +291,22 @@ fn insights(steps: &[StepRecord], a: &Analysis, compared: bool) -> Vec<String> {
         ));
     }
     let cacheable = steps.iter().any(|s| s.outcome != StepOutcome::Skipped);
-    if cacheable && compared && a.cache_hit_rate == 0.0 {
+    let decided: Vec<&Why> = steps.iter().filter_map(|s| s.why.as_ref()).collect();
+    let off =
+        |w: &&Why| matches!(w, Why::Miss { because } if matches!(because[..], [Change::NoCache | Change::CacheOff]));
+    if !decided.is_empty() && decided.iter().all(off) {
+        // The reasons already say why nothing came from the cache: no question to ask.
+        out.push("the cache was not consulted (--no-cache, or cache = false): every step ran".into());
+    } else if cacheable && compared && a.cache_hit_rate == 0.0 {
         out.push(
             "0% cache hits: do the inputs change every run, or is the cache off (--no-cache, cache = false)?".into(),
         );
-    } else if a.cache_hit_rate >= 1.0 {
-        out.push("every step came from the cache: nothing it depends on changed".into());
     } else if a.cache_hit_rate > 0.0 {
         out.push(format!("{}% of steps came from the cache", pct(a.cache_hit_rate)));
+    }
+    if let Some(cost) = a.totals.cost {
+        let saved = a.totals.saved_cost.map(|c| format!("; the cache saved {}", money(c))).unwrap_or_default();
+        out.push(format!("estimated cost {}{saved}", money(cost)));
     }
     out
 }
@@ -292,6 +334,11 @@ mod tests {
             bytes_out: 0,
             attempts: 1,
             predicted_ms: 1.0,
+            why: None,
+            resources: None,
+            usage: BTreeMap::new(),
+            cost: None,
+            saved_cost: None,
         }
     }
 
@@ -327,23 +374,93 @@ mod tests {
     }
 
     #[test]
-    fn regressions_need_twenty_percent_and_both_figures_are_kept() {
-        let before = diamond();
-        let mut after = diamond();
-        after[1].duration_ms = 25.0; // +25%: a regression
-        after[2].duration_ms = 5.9; // +18%: not one
-        let a = analyze(&after, 50.0, Some(Previous { id: "r1", steps: &before, wall_ms: 45.0 }));
-        assert_eq!(a.regressions, vec![Regression { what: "b".into(), before_ms: 20.0, after_ms: 25.0 }]);
-        assert!(a.insights.contains(&"b regressed: 20 ms → 25 ms (+25%)".to_owned()), "{:?}", a.insights);
-        assert_eq!(a.compared_with.as_deref(), Some("r1"));
+    fn regressions_judged_elsewhere_become_insights() {
+        let regressed = Regression { what: "b".into(), before_ms: 20.0, after_ms: 25.0, runs: 5 };
+        let comparison = Comparison { with: "the last 5 comparable runs".into(), regressions: vec![regressed.clone()] };
+        let a = analyze(&diamond(), 45.0, Some(comparison));
+        assert_eq!(a.regressions, vec![regressed]);
+        assert!(
+            a.insights.contains(&"b regressed: 25 ms against a median of 20 ms over 5 runs (+25%)".to_owned()),
+            "{:?}",
+            a.insights
+        );
+        assert_eq!(a.compared_with.as_deref(), Some("the last 5 comparable runs"));
+    }
+
+    #[test]
+    fn a_fully_cached_run_says_so_and_stops() {
+        let mut steps = diamond();
+        for s in &mut steps {
+            s.cache_hit = true;
+            s.saved_cost = Some(0.25);
+        }
+        let a = analyze(&steps, 45.0, None);
+        assert_eq!(
+            a.insights,
+            ["every step came from the cache: nothing it depends on changed; it saved an estimated 1.00"]
+        );
+        assert!(a.bottlenecks.is_empty(), "a cached step is nobody's bottleneck");
+        assert_eq!(a.totals.saved_cost, Some(1.0));
+    }
+
+    #[test]
+    fn insights_never_suggest_speeding_up_a_cached_step() {
+        // b, the longest step on the critical path, came from the cache; d ran.
+        let mut steps = diamond();
+        steps[1].cache_hit = true;
+        let a = analyze(&steps, 45.0, None);
+        assert!(a.bottlenecks.iter().all(|b| b.id != "b"), "{:?}", a.bottlenecks);
+        assert!(a.insights.iter().all(|i| !i.starts_with("b is")), "{:?}", a.insights);
+        assert!(a.insights.iter().any(|i| i.starts_with("a is") || i.starts_with("d is")), "{:?}", a.insights);
+    }
+
+    #[test]
+    fn totals_sum_cpu_usage_and_cost() {
+        let mut steps = diamond();
+        steps[0].resources = Some(Resources {
+            cpu_user_ms: 150.0,
+            cpu_system_ms: 50.0,
+            peak_rss_bytes: Some(100 << 20),
+            source: "rusage".into(),
+            approximate: false,
+        });
+        steps[1].resources = Some(Resources {
+            cpu_user_ms: 10.0,
+            cpu_system_ms: 0.0,
+            peak_rss_bytes: None,
+            source: "proc".into(),
+            approximate: true,
+        });
+        steps[1].usage = BTreeMap::from([("inputTokens".to_owned(), 100.0)]);
+        steps[2].usage = BTreeMap::from([("inputTokens".to_owned(), 20.0)]);
+        steps[1].cost = Some(0.5);
+        steps[3].cost = Some(0.25);
+        let t = analyze(&steps, 45.0, None).totals;
+        assert_eq!(t.cpu_ms, 210.0);
+        assert!(t.cpu_approximate);
+        assert_eq!(t.peak_rss_bytes, Some(100 << 20));
+        assert_eq!(t.usage, BTreeMap::from([("inputTokens".to_owned(), 120.0)]));
+        assert_eq!(t.cost, Some(0.75));
+        assert_eq!(t.saved_cost, None);
     }
 
     #[test]
     fn no_cache_hits_against_a_previous_run_is_called_out() {
         let steps = diamond();
-        let a = analyze(&steps, 45.0, Some(Previous { id: "r0", steps: &steps, wall_ms: 45.0 }));
+        let a = analyze(&steps, 45.0, Some(Comparison { with: "run r0".into(), regressions: Vec::new() }));
         assert_eq!(a.cache_hit_rate, 0.0);
         assert!(a.insights.iter().any(|i| i.starts_with("0% cache hits: do the inputs change every run")));
+        // When every step says the cache was off, the insight says so instead of asking.
+        let mut off = diamond();
+        for s in &mut off {
+            s.why = Some(Why::Miss { because: vec![Change::NoCache] });
+        }
+        off[0].why = Some(Why::Miss { because: vec![Change::CacheOff] });
+        let a = analyze(&off, 45.0, Some(Comparison { with: "run r0".into(), regressions: Vec::new() }));
+        assert!(a.insights.iter().all(|i| !i.starts_with("0% cache hits")), "{:?}", a.insights);
+        assert!(
+            a.insights.contains(&"the cache was not consulted (--no-cache, or cache = false): every step ran".into())
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::history::RunRecord;
-use super::profile::StepOutcome;
+use super::profile::{StepOutcome, StepRecord, money};
 use super::trace::lanes;
 
 const CHART_WIDTH: f64 = 1000.0;
@@ -20,11 +20,12 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:130px}
 .card b{display:block;font-size:20px}.failed-run{color:#b42318}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 svg text{font-size:12px;fill:#1b1f23}.lane-bg{fill:#f6f8fa}.tick{stroke:#d0d7de}
 .bar{fill:#8fb8de}.bar.critical{fill:#d9480f}.bar.cached{fill:#b2f2bb}.bar.failed{fill:#e03131}
 .bar.skipped{fill:#adb5bd;opacity:.6}.bar{stroke:#fff;stroke-width:1}.bar:hover{stroke:#1b1f23;stroke-width:1.5}
 .bar-label{font-size:11px;fill:#fff;pointer-events:none}
+.res.cpu{fill:#5c7cfa}.res.mem{fill:#ae3ec9}.res{opacity:.8}.why{color:#57606a;font-size:13px}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 14px;vertical-align:-1px}
 ";
 
@@ -39,6 +40,12 @@ document.addEventListener('DOMContentLoaded', function () {
   svg.setAttribute('data-bars', String(bars.length));
   svg.setAttribute('data-drawn', String(drawn));
   document.getElementById('chart-status').textContent = drawn + ' of ' + bars.length + ' steps drawn';
+  var lane = document.getElementById('resource-lane');
+  var res = lane.querySelectorAll('rect.res');
+  var resDrawn = 0;
+  res.forEach(function (b) { if (b.getBBox().width > 0 && b.getBBox().height > 0) resDrawn++; });
+  lane.setAttribute('data-res-bars', String(res.length));
+  lane.setAttribute('data-res-drawn', String(resDrawn));
   document.body.setAttribute('data-rendered', 'true');
 });
 ";
@@ -53,6 +60,21 @@ fn ms(v: f64) -> String {
 
 fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// CPU (with `~` when approximate) and peak memory of a step, for tables and titles.
+fn resource_text(s: &StepRecord) -> (String, String) {
+    match &s.resources {
+        None => ("—".into(), "—".into()),
+        Some(r) => (
+            format!("{}{}", if r.approximate { "~" } else { "" }, ms(r.cpu_ms())),
+            r.peak_rss_bytes.map_or_else(|| "—".into(), mib),
+        ),
+    }
 }
 
 /// The HTML report of a run.
@@ -79,12 +101,33 @@ pub fn render_report(record: &RunRecord) -> String {
         "<div class=\"cards\"><div class=\"card\">wall time<b>{}</b></div>\
          <div class=\"card\">critical path<b>{}</b></div>\
          <div class=\"card\">parallel efficiency<b>{}</b></div>\
-         <div class=\"card\">cache hits<b>{}</b></div></div>",
+         <div class=\"card\">cache hits<b>{}</b></div>",
         ms(a.wall_ms),
         ms(a.critical_path_ms),
         pct(a.parallel_efficiency),
         pct(a.cache_hit_rate),
     );
+    let t = &a.totals;
+    let _ = write!(
+        h,
+        "<div class=\"card\" id=\"cpu-total\">CPU{}<b>{}</b></div>",
+        if t.cpu_approximate { " (approx.)" } else { "" },
+        ms(t.cpu_ms)
+    );
+    if let Some(rss) = t.peak_rss_bytes {
+        let _ = write!(h, "<div class=\"card\">peak memory<b>{}</b></div>", mib(rss));
+    }
+    if let Some(cost) = t.cost {
+        let _ = write!(h, "<div class=\"card\" id=\"cost\">estimated cost<b>{}</b></div>", money(cost));
+    }
+    if let Some(saved) = t.saved_cost {
+        let _ = write!(h, "<div class=\"card\" id=\"saved\">cache saved<b>{}</b></div>", money(saved));
+    }
+    if !t.usage.is_empty() {
+        let usage: Vec<String> = t.usage.iter().map(|(k, v)| format!("{} {v}", esc(k))).collect();
+        let _ = write!(h, "<div class=\"card\" id=\"usage\">reported usage<b>{}</b></div>", usage.join(", "));
+    }
+    h.push_str("</div>");
     h.push_str("<h2>Where the time went</h2><ul id=\"insights\">");
     for insight in &a.insights {
         let _ = write!(h, "<li>{}</li>", esc(insight));
@@ -95,6 +138,7 @@ pub fn render_report(record: &RunRecord) -> String {
     let path: Vec<String> = a.critical_path.iter().map(|s| esc(s)).collect();
     let _ = write!(h, "</ul><p>Critical path: <b>{}</b> ({}).</p>", path.join(" → "), ms(a.critical_path_ms));
     gantt(&mut h, record);
+    resource_lane(&mut h, record);
     tables(&mut h, record);
     let _ = write!(h, "<script>{SCRIPT}</script></body></html>");
     h
@@ -151,12 +195,13 @@ fn gantt(h: &mut String, record: &RunRecord) {
             class.push_str(" failed");
         }
         let title = format!(
-            "{} — {} ({:?}{}{})",
+            "{} — {} ({:?}{}{}){}",
             step.id,
             ms(step.duration_ms),
             step.outcome,
             if step.cache_hit { ", cache hit" } else { "" },
-            step.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            step.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+            step.why.as_ref().map(|w| format!(" — {}", w.describe())).unwrap_or_default()
         );
         let _ = write!(
             h,
@@ -181,6 +226,55 @@ fn gantt(h: &mut String, record: &RunRecord) {
     h.push_str("</svg><div id=\"chart-status\" class=\"muted\">chart not checked (scripts off)</div>");
 }
 
+/// Two lanes on the Gantt's time axis: each step's CPU (bar height = CPU ÷
+/// duration, full at one core) and its peak memory (height relative to the
+/// run's largest).
+fn resource_lane(h: &mut String, record: &RunRecord) {
+    let span = record.wall_ms.max(1.0);
+    let scale = (CHART_WIDTH - LABEL_WIDTH - 10.0) / span;
+    let height = LANE_HEIGHT * 2.0 + 4.0;
+    let max_rss = record.analysis.totals.peak_rss_bytes.unwrap_or(0).max(1) as f64;
+    let _ = write!(
+        h,
+        "<h2>Resources</h2><div class=\"legend muted\">per step, on the timeline's axis\
+         <span style=\"background:#5c7cfa\"></span>CPU ÷ duration (full height: one core)\
+         <span style=\"background:#ae3ec9\"></span>peak memory (full height: {})</div>\
+         <svg id=\"resource-lane\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {CHART_WIDTH} {height}\" role=\"img\" aria-label=\"CPU and memory of each step\">\
+         <rect class=\"lane-bg\" x=\"0\" y=\"0\" width=\"{CHART_WIDTH}\" height=\"{LANE_HEIGHT}\"/>\
+         <text x=\"4\" y=\"16\">CPU</text><text x=\"4\" y=\"{}\">memory</text>",
+        mib(max_rss as u64),
+        LANE_HEIGHT + 16.0
+    );
+    for step in &record.steps {
+        let (Some(r), Some(start)) = (&step.resources, step.started_ms) else { continue };
+        let x = LABEL_WIDTH + start * scale;
+        let width = (step.duration_ms * scale).max(2.0);
+        let (cpu, rss) = resource_text(step);
+        let busy = (r.cpu_ms() / step.duration_ms.max(1.0)).clamp(0.05, 1.0);
+        let bar = busy * (LANE_HEIGHT - 4.0);
+        let _ = write!(
+            h,
+            "<rect class=\"res cpu\" data-step=\"{id}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{bar:.1}\">\
+             <title>{id}: CPU {cpu}{approx}</title></rect>",
+            id = esc(&step.id),
+            y = LANE_HEIGHT - 2.0 - bar,
+            approx = if r.approximate { " (approximate: the agent served other calls too)" } else { "" },
+        );
+        if let Some(bytes) = r.peak_rss_bytes {
+            let bar = (bytes as f64 / max_rss).clamp(0.05, 1.0) * (LANE_HEIGHT - 4.0);
+            let _ = write!(
+                h,
+                "<rect class=\"res mem\" data-step=\"{id}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{bar:.1}\">\
+                 <title>{id}: peak memory {rss}</title></rect>",
+                id = esc(&step.id),
+                y = 2.0 * LANE_HEIGHT - 2.0 - bar,
+            );
+        }
+    }
+    h.push_str("</svg>");
+}
+
 fn a_critical(record: &RunRecord, id: &str) -> bool {
     record.analysis.critical_path.iter().any(|c| c == id)
 }
@@ -203,18 +297,24 @@ fn tables(h: &mut String, record: &RunRecord) {
     }
     h.push_str("</table>");
     if let Some(other) = &a.compared_with {
-        let _ = write!(h, "<h2>Regressions against run {}</h2>", esc(other));
+        let _ = write!(h, "<h2>Regressions against {}</h2>", esc(other));
         if a.regressions.is_empty() {
-            h.push_str("<p>None: nothing is more than 20% slower.</p>");
+            h.push_str("<p>None: no step that ran is slower than before past both thresholds.</p>");
         } else {
-            h.push_str("<table id=\"regressions\"><tr><th>what</th><th class=\"num\">before</th><th class=\"num\">now</th></tr>");
+            h.push_str(
+                "<table id=\"regressions\"><tr><th>what</th><th class=\"num\">before (median)</th>\
+                 <th class=\"num\">runs</th><th class=\"num\">now</th><th class=\"num\">change</th></tr>",
+            );
             for r in &a.regressions {
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                     <td class=\"num\">+{:.0}%</td></tr>",
                     esc(&r.what),
                     ms(r.before_ms),
-                    ms(r.after_ms)
+                    r.runs,
+                    ms(r.after_ms),
+                    r.change() * 100.0
                 );
             }
             h.push_str("</table>");
@@ -223,15 +323,22 @@ fn tables(h: &mut String, record: &RunRecord) {
     h.push_str(
         "<h2>Steps</h2><table id=\"steps\"><tr><th>step</th><th>outcome</th><th>agent</th>\
          <th class=\"num\">queued</th><th class=\"num\">started</th><th class=\"num\">duration</th>\
-         <th class=\"num\">wait for agent</th><th class=\"num\">bytes in/out</th><th>note</th></tr>",
+         <th class=\"num\">wait for agent</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th>\
+         <th class=\"num\">cost</th><th class=\"num\">bytes in/out</th><th>why</th><th>note</th></tr>",
     );
     for s in &record.steps {
         let outcome = s.outcome_label();
+        let (cpu, rss) = resource_text(s);
+        let cost = match (s.cost, s.saved_cost) {
+            (Some(c), _) => money(c),
+            (None, Some(saved)) => format!("saved {}", money(saved)),
+            (None, None) => "—".into(),
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{outcome}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td>{}</td></tr>",
-            esc(&s.id),
+            "<tr data-step=\"{id}\"><td>{id}</td><td>{outcome}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{cpu}</td><td class=\"num\">{rss}</td>\
+             <td class=\"num\">{cost}</td><td class=\"num\">{} / {}</td><td class=\"why\">{}</td><td>{}</td></tr>",
             esc(s.agent.as_deref().or(s.role.as_deref()).unwrap_or("command")),
             ms(s.queued_ms),
             s.started_ms.map_or_else(|| "—".into(), ms),
@@ -239,7 +346,9 @@ fn tables(h: &mut String, record: &RunRecord) {
             ms(s.wait_ms),
             s.bytes_in,
             s.bytes_out,
+            esc(&s.why.as_ref().map(|w| w.describe()).unwrap_or_default()),
             esc(s.error.as_deref().unwrap_or("")),
+            id = esc(&s.id),
         );
     }
     h.push_str("</table>");

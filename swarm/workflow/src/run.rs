@@ -1,7 +1,7 @@
 //! The executor: runs a workflow's steps over the swarm as the scheduler
 //! allows, consults and fills the cache, reports progress, and records the run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,8 +14,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use super::error::WorkflowError;
-use super::history::{History, RunRecord, run_id};
-use super::profile::{Previous, StepOutcome, StepRecord, analyze};
+use super::history::{History, HistoryLine, RunRecord, run_id};
+use super::meter::Meter;
+use super::profile::{Comparison, StepOutcome, StepRecord, analyze};
+use super::regress::{RegressionRule, judge};
 use super::schedule::{Scheduler, SkipCause};
 use super::spec::{Action, Workflow};
 use super::step::{Ended, run_step};
@@ -34,8 +36,10 @@ pub struct RunOptions {
     pub state_dir: Option<PathBuf>,
     /// The cache's TTL and size cap.
     pub cache_limits: StepCacheLimits,
-    /// Compare against this pinned baseline instead of the previous run.
+    /// Judge regressions against this pinned baseline instead of the earlier runs.
     pub baseline: Option<String>,
+    /// How regressions are judged (window, relative and absolute thresholds).
+    pub regression: RegressionRule,
     /// Whether to write the run to history (tests and benchmarks may not want to).
     pub save: bool,
     /// Stops the run once it holds a cause ("SIGTERM"): running steps are
@@ -52,6 +56,7 @@ impl Default for RunOptions {
             state_dir: None,
             cache_limits: StepCacheLimits::default(),
             baseline: None,
+            regression: RegressionRule::default(),
             save: true,
             cancel: None,
         }
@@ -87,6 +92,8 @@ pub struct Progress {
     pub ok: Option<bool>,
     /// `finished` only: whether it came from the cache.
     pub cache_hit: Option<bool>,
+    /// `finished` only: why it ran or came from the cache (`hit from run R`, `miss: input src/a.rs changed (...)`).
+    pub why: Option<String>,
     /// Why it failed or was skipped.
     pub message: Option<String>,
     /// Steps finished or skipped so far.
@@ -114,10 +121,7 @@ pub async fn run_workflow(
     let history = History::new(&state_dir);
     let cache = StepCache::new(&state_dir, options.cache_limits);
     let known = history.predictions(&workflow.name)?;
-    let previous = match &options.baseline {
-        Some(name) => Some(history.baseline(name)?),
-        None => history.latest(Some(&workflow.name))?,
-    };
+    let baseline = options.baseline.as_deref().map(|name| history.baseline(name)).transpose()?;
     let steps = &workflow.steps;
     let n = steps.len();
     // Steps without history are predicted at the mean of those with it (equal weights on a first run).
@@ -141,8 +145,11 @@ pub async fn run_workflow(
     let mut scheduler = Scheduler::new(&workflow.graph, &workflow.order, &predicted, role_of, capacity, options.jobs);
 
     let mut events = steps.iter().any(|s| s.role().is_some()).then(|| swarm.subscribe());
+    let mut meter = Meter::new(swarm, workflow, &history).await?;
     let t0 = Instant::now();
     let started_at = SystemTime::now();
+    let started_at_ms = unix_ms(started_at);
+    let id = run_id(started_at_ms);
     let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1000.0;
     let mut records: Vec<StepRecord> = steps
         .iter()
@@ -165,6 +172,11 @@ pub async fn run_workflow(
             bytes_out: 0,
             attempts: 0,
             predicted_ms: predicted[i],
+            why: None,
+            resources: None,
+            usage: BTreeMap::new(),
+            cost: None,
+            saved_cost: None,
         })
         .collect();
     let mut results: Vec<Option<Value>> = vec![None; n];
@@ -177,6 +189,7 @@ pub async fn run_workflow(
         step: step.map(|i| steps[i].id.clone()),
         ok: None,
         cache_hit: None,
+        why: None,
         message: None,
         done,
         total: n,
@@ -208,7 +221,7 @@ pub async fn run_workflow(
                 .filter(|(_, up)| **up)
                 .filter_map(|(d, _)| Some((steps[d].id.as_str(), results[d].clone()?)))
                 .collect();
-            in_flight.push(Box::pin(run_step(swarm, workflow, i, upstream, cache.clone(), options.use_cache)));
+            in_flight.push(Box::pin(run_step(swarm, workflow, i, upstream, cache.clone(), options.use_cache, &id)));
         }
         if scheduler.is_finished() {
             break;
@@ -233,6 +246,12 @@ pub async fn run_workflow(
         tokio::select! {
             () = cancel_asked => {}
             Some((i, ended)) = in_flight.next() => {
+                // A call's `callStarted` may be waiting while its answer is already here
+                // (select! picks at random): attribute it first, while the step still runs.
+                while let Some(Ok(event)) = events.as_mut().map(broadcast::Receiver::try_recv) {
+                    let now = ms(Instant::now());
+                    take_event(event, workflow, &running, &started, &mut records, &mut meter, now);
+                }
                 running.retain(|&r| r != i);
                 done += 1;
                 let record = &mut records[i];
@@ -243,10 +262,13 @@ pub async fn run_workflow(
                 record.attempts = ended.attempts;
                 record.bytes_in = ended.bytes_in;
                 record.bytes_out = ended.bytes_out;
+                meter.settle(i, workflow, record, &ended);
+                record.why = ended.why.clone();
                 let ok = ended.result.is_ok();
                 let mut finished = progress(ProgressEvent::Finished, Some(i), done, &running);
                 finished.ok = Some(ok);
                 finished.cache_hit = Some(ended.cache_hit);
+                finished.why = ended.why.as_ref().map(|w| w.describe());
                 match ended.result {
                     Ok(value) => {
                         record.outcome = StepOutcome::Ok;
@@ -278,11 +300,10 @@ pub async fn run_workflow(
                 }
             }
             event = next_event => {
+                let now = ms(Instant::now());
                 match event {
-                    Ok(Event::CallStarted { role, agent, method }) => {
-                        attribute_agent(workflow, &running, &started, &mut records, &role, &method, agent, ms(Instant::now()));
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(event) => take_event(event, workflow, &running, &started, &mut records, &mut meter, now),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => events = None,
                 }
             }
@@ -308,16 +329,30 @@ pub async fn run_workflow(
     let mut done_event = progress(ProgressEvent::Done, None, done, &[]);
     done_event.ok = Some(records.iter().all(|r| r.outcome == StepOutcome::Ok));
     on_progress(&done_event);
-    let compared = previous.as_ref().map(|p| Previous { id: &p.id, steps: &p.steps, wall_ms: p.wall_ms });
-    let analysis = analyze(&records, wall_ms, compared);
-    let started_at_ms = unix_ms(started_at);
+    let ok = records.iter().all(|r| r.outcome == StepOutcome::Ok);
+    let now_line =
+        HistoryLine::from_steps(&id, &workflow.name, started_at_ms, wall_ms, ok, options.use_cache, &records);
+    let comparison = match &baseline {
+        Some(b) => Some(Comparison {
+            with: format!("run {} (baseline {})", b.id, options.baseline.as_deref().unwrap_or_default()),
+            regressions: judge(&now_line, &[HistoryLine::of(b)], options.regression),
+        }),
+        None => {
+            let past: Vec<HistoryLine> = history.lines()?.into_iter().filter(|l| l.workflow == workflow.name).collect();
+            (!past.is_empty()).then(|| Comparison {
+                with: format!("the median of up to {} comparable earlier runs", options.regression.window),
+                regressions: judge(&now_line, &past, options.regression),
+            })
+        }
+    };
+    let analysis = analyze(&records, wall_ms, comparison);
     let record = RunRecord {
-        id: run_id(started_at_ms),
+        id,
         workflow: workflow.name.clone(),
         file: workflow.origin.clone(),
         started_at_ms,
         wall_ms,
-        ok: records.iter().all(|r| r.outcome == StepOutcome::Ok),
+        ok,
         jobs: options.jobs,
         cache_used: options.use_cache,
         steps: records,
@@ -328,6 +363,28 @@ pub async fn run_workflow(
         history.save(&record)?;
     }
     Ok(record)
+}
+
+/// What the run takes from the swarm's events: which agent a step's call
+/// went to (and its CPU counters then), and the pids of agents that start.
+fn take_event(
+    event: Event,
+    workflow: &Workflow,
+    running: &[usize],
+    started: &[Option<Instant>],
+    records: &mut [StepRecord],
+    meter: &mut Meter,
+    now_ms: f64,
+) {
+    match event {
+        Event::CallStarted { role, agent, method } => {
+            if let Some(i) = attribute_agent(workflow, running, started, records, &role, &method, agent, now_ms) {
+                meter.call_started(i, running, records);
+            }
+        }
+        Event::AgentReady { agent, pid, .. } => meter.agent_ready(agent, pid),
+        _ => {}
+    }
 }
 
 /// The agent that took a call is known only from the event stream: the
@@ -343,17 +400,17 @@ fn attribute_agent(
     method: &str,
     agent: String,
     now_ms: f64,
-) {
+) -> Option<usize> {
     let candidate = running
         .iter()
         .copied()
         .filter(|&i| records[i].agent.is_none())
         .filter(|&i| matches!(&workflow.steps[i].action, Action::Call { role: r, method: m, .. } if r == role && m == method))
         .min_by_key(|&i| started[i]);
-    if let Some(i) = candidate {
-        records[i].wait_ms = (now_ms - records[i].started_ms.unwrap_or(now_ms)).max(0.0);
-        records[i].agent = Some(agent);
-    }
+    let i = candidate?;
+    records[i].wait_ms = (now_ms - records[i].started_ms.unwrap_or(now_ms)).max(0.0);
+    records[i].agent = Some(agent);
+    Some(i)
 }
 
 fn skip_message(workflow: &Workflow, step: usize, cause: SkipCause) -> String {

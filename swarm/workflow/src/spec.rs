@@ -13,7 +13,7 @@ use super::error::WorkflowError;
 use super::graph::Graph;
 use super::inputs::input_glob;
 use super::params::find_references;
-use skep_swarm::{Config, Invalid, Location, from_toml, is_valid_name, parse_duration, read_source};
+use skep_swarm::{Config, Cost, Invalid, Location, from_toml, is_valid_name, parse_duration, read_source};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,8 @@ pub struct Step {
     pub stage: Option<String>,
     /// Variables passed to a command from skep's environment, besides PATH, HOME and LANG.
     pub env: Vec<String>,
+    /// A command step's price list, for the profiler's cost estimate (an agent call's is its role's).
+    pub cost: Option<Cost>,
     /// The 1-based line of its `[[steps]]` table.
     pub line: usize,
 }
@@ -137,6 +139,14 @@ struct RawStep {
     stage: Option<String>,
     #[serde(default)]
     env: Vec<String>,
+    cost: Option<RawStepCost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStepCost {
+    per_second: Option<f64>,
+    per_call: Option<f64>,
 }
 
 impl Workflow {
@@ -316,6 +326,11 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
                     "step {id}: env applies to run commands; a role's environment is set in skep.toml"
                 ));
             }
+            if raw.cost.is_some() {
+                return Err(format!(
+                    "step {id}: cost applies to run commands; an agent call is priced by its role's [roles.{role}.cost] in skep.toml"
+                ));
+            }
             let params = raw.params.map(|p| serde_json::to_value(p).map_err(|e| format!("step {id}: params: {e}")));
             Action::Call { role, method, params: params.transpose()? }
         }
@@ -344,6 +359,20 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
             ));
         }
     }
+    let price = |v: Option<f64>, key: &str| match v {
+        Some(n) if !(n.is_finite() && n >= 0.0) => {
+            Err(format!("step {id}: cost.{key}: expected a price of at least 0, found {n}"))
+        }
+        v => Ok(v.unwrap_or(0.0)),
+    };
+    let cost = match raw.cost {
+        None => None,
+        Some(c) => Some(Cost {
+            per_second: price(c.per_second, "per_second")?,
+            per_call: price(c.per_call, "per_call")?,
+            ..Cost::default()
+        }),
+    };
     if let Some(stage) = raw.stage.as_ref().filter(|s| !is_valid_name(s)) {
         return Err(format!("step {id}: stage {stage:?}: expected 1 to 64 characters from [A-Za-z0-9._-]"));
     }
@@ -357,6 +386,7 @@ fn build_step(raw: RawStep, config: &Config) -> Result<Step, String> {
         inputs: raw.inputs,
         stage: raw.stage,
         env: raw.env,
+        cost,
         line: 0,
     })
 }

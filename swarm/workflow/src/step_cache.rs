@@ -9,8 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::why::KeyParts;
+
 /// The cache's directory under the state directory (`.skep/cache/`).
 pub const STEP_CACHE_DIR: &str = "cache";
+/// Under the cache, each step's latest key parts (for "why did it miss").
+const PARTS_DIR: &str = "parts";
 
 /// How long entries live and how much they may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,11 @@ impl StepCache {
 
     /// The cached result for `key`, unless missing, unreadable or older than the TTL.
     pub fn get(&self, key: &str, now: SystemTime) -> Option<Value> {
+        self.get_with_run(key, now).map(|(result, _)| result)
+    }
+
+    /// The cached result for `key` and the run that stored it (if recorded).
+    pub fn get_with_run(&self, key: &str, now: SystemTime) -> Option<(Value, Option<String>)> {
         let text = std::fs::read_to_string(self.path(key)).ok()?;
         let mut entry: Value = serde_json::from_str(&text).ok()?;
         let stored = entry.get("storedAtMs")?.as_u64()?;
@@ -71,13 +80,36 @@ impl StepCache {
         if age > self.limits.ttl.as_millis() as u64 {
             return None;
         }
-        Some(entry.get_mut("result")?.take())
+        let run = entry.get("run").and_then(Value::as_str).map(str::to_owned);
+        Some((entry.get_mut("result")?.take(), run))
     }
 
-    /// Stores a success, then prunes expired entries and, past the size cap, the oldest.
-    pub fn put(&self, key: &str, step: &str, result: &Value, now: SystemTime) -> std::io::Result<()> {
+    fn parts_path(&self, workflow: &str, step: &str) -> PathBuf {
+        // Workflow names are free text: hashed into the file name.
+        let workflow = hex(&Sha256::digest(workflow.as_bytes()));
+        self.dir.join(PARTS_DIR).join(format!("{}-{step}.json", &workflow[..16]))
+    }
+
+    /// The key parts of the latest entry stored for `step` of `workflow`.
+    pub fn latest_parts(&self, workflow: &str, step: &str) -> Option<KeyParts> {
+        let text = std::fs::read_to_string(self.parts_path(workflow, step)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Remembers the parts of the entry just stored for `step`, so a later miss can say what changed.
+    pub fn remember_parts(&self, workflow: &str, step: &str, parts: &KeyParts) -> std::io::Result<()> {
+        let path = self.parts_path(workflow, step);
+        let dir = path.parent().expect("the parts file sits in a directory");
+        std::fs::create_dir_all(dir)?;
+        let temp = dir.join(format!(".{step}.{}.tmp", std::process::id()));
+        std::fs::write(&temp, serde_json::to_string(parts).expect("parts serialize"))?;
+        std::fs::rename(&temp, path)
+    }
+
+    /// Stores a success of run `run`, then prunes expired entries and, past the size cap, the oldest.
+    pub fn put(&self, key: &str, step: &str, run: &str, result: &Value, now: SystemTime) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let entry = json!({ "step": step, "storedAtMs": unix_ms(now), "result": result });
+        let entry = json!({ "step": step, "run": run, "storedAtMs": unix_ms(now), "result": result });
         // A reader never sees half an entry: it is written aside and renamed into place.
         let temp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
         std::fs::write(&temp, entry.to_string())?;
@@ -109,6 +141,11 @@ impl StepCache {
         }
         Ok(())
     }
+}
+
+/// The SHA-256 of a value's compact JSON, in hex.
+pub(crate) fn hash_value(value: &Value) -> String {
+    hex(&Sha256::digest(value.to_string().as_bytes()))
 }
 
 /// The SHA-256 of a file's contents, in hex.
@@ -150,7 +187,8 @@ mod tests {
         let now = SystemTime::now();
         let key = StepCache::key(&json!({"id": "a"}), &json!(null), &[], &[]);
         assert_eq!(cache.get(&key, now), None);
-        cache.put(&key, "a", &json!({"exitCode": 0}), now).unwrap();
+        cache.put(&key, "a", "R1", &json!({"exitCode": 0}), now).unwrap();
+        assert_eq!(cache.get_with_run(&key, now).unwrap().1.as_deref(), Some("R1"));
         assert_eq!(cache.get(&key, now + Duration::from_secs(59)), Some(json!({"exitCode": 0})));
         assert_eq!(cache.get(&key, now + Duration::from_secs(61)), None);
     }
@@ -170,9 +208,12 @@ mod tests {
         let big = json!("x".repeat(100));
         let now = SystemTime::now();
         for i in 0..5 {
-            cache.put(&format!("k{i}"), "s", &big, now).unwrap();
+            cache.put(&format!("k{i}"), "s", "R", &big, now).unwrap();
         }
-        let left = std::fs::read_dir(dir.path().join(STEP_CACHE_DIR)).unwrap().count();
+        let left = std::fs::read_dir(dir.path().join(STEP_CACHE_DIR))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_file())
+            .count();
         assert!((1..5).contains(&left), "{left} entries left");
         assert!(cache.get("k4", now).is_some(), "the newest survives");
     }

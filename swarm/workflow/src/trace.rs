@@ -52,6 +52,10 @@ pub fn render_trace(record: &RunRecord) -> String {
             "agent": step.agent,
             "onCriticalPath": record.analysis.critical_path.contains(&step.id),
             "error": step.error,
+            "why": step.why.as_ref().map(|w| w.describe()),
+            "cpuMs": step.resources.as_ref().map(|r| r.cpu_ms()),
+            "peakRssBytes": step.resources.as_ref().and_then(|r| r.peak_rss_bytes),
+            "cost": step.cost,
         });
         let tid = lane[i] + 1;
         events.push(match step.started_ms {

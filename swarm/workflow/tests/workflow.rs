@@ -382,11 +382,11 @@ async fn history_feeds_predictions_and_comparisons() {
     // The prediction goes through history.jsonl, so compare as decimals do, not bit for bit.
     let (predicted, took) = (second.steps[0].predicted_ms, first.steps[0].duration_ms);
     assert!((predicted - took).abs() < 1e-9, "the average of one earlier run: predicted {predicted}, took {took}");
-    assert_eq!(second.analysis.compared_with.as_deref(), Some(first.id.as_str()));
+    assert_eq!(second.analysis.compared_with.as_deref(), Some("the median of up to 5 comparable earlier runs"));
     let history = skep_workflow::History::new(&dir.0.join(".skep"));
     history.pin("base", &first.id).unwrap();
     let (third, _) = run(&dir.0, text, RunOptions { baseline: Some("base".into()), ..RunOptions::default() }).await;
-    assert_eq!(third.analysis.compared_with.as_deref(), Some(first.id.as_str()));
+    assert_eq!(third.analysis.compared_with, Some(format!("run {} (baseline base)", first.id)));
     assert_eq!(history.lines().unwrap().len(), 3);
     let missing = RunOptions { baseline: Some("nope".into()), ..RunOptions::default() };
     let wf = Workflow::parse(text, "wf.toml", &dir.0, &no_roles()).unwrap();

@@ -15,7 +15,7 @@ const USAGE: &str = "\
 usage: skep-test-agent [FLAGS]
 
 An NDJSON JSON-RPC 2.0 agent on stdin/stdout. Exits 0 on stdin EOF.
-Methods: echo, echo-raw (params' exact text back), sleep {ms}, pid,
+Methods: echo, echo-raw (params' exact text back), sleep {ms}, spin {ms} (burn CPU), pid,
 fail {code?, message?}, initialize,
 crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest).
 
@@ -207,6 +207,14 @@ fn handle(line: &[u8], grandchild: Option<u32>) -> Option<Value> {
     })
 }
 
+/// This process's CPU time (user + system).
+fn cpu_time() -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
 fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, (i64, String)> {
     match method {
         "echo" => Ok(params.clone()),
@@ -214,6 +222,18 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             let ms = params.get("ms").and_then(Value::as_u64).ok_or((-32602, "sleep needs {\"ms\": N}".to_owned()))?;
             std::thread::sleep(Duration::from_millis(ms));
             Ok(json!({"slept": ms}))
+        }
+        "spin" => {
+            // Burns CPU (not wall time) until the process has used `ms` more of it.
+            let ms = params.get("ms").and_then(Value::as_u64).ok_or((-32602, "spin needs {\"ms\": N}".to_owned()))?;
+            let start = cpu_time();
+            let mut x: u64 = 1;
+            while cpu_time().saturating_sub(start) < Duration::from_millis(ms) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            Ok(json!({"spun": ms}))
         }
         "pid" => Ok(json!(std::process::id())),
         "fail" => {

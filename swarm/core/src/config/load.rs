@@ -5,9 +5,9 @@ use std::{collections::BTreeMap, ops::Range, path::Path};
 
 use toml::Spanned;
 
-use super::raw::{Opt, RawConfig, RawDaemon, RawRole};
+use super::raw::{Opt, RawConfig, RawCost, RawDaemon, RawRole};
 use super::units::{Count, Dur};
-use super::{Config, ConfigError, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
+use super::{Config, ConfigError, Cost, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
 use crate::diagnostic::{Invalid, from_toml, quote, read_source};
 
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
@@ -151,6 +151,7 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         // `parse_size` caps sizes at 1 TiB, which fits a 64-bit usize.
         Some(size) => usize::try_from(size.into_inner().0).unwrap_or(usize::MAX),
     };
+    let cost = r.cost.map(|c| f.cost(c.into_inner())).transpose()?;
     Ok(RoleConfig {
         command,
         cwd,
@@ -173,6 +174,7 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         cache_bytes,
         route,
         breaker,
+        cost,
         name,
     })
 }
@@ -221,6 +223,26 @@ impl Fields<'_> {
                 Err(self.bad(pattern.span(), "route", "a regular expression", &found))
             }
         }
+    }
+
+    fn cost(&self, raw: RawCost) -> Res<Cost> {
+        let price = |v: Spanned<f64>, field: &str| {
+            let n = *v.get_ref();
+            if n.is_finite() && n >= 0.0 {
+                Ok(n)
+            } else {
+                Err(self.bad(v.span(), &format!("cost.{field}"), "a price of at least 0", &n.to_string()))
+            }
+        };
+        let usage = raw.usage.map(Spanned::into_inner).unwrap_or_default();
+        Ok(Cost {
+            per_second: raw.per_second.map(|v| price(v, "per_second")).transpose()?.unwrap_or(0.0),
+            per_call: raw.per_call.map(|v| price(v, "per_call")).transpose()?.unwrap_or(0.0),
+            usage: usage
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), price(v, &format!("usage.{k}"))?)))
+                .collect::<Res<_>>()?,
+        })
     }
 
     fn var(&self, name: Spanned<String>, field: &str) -> Res<String> {

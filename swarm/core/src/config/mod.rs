@@ -118,6 +118,29 @@ pub struct RoleConfig {
     pub route: Vec<String>,
     /// The role's circuit breaker.
     pub breaker: BreakerConfig,
+    /// What a call costs, for the profiler's estimates; none when not priced.
+    pub cost: Option<Cost>,
+}
+
+/// A price list, in whatever unit the user prices in: per second of call
+/// time, per call, and per unit of each usage figure an agent reports in its
+/// result's `_meta.usage` (for example `inputTokens`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cost {
+    /// Per second of the call's (or command's) duration.
+    pub per_second: f64,
+    /// Per call (or command run).
+    pub per_call: f64,
+    /// Per unit of a `_meta.usage` figure, by its name.
+    pub usage: BTreeMap<String, f64>,
+}
+
+impl Cost {
+    /// The estimate for one call of `seconds` that reported `usage`.
+    pub fn estimate(&self, seconds: f64, usage: &BTreeMap<String, f64>) -> f64 {
+        let priced: f64 = usage.iter().filter_map(|(k, n)| self.usage.get(k).map(|p| p * n)).sum();
+        self.per_second * seconds + self.per_call + priced
+    }
 }
 
 /// Why a config could not be loaded: unreadable, or wrong somewhere (file, line, key).
@@ -149,6 +172,7 @@ impl RoleConfig {
             cache_bytes: 64 * 1024 * 1024,
             route: Vec::new(),
             breaker: BreakerConfig::default(),
+            cost: None,
         }
     }
 

@@ -64,6 +64,16 @@ pub(super) struct RawRole {
     pub cache_bytes: Opt<Size>,
     pub route: Opt<Vec<Spanned<String>>>,
     pub breaker: Opt<RawBreaker>,
+    pub cost: Opt<RawCost>,
+}
+
+/// `[roles.NAME.cost]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as [roles.worker.cost]")]
+pub(super) struct RawCost {
+    pub per_second: Opt<f64>,
+    pub per_call: Opt<f64>,
+    pub usage: Opt<BTreeMap<String, Spanned<f64>>>,
 }
 
 /// `[roles.NAME.breaker]`.

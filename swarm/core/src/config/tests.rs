@@ -110,6 +110,7 @@ route = ["^review\\b", "lint"]
         cache_bytes: 2 * 1024 * 1024,
         route: argv(&["^review\\b", "lint"]),
         breaker: BreakerConfig::default(),
+        cost: None,
     };
     assert_eq!(role(text, "w"), expected);
     assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));
@@ -438,6 +439,21 @@ fn the_daemon_table_has_defaults_never_and_bounds() {
     assert!(err.contains("daemon.max_in_flight_per_client") && err.contains("from 1 to 65536"), "{err}");
 }
 
+#[test]
+fn a_role_cost_is_a_price_list() {
+    let text = with_line("cost = { per_second = 0.002, per_call = 0.01, usage = { inputTokens = 3e-6 } }");
+    let cost = role(&text, "r").cost.expect("priced");
+    assert_eq!(cost.per_second, 0.002);
+    assert_eq!(cost.per_call, 0.01);
+    assert_eq!(cost.usage, BTreeMap::from([("inputTokens".to_owned(), 3e-6)]));
+    // 2 s and 1000 input tokens: 0.004 + 0.01 + 0.003.
+    let tokens = BTreeMap::from([("inputTokens".to_owned(), 1000.0), ("unpriced".to_owned(), 5.0)]);
+    assert!((cost.estimate(2.0, &tokens) - 0.017).abs() < 1e-12);
+    assert_eq!(role(&with_line(""), "r").cost, None);
+    fails(&with_line("cost = { per_call = -1.0 }"), 3, &["roles.r.cost.per_call", "expected a price of at least 0"]);
+    fails(&with_line("[roles.r.cost]\nper_minute = 1.0"), 4, &["per_minute"]);
+}
+
 /// The keys docs/config.md documents, per table, from its key tables: the first
 /// backquoted cell of each row under a heading naming the table.
 fn documented_keys() -> BTreeMap<String, Vec<String>> {
@@ -459,13 +475,14 @@ fn documented_keys() -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn every_key_the_loader_accepts_is_documented_and_no_other() {
-    use super::raw::{RawBreaker, RawConfig, RawDaemon, RawObserve, RawRole};
+    use super::raw::{RawBreaker, RawConfig, RawCost, RawDaemon, RawObserve, RawRole};
     let accepted = BTreeMap::from([
         ("the top level".to_owned(), field_names::<RawConfig>()),
         ("[observe]".to_owned(), field_names::<RawObserve>()),
         ("[daemon]".to_owned(), field_names::<RawDaemon>()),
         ("[roles.NAME]".to_owned(), field_names::<RawRole>()),
         ("[roles.NAME.breaker]".to_owned(), field_names::<RawBreaker>()),
+        ("[roles.NAME.cost]".to_owned(), field_names::<RawCost>()),
     ]);
     assert_eq!(documented_keys(), accepted);
 }

@@ -33,6 +33,31 @@ pub struct Completed {
     pub stdout_truncated: bool,
     /// Its stderr ring.
     pub stderr: StderrTail,
+    /// What the kernel accounted to it (none if someone else reaped it).
+    pub usage: Option<Usage>,
+}
+
+/// A reaped child's resource usage, from `wait4`'s rusage: the child and
+/// the descendants it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time in user mode.
+    pub user: Duration,
+    /// CPU time in the kernel on its behalf.
+    pub system: Duration,
+    /// Peak resident set size, in bytes. Linux counts the moment between
+    /// fork and exec too, when the child is still a copy of its parent.
+    pub max_rss_bytes: u64,
+}
+
+impl Usage {
+    pub(super) fn from_rusage(r: &libc::rusage) -> Usage {
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        // Linux reports ru_maxrss in kibibytes.
+        Usage { user: time(r.ru_utime), system: time(r.ru_stime), max_rss_bytes: r.ru_maxrss.max(0) as u64 * 1024 }
+    }
 }
 
 /// Why a run did not complete.
@@ -93,7 +118,8 @@ pub async fn run_to_completion(
         let program = spec.command.first().cloned().unwrap_or_default();
         return Err(RunError::Timeout { pid, program, after: timeout.unwrap_or_default() });
     };
-    Ok(Completed { pid, status, stdout, stdout_truncated, stderr })
+    let usage = process.usage();
+    Ok(Completed { pid, status, stdout, stdout_truncated, stderr, usage })
 }
 
 /// All of stdout up to the cap; whether more was dropped.

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::process::ExitStatus;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
@@ -10,6 +11,7 @@ use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use super::capture::Usage;
 use super::monitor::{monitor, open_pidfd};
 use super::spawn::{command_for, spawn_on_spawner_thread};
 use super::{SpawnError, SpawnSpec};
@@ -47,6 +49,8 @@ pub struct ChildProcess {
     status: watch::Receiver<Option<ExitStatus>>,
     /// Signals for the monitor to send to the group; closing it means SIGKILL.
     signals: mpsc::UnboundedSender<Signal>,
+    /// Set by the monitor when it reaps the leader.
+    usage: Arc<OnceLock<Usage>>,
 }
 
 impl ChildProcess {
@@ -67,7 +71,8 @@ impl ChildProcess {
         let raw_pid = pid.as_raw_nonzero().get() as u32;
         let span = tracing::info_span!("child", role = %spec.role, pid = raw_pid);
         let pidfd = open_pidfd(pid);
-        tokio::spawn(monitor(pid, pidfd, signal_rx, status_tx).instrument(span));
+        let usage = Arc::new(OnceLock::new());
+        tokio::spawn(monitor(pid, pidfd, signal_rx, status_tx, usage.clone()).instrument(span));
         // From here an early return drops `signals`, so the monitor kills and reaps the group.
         let (stdin, stdout, stderr) = match pipes {
             (Some(stdin), Some(stdout), Some(stderr)) => (stdin, stdout, stderr),
@@ -78,12 +83,17 @@ impl ChildProcess {
         let stderr = ChildStderr::from_std(stderr).map_err(spawn_error)?;
         let stderr = stderr_ring::spawn_drain(stderr, spec.role.clone(), raw_pid);
         tracing::debug!(role = %spec.role, pid = raw_pid, "child spawned");
-        Ok(ChildProcess { pid: raw_pid, stdin: Some(stdin), stdout: Some(stdout), stderr, status, signals })
+        Ok(ChildProcess { pid: raw_pid, stdin: Some(stdin), stdout: Some(stdout), stderr, status, signals, usage })
     }
 
     /// The child's process id, which is also its process group id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The CPU time and peak RSS the kernel accounted to the child, once it has been reaped.
+    pub(super) fn usage(&self) -> Option<Usage> {
+        self.usage.get().copied()
     }
 
     /// The child's stdin/stdout pipes, taken once by the connection layer.

@@ -39,7 +39,8 @@
 //! Linux backend issues the syscalls itself (no `errno`, no allocation), which
 //! is what code between `fork` and `exec` and the forked watcher may run, and
 //! it covers `pidfd_open` and `waitid(WNOWAIT)`, which `nix` does not. `libc`
-//! remains for `fork`, `_exit` and `signal` in the watcher, each under a
+//! remains for `fork`, `_exit` and `signal` in the watcher and for `wait4` in
+//! the monitor's reap (the child's rusage; rustix has no `wait4`), each under a
 //! `SAFETY:` comment.
 
 mod capture;
@@ -53,7 +54,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
-pub use capture::{Completed, RunError, run_to_completion};
+pub use capture::{Completed, RunError, Usage, run_to_completion};
 pub use child::{ChildProcess, StopOutcome};
 pub use exit::describe_exit;
 

@@ -4,14 +4,16 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitOptions};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
+use super::capture::Usage;
 use super::exit::describe_exit;
 use super::watcher;
 
@@ -38,8 +40,9 @@ pub(super) async fn monitor(
     pidfd: Option<AsyncFd<OwnedFd>>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
     status: watch::Sender<Option<ExitStatus>>,
+    usage: Arc<OnceLock<Usage>>,
 ) {
-    let mut group = Group { pid, leader_unreaped: true };
+    let mut group = Group { pid, leader_unreaped: true, usage };
     let exit = leader_exit(pid, pidfd);
     tokio::pin!(exit);
     let mut owner_alive = true;
@@ -82,6 +85,8 @@ pub(super) async fn monitor(
 struct Group {
     pid: Pid,
     leader_unreaped: bool,
+    /// Filled by the reap with the leader's (and its waited-for descendants') resource usage.
+    usage: Arc<OnceLock<Usage>>,
 }
 
 impl Group {
@@ -93,16 +98,27 @@ impl Group {
     }
 
     /// Reaps the exited leader, after the watcher forgot its group: once
-    /// reaped, the id may name someone else's group.
+    /// reaped, the id may name someone else's group. `wait4` rather than
+    /// `waitpid`: the reap is the only moment the kernel hands over the
+    /// child's own rusage (rustix has no `wait4`).
     fn reap(&mut self) -> Option<ExitStatus> {
         watcher::unregister(self.pid);
         self.leader_unreaped = false;
+        let pid = self.pid.as_raw_nonzero().get();
         loop {
-            match rustix::process::waitpid(Some(self.pid), WaitOptions::empty()) {
-                Ok(Some((_, status))) => return Some(ExitStatus::from_raw(status.as_raw())),
-                Err(Errno::INTR) => {}
-                Ok(None) | Err(_) => return None,
+            let mut status: libc::c_int = 0;
+            // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 writes only to the two locals passed by pointer.
+            let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if reaped == pid {
+                let _ = self.usage.set(Usage::from_rusage(&usage));
+                return Some(ExitStatus::from_raw(status));
             }
+            if reaped < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
         }
     }
 }
