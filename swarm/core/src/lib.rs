@@ -10,6 +10,8 @@
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: the handle on a role's pool.
+//! - `limits/`: recycling by calls, lifetime (with jitter) and memory; each agent's RSS and CPU
+//!   from /proc; whether cgroup v2 is delegated here.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
 //! - `supervisor/`: the one task per role that owns its agents, breaker and stats.
 //! - `launch.rs`: starting one agent (process, connection, handshake) and watching it exit.
@@ -36,6 +38,7 @@ mod error;
 mod events;
 mod launch;
 mod lease;
+mod limits;
 mod pool;
 mod process;
 mod role_stats;
@@ -49,18 +52,19 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name, parse_duration,
-    parse_size,
+    Config, ConfigError, DEFAULT_RECYCLE_JITTER, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig,
+    is_valid_name, parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
+pub use limits::RecycleCause;
 pub use process::{
-    ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
+    ChildProcess, Completed, Rlimits, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
 };
-pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
+pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;
 pub use swarm::{CallOptions, RoleInfo, Swarm};

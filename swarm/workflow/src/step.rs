@@ -140,6 +140,7 @@ async fn run_command(step: &Step, workdir: &Path, argv: &Value, shell: bool) -> 
         cwd: Some(workdir.to_path_buf()),
         env: BTreeMap::new(),
         env_passthrough,
+        rlimits: Default::default(),
     };
     let output = match run_to_completion(&spec, Vec::new(), step.timeout).await {
         Ok(output) => output,
