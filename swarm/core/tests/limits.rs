@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skep_swarm::{AgentInfo, Event, RecycleCause, Rlimits, Swarm};
+use skep_swarm::{AgentInfo, Event, Handshake, RecycleCause, Rlimits, Swarm};
 use skep_testkit::{STEP, agent_role, call, gone, start};
 use tokio::sync::broadcast;
 use tokio::time::{Instant, timeout};
@@ -85,7 +85,10 @@ fn assert_replaced_warm_first(seen: &[Event], old: &str, old_pid: u32) {
 
 #[tokio::test]
 async fn an_agent_past_max_rss_is_recycled_after_its_third_or_fourth_call_with_its_replacement_warm_first() {
-    let mut role = agent_role("leaky", &["--grow-mb", "50"]);
+    // A replacement takes a while to be ready, so an agent that left without
+    // waiting for it would be seen leaving first.
+    let mut role = agent_role("leaky", &["--grow-mb", "50", "--startup-delay-ms", "300"]);
+    role.handshake = Handshake::Initialize;
     role.max_agents = 2;
     role.max_rss = Some(150 * MIB);
     let swarm = start(vec![role]).await;
@@ -125,8 +128,9 @@ async fn an_agent_past_max_rss_is_recycled_after_its_third_or_fourth_call_with_i
 }
 
 #[tokio::test]
-async fn an_agent_past_its_lifetime_is_recycled_and_calls_keep_being_answered() {
-    let mut role = agent_role("aging", &[]);
+async fn agents_past_their_lifetime_are_recycled_idle_or_busy_and_calls_keep_being_answered() {
+    let mut role = agent_role("aging", &["--startup-delay-ms", "300"]);
+    role.handshake = Handshake::Initialize;
     role.max_agents = 2;
     role.max_lifetime = Some(Duration::from_secs(1));
     role.recycle_jitter = 0.0;
@@ -136,14 +140,8 @@ async fn an_agent_past_its_lifetime_is_recycled_and_calls_keep_being_answered() 
     let agents = swarm.agents().await;
     let (old, old_pid) = (agents[0].id.clone(), agents[0].pid);
     let mut pids = BTreeSet::from([old_pid]);
-    // Calls go on while the agent ages out; each is answered.
-    let deadline = Instant::now() + STEP;
-    while !gone(old_pid) {
-        let pid = call(&swarm, "aging", "pid", json!([])).await.expect("answered while recycling");
-        pids.insert(pid.as_u64().expect("a pid") as u32);
-        assert!(Instant::now() < deadline, "the agent past its lifetime was never replaced");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // An idle agent ages out too: nothing but the clock recycles it.
+    skep_testkit::eventually("the idle agent past its lifetime to leave", STEP, || gone(old_pid)).await;
     let reason = until_event(&mut events, &mut seen, "the lifetime recycle", |e| match e {
         Event::AgentRecycled { agent, cause: RecycleCause::Lifetime, reason, .. } if *agent == old => {
             Some(reason.clone())
@@ -157,7 +155,23 @@ async fn an_agent_past_its_lifetime_is_recycled_and_calls_keep_being_answered() 
     })
     .await;
     assert_replaced_warm_first(&seen, &old, old_pid);
-    assert!(swarm.stats().await.roles[0].recycled.lifetime >= 1);
+
+    // Its replacement ages out under a stream of calls, each of them answered.
+    let next =
+        until(&swarm, "the replacement", |a| a.iter().find(|a| a.state != "stopping" && a.pid != 0).cloned()).await;
+    let deadline = Instant::now() + STEP;
+    while !gone(next.pid) {
+        let pid = call(&swarm, "aging", "pid", json!([])).await.expect("answered while recycling");
+        pids.insert(pid.as_u64().expect("a pid") as u32);
+        assert!(Instant::now() < deadline, "the busy agent past its lifetime was never replaced");
+    }
+    until_event(&mut events, &mut seen, "the second lifetime recycle", |e| {
+        matches!(e, Event::AgentRecycled { agent, cause: RecycleCause::Lifetime, .. } if *agent == next.id)
+            .then_some(())
+    })
+    .await;
+    assert_replaced_warm_first(&seen, &next.id, next.pid);
+    assert!(swarm.stats().await.roles[0].recycled.lifetime >= 2);
     pids.extend(swarm.agents().await.iter().map(|a| a.pid).filter(|p| *p != 0));
     finish(swarm, &pids).await;
 }
@@ -255,14 +269,16 @@ async fn an_agents_cost_is_its_whole_process_group() {
     let pid = swarm.agents().await[0].pid;
     let grandchild = call(&swarm, "tree", "grandchild", json!([])).await.expect("the grandchild's pid");
     let grandchild = grandchild.as_u64().expect("a pid") as u32;
-    let both = proc_rss(pid) + proc_rss(grandchild);
-    let rss = until(&swarm, "a sample counting both processes", |agents| {
+    // A sample taken while the grandchild was between fork and exec saw a copy
+    // of the agent's pages: wait for one that agrees with /proc now.
+    let (rss, both) = until(&swarm, "a sample of both processes that agrees with /proc", |agents| {
         let a = agents.iter().find(|a| a.pid == pid)?;
-        (a.processes == Some(2)).then_some(a.rss_bytes?)
+        let both = proc_rss(pid) + proc_rss(grandchild);
+        let rss = a.rss_bytes.filter(|_| a.processes == Some(2))?;
+        (rss.abs_diff(both) <= MIB).then_some((rss, both))
     })
     .await;
-    assert!(rss > proc_rss(pid), "the grandchild's memory was not counted: {rss} B");
-    assert!(rss.abs_diff(both) <= MIB, "reported {rss} B, /proc says {both} B for the two");
+    assert!(rss > proc_rss(pid), "the grandchild's memory was not counted: {rss} B of {both} B");
     finish(swarm, &BTreeSet::from([pid])).await;
     // SIGKILLed with its group; init reaps it when it gets to it.
     skep_testkit::wait_gone(&[grandchild], "the agent's grandchild").await;

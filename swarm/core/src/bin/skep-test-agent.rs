@@ -35,7 +35,8 @@ Flags (combinable):
   --ignore-eof           on stdin EOF, keep running (sleep forever)
   --startup-delay-ms N   sleep N ms before serving
   --stderr-lines N       print N lines to stderr at start
-  --grow-mb N            keep N MiB more (written, so resident) after each call
+  --grow-mb N            keep N MiB more (written, so resident) with each request
+                         other than initialize, before answering it
   --tag N                ignored; lets a test find its own agents in /proc
   --help                 print this help
 ";
@@ -126,6 +127,7 @@ fn main() {
     if flags.no_read {
         sleep_forever();
     }
+    GROW_MIB.store(flags.grow_mb, std::sync::atomic::Ordering::Relaxed);
     serve(&flags, grandchild);
     if flags.ignore_eof {
         sleep_forever();
@@ -152,9 +154,6 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
         }
         if flags.hang {
             continue;
-        }
-        if flags.grow_mb > 0 {
-            grow(flags.grow_mb);
         }
         let reply = match echo_raw(&line) {
             Some(reply) => reply,
@@ -216,7 +215,14 @@ fn handle(line: &[u8], grandchild: Option<u32>) -> Option<Value> {
     })
 }
 
+/// `--grow-mb`, for `call`.
+static GROW_MIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, (i64, String)> {
+    let grow_mib = GROW_MIB.load(std::sync::atomic::Ordering::Relaxed);
+    if grow_mib > 0 && method != "initialize" {
+        grow(grow_mib);
+    }
     match method {
         "echo" => Ok(params.clone()),
         "sleep" => {
