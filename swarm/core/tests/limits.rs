@@ -99,6 +99,13 @@ async fn an_agent_past_max_rss_is_recycled_after_its_third_or_fourth_call_with_i
     for i in 0..8 {
         let pid = call(&swarm, "leaky", "pid", json!([])).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
         pids.push(pid.as_u64().expect("a pid") as u32);
+        // What the views show is a whole group's sample or nothing, also right
+        // after a call: never a half-known one (the leader's RSS, no members, no CPU).
+        for agent in swarm.agents().await {
+            if agent.rss_bytes.is_some() {
+                assert!(agent.processes >= Some(1) && agent.cpu_ms.is_some(), "after call {i}: {agent:?}");
+            }
+        }
     }
     let first = pids[0];
     let served_by_first = pids.iter().take_while(|p| **p == first).count();

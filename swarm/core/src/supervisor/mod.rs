@@ -69,6 +69,8 @@ struct Slot {
     replacement: Option<u64>,
     /// Its process group's last sampled usage.
     usage: Option<GroupUsage>,
+    /// The leader's own RSS, read right after its last call when the role has `max_rss`.
+    leader_rss: u64,
     cpu: CpuMeter,
 }
 
@@ -476,6 +478,7 @@ impl Supervisor {
             recycled: None,
             replacement: None,
             usage: None,
+            leader_rss: 0,
             cpu: CpuMeter::default(),
         };
         self.slots.insert(id, slot);

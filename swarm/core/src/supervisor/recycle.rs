@@ -62,7 +62,8 @@ impl Supervisor {
         if slot.recycled.is_some() {
             return;
         }
-        let rss = slot.usage.map_or(0, |u| u.rss_bytes);
+        // The group holds at least its leader, whichever was read last.
+        let rss = slot.usage.map_or(0, |u| u.rss_bytes).max(slot.leader_rss);
         let reason = limits::describe(cause, &self.role, slot.calls, slot.born.elapsed(), rss);
         let pid = slot.agent.as_ref().map_or(0, |a| a.pid);
         let agent = agent_name(&self.role.name, id);
@@ -122,9 +123,9 @@ impl Supervisor {
         if slot.state == State::Ready
             && let Some(rss) = limits::leader_rss(pid)
         {
-            // The group holds at least its leader.
-            let usage = slot.usage.get_or_insert_with(GroupUsage::default);
-            usage.rss_bytes = usage.rss_bytes.max(rss);
+            // Kept apart from the group sample, whose other figures (members,
+            // CPU) this read does not know: views show the group's, the reason the larger.
+            slot.leader_rss = rss;
             if rss > max {
                 self.recycle(id, RecycleCause::Memory);
             }
