@@ -69,18 +69,34 @@ export interface AgentInfo {
   role: string
   /** 0 while starting. */
   pid: number
-  state: 'starting' | 'idle' | 'busy' | 'stopping'
+  /** `recycling`: past a bound (max_calls, max_lifetime, max_rss); takes no new calls. */
+  state: 'starting' | 'idle' | 'busy' | 'recycling' | 'stopping'
   calls: number
   inFlight: number
   uptimeMs: number
+  /** Resident memory of the agent's process group at the last sample; null before the first. */
+  rssBytes: number | null
+  /** CPU use of its process group between the last two samples, in percent of one CPU. */
+  cpuPercent: number | null
+  /** CPU time its process group has used, in milliseconds, at the last sample. */
+  cpuMs: number | null
+  /** Processes in its group at the last sample. */
+  processes: number | null
+  /** Why it is being replaced, once it is: "RSS 1.2 GiB over max_rss 1.0 GiB". */
+  recycled: string | null
+  /** The last lines of its stderr. */
+  stderrTail: string
 }
+
+/** Why an agent was replaced. */
+export type RecycleCause = 'calls' | 'lifetime' | 'memory' | 'crash' | 'noise'
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen' | 'forcedOpen'
 
 /** Per-role counters, latency percentiles (µs), breaker and cache. */
 export interface RoleStats {
   role: string
-  agents: { starting: number; idle: number; busy: number; stopping: number }
+  agents: { starting: number; idle: number; busy: number; recycling: number; stopping: number }
   /** Calls that reached an agent, whatever their outcome. */
   calls: number
   /** Of those, calls their caller gave up on (cancelled, aborted, race losers). */
@@ -90,6 +106,12 @@ export interface RoleStats {
   latencyUs: { p50: number; p95: number; p99: number; max: number }
   queueDepth: number
   restarts: number
+  /** Agents replaced, by cause. */
+  recycled: Record<RecycleCause, number>
+  /** Resident memory of all the role's agents at the last sample. */
+  rssBytes: number
+  /** CPU use of all the role's agents, in percent of one CPU. */
+  cpuPercent: number
   failed: boolean
   breaker: {
     state: BreakerState
@@ -126,6 +148,7 @@ export type SwarmEvent =
   | { type: 'agentBusy'; role: string; agent: string }
   | { type: 'agentIdle'; role: string; agent: string }
   | { type: 'agentExited'; role: string; agent: string; pid: number; status: string; expected: boolean }
+  | { type: 'agentRecycled'; role: string; agent: string; pid: number; cause: RecycleCause; reason: string }
   | { type: 'agentRestarting'; role: string; delayMs: number }
   | { type: 'callStarted'; role: string; agent: string; method: string }
   | { type: 'callFinished'; role: string; agent: string; method: string; durationUs: number; outcome: CallOutcome }

@@ -16,7 +16,8 @@ use crate::observer::{connect, fetch, resolve};
 use crate::output::emit;
 use crate::runtime::runtime;
 
-/// Show per role and agent: state, calls, errors, cancelled calls, p50/p99, cache hit rate, breaker.
+/// Show per role and agent: state, calls, errors, cancelled calls, p50/p99, cache hit rate, memory, CPU,
+/// breaker, and agents recycled by cause.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -94,8 +95,8 @@ async fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
 /// The table: one row per role, then one per agent of it.
 pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
     let mut lines = vec![format!(
-        "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5}  {}",
-        "ROLE/AGENT", "STATE", "CALLS", "ERRORS", "CANCEL", "P50", "P99", "CACHE", "BREAKER"
+        "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5} {:>10} {:>5}  {:<8}  {}",
+        "ROLE/AGENT", "STATE", "CALLS", "ERRORS", "CANCEL", "P50", "P99", "CACHE", "RSS", "CPU", "BREAKER", "RECYCLED"
     )];
     for role in stats["roles"].as_array().into_iter().flatten() {
         let name = role["role"].as_str().unwrap_or("?");
@@ -104,7 +105,7 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
         let live = ["idle", "busy"].iter().map(|k| counts[k].as_u64().unwrap_or(0)).sum::<u64>();
         let state = if role["failed"].as_bool() == Some(true) { "FAILED".to_owned() } else { format!("{live} up") };
         lines.push(format!(
-            "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5}  {}",
+            "{:<16} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5} {:>10} {:>5}  {:<8}  {}",
             name,
             state,
             role["calls"].as_u64().unwrap_or(0),
@@ -113,16 +114,30 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
             micros(role["latencyUs"]["p50"].as_u64().unwrap_or(0)),
             micros(role["latencyUs"]["p99"].as_u64().unwrap_or(0)),
             hit_rate(&role["cache"]),
+            size(&role["rssBytes"]),
+            percent(&role["cpuPercent"]),
             role["breaker"]["state"].as_str().unwrap_or("?"),
+            recycled(&role["recycled"]),
         ));
         for agent in agents.as_array().into_iter().flatten().filter(|a| a["role"] == name) {
-            lines.push(format!(
-                "  {:<14} {:>7} {:>7}  pid {}",
+            let mut line = format!(
+                "  {:<14} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>5} {:>10} {:>5}  pid {}",
                 agent["id"].as_str().unwrap_or("?"),
                 agent["state"].as_str().unwrap_or("?"),
                 agent["calls"].as_u64().unwrap_or(0),
+                "",
+                "",
+                "",
+                "",
+                "",
+                size(&agent["rssBytes"]),
+                percent(&agent["cpuPercent"]),
                 agent["pid"].as_u64().unwrap_or(0),
-            ));
+            );
+            if let Some(reason) = agent["recycled"].as_str() {
+                line.push_str(&format!("  recycled: {reason}"));
+            }
+            lines.push(line);
         }
     }
     lines
@@ -136,6 +151,25 @@ pub fn micros(us: u64) -> String {
         1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
         _ => format!("{:.1}s", us as f64 / 1e6),
     }
+}
+
+/// Resident memory as "150.0 MiB"; `-` before the first sample.
+pub fn size(bytes: &Value) -> String {
+    bytes.as_u64().map_or_else(|| "-".to_owned(), |b| bytesize::ByteSize::b(b).display().iec().to_string())
+}
+
+/// CPU use as "12%" of one CPU; `-` before there are two samples.
+pub fn percent(cpu: &Value) -> String {
+    cpu.as_f64().map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"))
+}
+
+/// Agents replaced, by cause ("memory 2, calls 1"); `-` when none was.
+fn recycled(counts: &Value) -> String {
+    let causes = ["calls", "lifetime", "memory", "crash", "noise"];
+    let parts: Vec<String> = (causes.iter())
+        .filter_map(|cause| counts[cause].as_u64().filter(|n| *n > 0).map(|n| format!("{cause} {n}")))
+        .collect();
+    if parts.is_empty() { "-".to_owned() } else { parts.join(", ") }
 }
 
 /// Calls answered without an agent call of their own (a stored result, or
@@ -158,15 +192,28 @@ mod tests {
     fn table_has_a_row_per_role_and_agent() {
         let stats = json!({"roles": [{"role": "rev", "agents": {"idle": 1, "busy": 1}, "calls": 10, "cancelled": 3,
             "errors": {"-32001": 2}, "latencyUs": {"p50": 1500, "p99": 2_500_000}, "failed": false,
-            "breaker": {"state": "halfOpen"}, "cache": {"hits": 2, "coalesced": 1, "misses": 1}}]});
-        let agents = json!([{"id": "rev/1", "role": "rev", "state": "busy", "calls": 6, "pid": 77},
+            "breaker": {"state": "halfOpen"}, "cache": {"hits": 2, "coalesced": 1, "misses": 1},
+            "rssBytes": 3 << 29, "cpuPercent": 12.4,
+            "recycled": {"calls": 1, "lifetime": 0, "memory": 2, "crash": 0, "noise": 0}}]});
+        let agents = json!([{"id": "rev/1", "role": "rev", "state": "busy", "calls": 6, "pid": 77,
+                "rssBytes": 1 << 30, "cpuPercent": 12.4, "recycled": null},
+            {"id": "rev/2", "role": "rev", "state": "recycling", "calls": 3, "pid": 79, "rssBytes": 1 << 29,
+                "cpuPercent": null, "recycled": "RSS 512.0 MiB over max_rss 500.0 MiB"},
             {"id": "other/1", "role": "other", "state": "idle", "calls": 0, "pid": 78}]);
         let lines = render(&stats, &agents);
-        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(lines.len(), 4, "{lines:#?}");
         let role: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(role, ["rev", "2", "up", "10", "2", "3", "1.5ms", "2.5s", "75%", "halfOpen"]);
+        assert_eq!(
+            role,
+            [
+                "rev", "2", "up", "10", "2", "3", "1.5ms", "2.5s", "75%", "1.5", "GiB", "12%", "halfOpen", "calls",
+                "1,", "memory", "2"
+            ]
+        );
         let agent: Vec<&str> = lines[2].split_whitespace().collect();
-        assert_eq!(agent, ["rev/1", "busy", "6", "pid", "77"]);
+        assert_eq!(agent, ["rev/1", "busy", "6", "1.0", "GiB", "12%", "pid", "77"]);
+        assert!(lines[3].ends_with("pid 79  recycled: RSS 512.0 MiB over max_rss 500.0 MiB"), "{}", lines[3]);
+        assert_eq!(lines[3].split_whitespace().nth(5), Some("-"), "no CPU figure before two samples");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The shared daemon with real processes (reliability 26-30): `skep up`,
+//! The shared daemon with real processes (reliability 29-33): `skep up`,
 //! calls from many processes answered by the same warm agent, clients that
 //! leave mid-call, a flooding client, reload, another uid, SIGKILL, idle exit,
 //! and `skep run` on the daemon's agents.

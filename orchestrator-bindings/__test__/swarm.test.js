@@ -180,3 +180,35 @@ test('fromFile resolves the roles of a file', async (t) => {
   })
   assert.equal(await swarm.call('agent', 'pid'), (await swarm.agents())[0].pid)
 })
+
+test('agents() shows what each agent costs, and a leaky one is recycled with the cause', async (t) => {
+  const swarm = await Swarm.fromToml(
+    testAgentToml({ flags: ['--grow-mb', '40'], maxAgents: 2, extra: 'max_rss = "100MiB"' }),
+  )
+  t.after(() => swarm.close())
+  const recycled = []
+  const off = swarm.onEvent((event) => {
+    if (event.type === 'agentRecycled') recycled.push(event)
+  })
+  t.after(off)
+
+  const first = await swarm.call('agent', 'pid')
+  const sampled = await waitFor('a sample of the agent', async () =>
+    (await swarm.agents()).find((a) => a.pid === first && typeof a.rssBytes === 'number'),
+  )
+  assert.ok(sampled.rssBytes >= 40 * 2 ** 20, JSON.stringify(sampled))
+  assert.ok(sampled.processes >= 1 && sampled.recycled === null, JSON.stringify(sampled))
+
+  // Each call keeps 40 MiB more: past 100 MiB after the third, the agent is replaced.
+  const pids = [first]
+  for (let i = 0; i < 4; i++) pids.push(await swarm.call('agent', 'pid'))
+  assert.ok(pids.some((pid) => pid !== first), `never recycled: ${pids}`)
+  await waitFor('the agentRecycled event', () => recycled.length > 0)
+  assert.equal(recycled[0].cause, 'memory')
+  assert.match(recycled[0].reason, /^RSS .* over max_rss 100\.0 MiB$/)
+  const stats = await waitFor('the recycle in the stats', async () => {
+    const role = (await swarm.stats()).roles[0]
+    return role.recycled.memory >= 1 && role
+  })
+  assert.equal(typeof stats.rssBytes, 'number')
+})

@@ -28,9 +28,12 @@ export async function main(signal: AbortSignal): Promise<void> {
   const roleNames: string[] = swarm.roles().map((r) => r.name)
   const pids: number[] = (await swarm.agents()).map((a) => a.pid)
   const p99: number = (await swarm.stats()).roles[0].latencyUs.p99
+  const costs = (await swarm.agents()).map((a) => [a.rssBytes ?? 0, a.cpuPercent ?? 0, a.recycled ?? ''] as const)
+  const leaked: number = (await swarm.stats()).roles[0].recycled.memory
 
   const off: () => void = swarm.onEvent((event: SwarmEvent) => {
     if (event.type === 'callFinished') console.log(event.agent, event.durationUs, event.outcome)
+    if (event.type === 'agentRecycled' && event.cause === 'memory') console.log(event.agent, event.reason)
   })
   off()
 
@@ -40,7 +43,7 @@ export async function main(signal: AbortSignal): Promise<void> {
     const error = e as SkepError
     if (error.code === 'SKEP_TIMEOUT' || error.code === 'SKEP_CIRCUIT_OPEN') console.log(error.rpcCode, error.data)
   }
-  console.log(firstComment, winner, agentIds, roleNames, pids, p99)
+  console.log(firstComment, winner, agentIds, roleNames, pids, p99, costs, leaked)
 
   // @ts-expect-error: a role is a string
   await swarm.call(42, 'review')

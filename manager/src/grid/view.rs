@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::stats::micros;
+use crate::stats::{micros, percent, size};
 
 /// Finished calls the pane lists.
 const RECENT: usize = 8;
@@ -18,6 +18,8 @@ pub struct AgentView {
     pid: u64,
     state: String,
     calls: u64,
+    /// "rss 1.0 GiB  cpu 12%", from the last `swarm/agents`; empty before a sample.
+    usage: String,
     in_progress: Vec<(String, Instant)>,
     recent: VecDeque<String>,
     stderr: String,
@@ -34,6 +36,7 @@ impl AgentView {
             pid: 0,
             state: "starting".to_owned(),
             calls: 0,
+            usage: String::new(),
             in_progress: Vec::new(),
             recent: VecDeque::new(),
             stderr: String::new(),
@@ -84,6 +87,7 @@ impl AgentView {
                 let delay = event["delayMs"].as_u64().unwrap_or(0);
                 self.notes.push(format!("role restarting an agent in {delay} ms"));
             }
+            "agentRecycled" => self.notes.push(format!("recycled: {}", str_of("reason"))),
             "breakerChanged" => self.notes.push(format!("breaker {} -> {}", str_of("from"), str_of("to"))),
             "roleFailed" => self.notes.push(format!("role failed: {}", str_of("reason"))),
             "lagged" => self.notes.push(format!("missed {} events (too slow)", event["missed"])),
@@ -104,6 +108,10 @@ impl AgentView {
             self.state = state.to_owned();
         }
         self.stderr = me["stderrTail"].as_str().unwrap_or("").to_owned();
+        self.usage = match me["rssBytes"].is_u64() {
+            true => format!("  rss {}  cpu {}", size(&me["rssBytes"]), percent(&me["cpuPercent"])),
+            false => String::new(),
+        };
     }
 
     /// The orchestrator went away.
@@ -118,7 +126,8 @@ impl AgentView {
 
     /// The frame: lines of at most `width` characters, at most `height` of them.
     pub fn render(&self, now: Instant, width: usize, height: usize) -> Vec<String> {
-        let mut lines = vec![format!("{}  pid {}  {}  calls {}", self.agent, self.pid, self.state, self.calls)];
+        let mut lines =
+            vec![format!("{}  pid {}  {}  calls {}{}", self.agent, self.pid, self.state, self.calls, self.usage)];
         if self.ended {
             lines.push("orchestrator ended; this grid is closing".to_owned());
         }
@@ -182,5 +191,20 @@ mod tests {
         assert_eq!(frame[2], "crashed: kil");
         assert_eq!(frame[frame.len() - 1], "?]2;pwn?");
         assert_eq!(v.render(t, 80, 3).len(), 3);
+        assert_eq!(v.render(t, 80, 3)[0], "r/2  pid 7  idle  calls 3", "no usage shown before a sample");
+    }
+
+    #[test]
+    fn a_recycle_says_why_and_the_header_shows_memory_and_cpu() {
+        let t = Instant::now();
+        let mut v = AgentView::new("r/1", None);
+        v.apply(&json!({"type": "agentReady", "pid": 42}), t);
+        v.refresh(&json!([{"id": "r/1", "pid": 42, "state": "recycling", "calls": 3, "rssBytes": 157_286_400_u64,
+            "cpuPercent": 7.6, "stderrTail": ""}]));
+        let reason = "RSS 150.0 MiB over max_rss 100.0 MiB";
+        v.apply(&json!({"type": "agentRecycled", "cause": "memory", "reason": reason}), t);
+        let frame = v.render(t, 80, 10);
+        assert_eq!(frame[0], "r/1  pid 42  recycling  calls 3  rss 150.0 MiB  cpu 8%");
+        assert_eq!(frame[1], format!("recycled: {reason}"));
     }
 }

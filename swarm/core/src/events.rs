@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::breaker::BreakerState;
+use crate::limits::RecycleCause;
 
 /// One thing that happened to an agent, a call or a role.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +21,9 @@ pub enum Event {
     AgentIdle { role: String, agent: String },
     /// An agent process ended; `expected` when skep stopped it.
     AgentExited { role: String, agent: String, pid: u32, status: String, expected: bool },
+    /// An agent is being replaced, and why: `reason` reads like "RSS 1.2 GiB over max_rss 1.0 GiB".
+    /// A recycled agent that still serves takes no new calls and leaves once its replacement is ready.
+    AgentRecycled { role: String, agent: String, pid: u32, cause: RecycleCause, reason: String },
     /// A crashed agent will be replaced after a backoff.
     AgentRestarting { role: String, delay_ms: u64 },
     /// A call was handed to an agent.
@@ -57,6 +61,7 @@ impl Event {
             | Event::AgentBusy { role, .. }
             | Event::AgentIdle { role, .. }
             | Event::AgentExited { role, .. }
+            | Event::AgentRecycled { role, .. }
             | Event::AgentRestarting { role, .. }
             | Event::CallStarted { role, .. }
             | Event::CallFinished { role, .. }
@@ -73,6 +78,7 @@ impl Event {
             | Event::AgentBusy { agent, .. }
             | Event::AgentIdle { agent, .. }
             | Event::AgentExited { agent, .. }
+            | Event::AgentRecycled { agent, .. }
             | Event::CallStarted { agent, .. }
             | Event::CallFinished { agent, .. } => Some(agent),
             Event::AgentRestarting { .. } | Event::BreakerChanged { .. } | Event::RoleFailed { .. } => None,

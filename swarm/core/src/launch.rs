@@ -116,6 +116,7 @@ pub(crate) fn spawn_spec(role: &RoleConfig) -> SpawnSpec {
         cwd: role.cwd.clone(),
         env: role.env.clone(),
         env_passthrough: role.env_passthrough.clone(),
+        rlimits: role.rlimits,
     }
 }
 

@@ -11,6 +11,8 @@
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
 //! - `pool.rs`: the handle on a role's pool.
+//! - `limits/`: recycling by calls, lifetime (with jitter) and memory; each agent's RSS and CPU
+//!   from /proc; whether cgroup v2 is delegated here.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
 //! - `supervisor/`: the one task per role that owns its agents, breaker and stats.
 //! - `launch.rs`: starting one agent (process, connection, handshake) and watching it exit.
@@ -37,6 +39,7 @@ mod error;
 mod events;
 mod launch;
 mod lease;
+mod limits;
 mod pool;
 mod process;
 mod reload;
@@ -51,19 +54,21 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Cost, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, is_valid_name,
-    parse_duration, parse_size,
+    Config, ConfigError, Cost, DEFAULT_RECYCLE_JITTER, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol,
+    RoleConfig, is_valid_name, parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
 pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
+pub use limits::RecycleCause;
 pub use process::{
-    ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit, run_to_completion,
+    ChildProcess, Completed, Rlimits, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit,
+    run_to_completion,
 };
 pub use reload::ReloadReport;
-pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
+pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;
 pub use swarm::{CallOptions, RoleInfo, Swarm};

@@ -11,6 +11,7 @@ use crate::cache::CacheStats;
 use serde::Serialize;
 
 use crate::events::Outcome;
+use crate::limits::RecycleCause;
 
 /// Stats of every role.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +40,12 @@ pub struct RoleStats {
     pub queue_depth: usize,
     /// Agents restarted after a crash.
     pub restarts: u64,
+    /// Agents replaced, by cause.
+    pub recycled: Recycled,
+    /// Resident memory of all the role's agents (their process groups), at the last sample.
+    pub rss_bytes: u64,
+    /// CPU use of all the role's agents between the last two samples, in percent of one CPU.
+    pub cpu_percent: f64,
     /// Whether the role hit its restart limit.
     pub failed: bool,
     /// The role's circuit breaker.
@@ -56,8 +63,25 @@ pub struct AgentCounts {
     pub idle: usize,
     /// With at least one call in flight.
     pub busy: usize,
+    /// Recycled: finishing their calls, taking no new ones.
+    pub recycling: usize,
     /// Being stopped.
     pub stopping: usize,
+}
+
+/// Agents replaced, by why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Recycled {
+    /// Past their `max_calls`.
+    pub calls: u64,
+    /// Past their `max_lifetime`.
+    pub lifetime: u64,
+    /// Past `max_rss`.
+    pub memory: u64,
+    /// Crashed, hung past a timeout, or died during a call.
+    pub crash: u64,
+    /// Too much non-protocol output.
+    pub noise: u64,
 }
 
 /// Latency percentiles in microseconds (0 before the first call).
@@ -76,6 +100,7 @@ pub(crate) struct Recorder {
     calls: u64,
     cancelled: u64,
     errors: BTreeMap<i32, u64>,
+    recycled: Recycled,
 }
 
 impl Default for Recorder {
@@ -86,6 +111,7 @@ impl Default for Recorder {
             calls: 0,
             cancelled: 0,
             errors: BTreeMap::new(),
+            recycled: Recycled::default(),
         }
     }
 }
@@ -107,6 +133,17 @@ impl Recorder {
         *self.errors.entry(code).or_default() += 1;
     }
 
+    pub(crate) fn recycled(&mut self, cause: RecycleCause) {
+        let r = &mut self.recycled;
+        *match cause {
+            RecycleCause::Calls => &mut r.calls,
+            RecycleCause::Lifetime => &mut r.lifetime,
+            RecycleCause::Memory => &mut r.memory,
+            RecycleCause::Crash => &mut r.crash,
+            RecycleCause::Noise => &mut r.noise,
+        } += 1;
+    }
+
     pub(crate) fn snapshot(
         &self,
         role: &str,
@@ -126,6 +163,9 @@ impl Recorder {
             latency_us: Latency { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: self.latency.max() },
             queue_depth,
             restarts,
+            recycled: self.recycled,
+            rss_bytes: 0,
+            cpu_percent: 0.0,
             failed,
             breaker,
             cache: None,

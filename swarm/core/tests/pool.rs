@@ -152,6 +152,9 @@ async fn a_killed_agent_fails_its_call_at_once_and_is_replaced() {
     let data = err.to_error_object().data().map(|d| d.get().to_owned()).expect("data");
     assert!(data.contains("killed by SIGKILL"), "{data}");
     h.wait_for_pids("k", "a replacement agent", |pids| !pids.is_empty() && !pids.contains(&victim)).await;
+    // Counted once, as a crash, whichever of the call's end and the exit was seen first.
+    let recycled = h.swarm.stats().await.roles[0].recycled;
+    assert_eq!(recycled, skep_swarm::Recycled { crash: 1, ..Default::default() });
     h.finish().await;
 }
 
@@ -311,6 +314,7 @@ async fn agents_are_recycled_after_max_calls_and_shrunk_when_idle() {
     }
     assert_eq!(pids[0], pids[2]);
     assert_ne!(pids[2], pids[3], "recycled after 3 calls");
+    assert_eq!(h.swarm.stats().await.roles[0].recycled.calls, 2, "agents of 3 calls each served 6");
     // Two concurrent calls grow the pool to max_agents; idleness shrinks it back.
     let (a, b) =
         tokio::join!(h.call("cycle", "sleep", json!({ "ms": 300 })), h.call("cycle", "sleep", json!({ "ms": 300 })));
@@ -345,6 +349,8 @@ async fn a_noisy_agent_is_replaced_past_the_threshold() {
     // The 101st noise line came with the last call; its agent is being replaced.
     let later = h.call("noisy", "pid", json!([])).await.expect("pid");
     assert_ne!(first, later, "the noisy agent was kept");
+    let recycled = h.swarm.stats().await.roles[0].recycled;
+    assert_eq!(recycled, skep_swarm::Recycled { noise: 1, ..Default::default() });
     h.ready_pids("noisy").await;
     h.finish().await;
 }

@@ -29,6 +29,7 @@ fn spec(flags: &[&str]) -> SpawnSpec {
         cwd: None,
         env: BTreeMap::new(),
         env_passthrough: vec!["PATH".into()],
+        rlimits: Default::default(),
     }
 }
 
@@ -403,4 +404,29 @@ fn the_test_agent_rejects_unknown_flags() {
         assert_eq!(out.status.code(), Some(64), "{bad:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("skep-test-agent: "), "{bad:?}");
     }
+}
+
+/// The runner sets a spec's rlimits in the child before exec, for every kind
+/// of child (here a run-to-completion one, as command roles and workflow
+/// steps are), and they reach what the child starts.
+#[tokio::test]
+async fn rlimits_are_set_before_exec_and_inherited_by_grandchildren() {
+    bounded(async {
+        let mut spec = spec(&[]);
+        // The shell reports its own limits, then a grandchild's.
+        let script = "ulimit -n; ulimit -d; ulimit -t; sh -c 'ulimit -n'";
+        spec.command = vec!["/bin/sh".into(), "-c".into(), script.into()];
+        spec.rlimits = skep_swarm::Rlimits {
+            nofile: Some(40),
+            data: Some(512 << 20),
+            cpu: Some(Duration::from_millis(2500)),
+            nproc: None,
+        };
+        let done = skep_swarm::run_to_completion(&spec, Vec::new(), Some(TEST_LIMIT)).await.expect("ran");
+        assert!(done.status.success(), "{:?}: {}", done.status, done.stderr.tail(1024));
+        // `ulimit -d` counts KiB; CPU seconds round up.
+        assert_eq!(String::from_utf8_lossy(&done.stdout), "40\n524288\n3\n40\n");
+        assert!(skep_testkit::gone(done.pid));
+    })
+    .await;
 }

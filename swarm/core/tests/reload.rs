@@ -1,4 +1,4 @@
-//! Hot reload under a steady stream of calls (reliability 25): unchanged
+//! Hot reload under a steady stream of calls (reliability 28): unchanged
 //! roles keep their agents, changed ones roll over with the new agents warm
 //! first, removed ones drain, and no call fails because of the reload.
 

@@ -231,6 +231,7 @@ async fn run_command(
         cwd: Some(workdir.to_path_buf()),
         env: BTreeMap::new(),
         env_passthrough,
+        rlimits: Default::default(),
     };
     let output = match run_to_completion(&spec, Vec::new(), step.timeout).await {
         Ok(output) => output,

@@ -17,7 +17,10 @@ usage: skep-test-agent [FLAGS]
 An NDJSON JSON-RPC 2.0 agent on stdin/stdout. Exits 0 on stdin EOF.
 Methods: echo, echo-raw (params' exact text back), sleep {ms}, spin {ms} (burn CPU), pid,
 fail {code?, message?}, initialize,
-crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest).
+crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest),
+open-files {n} (opens /dev/null up to n times and keeps them open; answers
+{opened, highestFd, errno}: errno is null, or why the first failed open failed),
+spin {ms} (burns CPU for ms milliseconds).
 
 Flags (combinable):
   --crash-after N        exit(3) on receiving call N+1, without answering
@@ -32,6 +35,8 @@ Flags (combinable):
   --ignore-eof           on stdin EOF, keep running (sleep forever)
   --startup-delay-ms N   sleep N ms before serving
   --stderr-lines N       print N lines to stderr at start
+  --grow-mb N            keep N MiB more (written, so resident) with each request
+                         other than initialize, before answering it
   --tag N                ignored; lets a test find its own agents in /proc
   --help                 print this help
 ";
@@ -53,6 +58,7 @@ struct Flags {
     ignore_eof: bool,
     startup_delay_ms: u64,
     stderr_lines: u64,
+    grow_mb: u64,
 }
 
 /// `Ok(None)` means `--help`.
@@ -77,6 +83,7 @@ fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, 
             "--ignore-eof" => flags.ignore_eof = true,
             "--startup-delay-ms" => flags.startup_delay_ms = number("--startup-delay-ms")?,
             "--stderr-lines" => flags.stderr_lines = number("--stderr-lines")?,
+            "--grow-mb" => flags.grow_mb = number("--grow-mb")?,
             "--tag" => drop(number("--tag")?),
             other => return Err(format!("unknown flag {other:?}")),
         }
@@ -120,6 +127,7 @@ fn main() {
     if flags.no_read {
         sleep_forever();
     }
+    GROW_MIB.store(flags.grow_mb, std::sync::atomic::Ordering::Relaxed);
     serve(&flags, grandchild);
     if flags.ignore_eof {
         sleep_forever();
@@ -214,8 +222,14 @@ fn cpu_time() -> Duration {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
 }
+/// `--grow-mb`, for `call`.
+static GROW_MIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, (i64, String)> {
+    let grow_mib = GROW_MIB.load(std::sync::atomic::Ordering::Relaxed);
+    if grow_mib > 0 && method != "initialize" {
+        grow(grow_mib);
+    }
     match method {
         "echo" => Ok(params.clone()),
         "sleep" => {
@@ -262,6 +276,20 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             Ok(Value::Null)
         }
         "cancelled" => Ok(Value::Array(cancelled().clone())),
+        "open-files" => {
+            let n =
+                params.get("n").and_then(Value::as_u64).ok_or((-32602, "open-files needs {\"n\": N}".to_owned()))?;
+            Ok(open_files(n))
+        }
+        "spin" => {
+            let ms = params.get("ms").and_then(Value::as_u64).ok_or((-32602, "spin needs {\"ms\": N}".to_owned()))?;
+            let until = std::time::Instant::now() + Duration::from_millis(ms);
+            let mut n = 0_u64;
+            while std::time::Instant::now() < until {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+            Ok(json!({"spun": ms}))
+        }
         other => Err((-32601, format!("method not found: {other}"))),
     }
 }
@@ -270,6 +298,36 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
 fn cancelled() -> std::sync::MutexGuard<'static, Vec<Value>> {
     static CANCELLED: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
     CANCELLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Memory kept for the agent's life, as a leaking SDK would.
+fn grow(mib: u64) {
+    static KEPT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    let size = usize::try_from(mib << 20).unwrap_or(usize::MAX);
+    // Written, not just reserved: only touched pages are resident.
+    let block = vec![0x5a_u8; size];
+    KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(block);
+}
+
+/// Opens /dev/null until `n` are open or an open fails; keeps them open.
+fn open_files(n: u64) -> Value {
+    static OPEN: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let mut open = OPEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (mut opened, mut errno) = (0_u64, Value::Null);
+    while opened < n {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => {
+                open.push(file);
+                opened += 1;
+            }
+            Err(e) => {
+                errno = e.raw_os_error().map_or(Value::Null, Value::from);
+                break;
+            }
+        }
+    }
+    let highest = open.iter().map(std::os::fd::AsRawFd::as_raw_fd).max();
+    json!({"opened": opened, "highestFd": highest, "errno": errno})
 }
 
 fn error(id: Value, code: i64, message: &str) -> Value {

@@ -5,10 +5,11 @@ use std::{collections::BTreeMap, ops::Range, path::Path};
 
 use toml::Spanned;
 
-use super::raw::{Opt, RawConfig, RawCost, RawDaemon, RawRole};
-use super::units::{Count, Dur};
+use super::raw::{Opt, RawConfig, RawCost, RawDaemon, RawRlimits, RawRole};
+use super::units::{Count, Dur, Size};
 use super::{Config, ConfigError, Cost, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
 use crate::diagnostic::{Invalid, from_toml, quote, read_source};
+use crate::process::Rlimits;
 
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
 const VAR: &str = "an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
@@ -146,6 +147,34 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
             breaker
         }
     };
+    let recycle_jitter = match r.recycle_jitter {
+        None => d.recycle_jitter,
+        Some(j) if (0.0..1.0).contains(j.get_ref()) => j.into_inner(),
+        Some(j) => {
+            return Err(f.bad(
+                j.span(),
+                "recycle_jitter",
+                "a number from 0 up to (not including) 1",
+                &j.get_ref().to_string(),
+            ));
+        }
+    };
+    let cpu_max = match r.cpu_max {
+        None => None,
+        Some(c) if *c.get_ref() > 0.0 && *c.get_ref() <= 4096.0 => Some(c.into_inner()),
+        Some(c) => {
+            return Err(f.bad(
+                c.span(),
+                "cpu_max",
+                "a number of CPUs above 0 and at most 4096, such as 0.5",
+                &c.get_ref().to_string(),
+            ));
+        }
+    };
+    let rlimits = match r.rlimits {
+        None => Rlimits::default(),
+        Some(raw) => f.rlimits(raw.into_inner())?,
+    };
     let cache_bytes = match r.cache_bytes {
         None => d.cache_bytes,
         // `parse_size` caps sizes at 1 TiB, which fits a 64-bit usize.
@@ -165,6 +194,12 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         startup_timeout: dur(r.startup_timeout, d.startup_timeout),
         queue_timeout: dur(r.queue_timeout, d.queue_timeout),
         max_calls: f.int(&r.max_calls, "max_calls", d.max_calls, 1, u64::MAX)?,
+        max_lifetime: r.max_lifetime.map(|v| v.into_inner().0),
+        recycle_jitter,
+        max_rss: f.size_above_zero(r.max_rss, "max_rss")?,
+        rlimits,
+        memory_max: f.size_above_zero(r.memory_max, "memory_max")?,
+        cpu_max,
         idle_timeout: dur(r.idle_timeout, d.idle_timeout),
         protocol,
         shell: r.shell.is_some_and(Spanned::into_inner),
@@ -213,6 +248,28 @@ impl Fields<'_> {
             _ => format!("an integer from {lo} to {hi}"),
         };
         Err(self.bad(v.span(), field, &expected, &n.to_string()))
+    }
+
+    /// An optional size that must not be zero (a zero memory bound would recycle every agent at once).
+    fn size_above_zero(&self, v: Opt<Size>, field: &str) -> Res<Option<u64>> {
+        match v {
+            Some(v) if v.get_ref().0 == 0 => Err(self.bad(v.span(), field, "a size above zero", "0")),
+            v => Ok(v.map(|v| v.into_inner().0)),
+        }
+    }
+
+    fn rlimits(&self, raw: RawRlimits) -> Res<Rlimits> {
+        let count = |v: &Opt<Count>, field: &str| match v {
+            None => Ok(None),
+            // The kernel refuses more open files than fs.nr_open (2^20 by default) anyway.
+            Some(_) => self.int(v, field, 0, 1, 1 << 30).map(Some),
+        };
+        Ok(Rlimits {
+            nofile: count(&raw.nofile, "rlimits.nofile")?,
+            data: self.size_above_zero(raw.data, "rlimits.data")?,
+            cpu: raw.cpu.map(|v| v.into_inner().0),
+            nproc: count(&raw.nproc, "rlimits.nproc")?,
+        })
     }
 
     fn pattern(&self, pattern: Spanned<String>) -> Res<String> {

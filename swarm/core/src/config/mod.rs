@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use crate::breaker::BreakerConfig;
 use crate::diagnostic::FileError;
+use crate::process::Rlimits;
 
 mod load;
 mod raw;
@@ -20,6 +21,9 @@ mod units;
 mod tests;
 
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
+
+/// The default `recycle_jitter`: up to a tenth of `max_calls` and `max_lifetime` off per agent.
+pub const DEFAULT_RECYCLE_JITTER: f64 = 0.1;
 
 /// A loaded, validated skep.toml.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -98,8 +102,21 @@ pub struct RoleConfig {
     pub startup_timeout: Duration,
     /// Time a call may wait for a free agent.
     pub queue_timeout: Duration,
-    /// Calls after which an agent is recycled.
+    /// Calls after which an agent is recycled (lowered per agent by `recycle_jitter`).
     pub max_calls: u64,
+    /// Age after which an agent is recycled (lowered per agent by `recycle_jitter`); `None`: no bound.
+    pub max_lifetime: Option<Duration>,
+    /// Up to this fraction of `max_calls` and `max_lifetime` is taken off at random per agent,
+    /// so a pool's agents do not all recycle at once.
+    pub recycle_jitter: f64,
+    /// Resident memory of an agent's process group past which it is recycled; `None`: no bound.
+    pub max_rss: Option<u64>,
+    /// Kernel limits set on each of the role's processes before exec.
+    pub rlimits: Rlimits,
+    /// cgroup v2 `memory.max` per agent, where cgroups are delegated to skep's user.
+    pub memory_max: Option<u64>,
+    /// cgroup v2 `cpu.max` per agent in CPUs (0.5 is half of one), where delegated.
+    pub cpu_max: Option<f64>,
     /// Idle time after which the pool shrinks back to `min_warm`.
     pub idle_timeout: Duration,
     /// Warm JSON-RPC agents, or a process per call.
@@ -163,6 +180,12 @@ impl RoleConfig {
             startup_timeout: Duration::from_secs(10),
             queue_timeout: Duration::from_secs(5),
             max_calls: 10_000,
+            max_lifetime: None,
+            recycle_jitter: DEFAULT_RECYCLE_JITTER,
+            max_rss: None,
+            rlimits: Rlimits::default(),
+            memory_max: None,
+            cpu_max: None,
             idle_timeout: Duration::from_secs(300),
             protocol: Protocol::JsonRpc,
             shell: false,

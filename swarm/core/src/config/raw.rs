@@ -55,6 +55,12 @@ pub(super) struct RawRole {
     pub startup_timeout: Opt<Dur>,
     pub queue_timeout: Opt<Dur>,
     pub max_calls: Opt<Count>,
+    pub max_lifetime: Opt<Dur>,
+    pub recycle_jitter: Opt<f64>,
+    pub max_rss: Opt<Size>,
+    pub rlimits: Opt<RawRlimits>,
+    pub memory_max: Opt<Size>,
+    pub cpu_max: Opt<f64>,
     pub idle_timeout: Opt<Dur>,
     pub protocol: Opt<String>,
     pub shell: Opt<bool>,
@@ -74,6 +80,16 @@ pub(super) struct RawCost {
     pub per_second: Opt<f64>,
     pub per_call: Opt<f64>,
     pub usage: Opt<BTreeMap<String, Spanned<f64>>>,
+}
+
+/// `[roles.NAME.rlimits]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as rlimits = { nofile = 4096 }")]
+pub(super) struct RawRlimits {
+    pub nofile: Opt<Count>,
+    pub data: Opt<Size>,
+    pub cpu: Opt<Dur>,
+    pub nproc: Opt<Count>,
 }
 
 /// `[roles.NAME.breaker]`.

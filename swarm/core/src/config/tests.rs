@@ -78,6 +78,12 @@ timeout = "1.5s"
 startup_timeout = "250ms"
 queue_timeout = "2m"
 max_calls = 7
+max_lifetime = "12h"
+recycle_jitter = 0.25
+max_rss = "1GiB"
+rlimits = { nofile = 4096, data = "2GiB", cpu = "10m", nproc = 256 }
+memory_max = "1.5GiB"
+cpu_max = 0.5
 idle_timeout = "1h"
 protocol = "command"
 shell = true
@@ -101,6 +107,17 @@ route = ["^review\\b", "lint"]
         startup_timeout: Duration::from_millis(250),
         queue_timeout: Duration::from_secs(120),
         max_calls: 7,
+        max_lifetime: Some(Duration::from_secs(12 * 3600)),
+        recycle_jitter: 0.25,
+        max_rss: Some(1 << 30),
+        rlimits: crate::process::Rlimits {
+            nofile: Some(4096),
+            data: Some(2 << 30),
+            cpu: Some(Duration::from_secs(600)),
+            nproc: Some(256),
+        },
+        memory_max: Some(3 << 29),
+        cpu_max: Some(0.5),
         idle_timeout: Duration::from_secs(3600),
         protocol: Protocol::Command,
         shell: true,
@@ -145,6 +162,36 @@ fn defaults_apply_when_keys_are_absent() {
     assert_eq!(r.queue_timeout, Duration::from_secs(5));
     assert_eq!(r.idle_timeout, Duration::from_secs(300));
     assert_eq!((r.handshake, r.cwd), (Handshake::None, None));
+    assert_eq!((r.max_lifetime, r.max_rss, r.memory_max, r.cpu_max), (None, None, None, None));
+    assert_eq!((r.recycle_jitter, r.rlimits), (0.1, crate::process::Rlimits::default()));
+}
+
+#[test]
+fn limit_keys_out_of_range_are_named_with_what_was_expected() {
+    fails(
+        &with_line("recycle_jitter = 1.0"),
+        3,
+        &["roles.r.recycle_jitter: expected a number from 0 up to (not including) 1, found 1"],
+    );
+    fails(&with_line("recycle_jitter = -0.1"), 3, &["roles.r.recycle_jitter: expected a number from 0"]);
+    fails(&with_line(r#"max_rss = "0""#), 3, &["roles.r.max_rss: expected a size above zero, found 0"]);
+    fails(&with_line(r#"max_rss = "lots""#), 3, &[r#"roles.r.max_rss: expected a size such as "512KiB""#]);
+    fails(&with_line(r#"max_lifetime = "12""#), 3, &["roles.r.max_lifetime: expected a duration"]);
+    fails(&with_line("cpu_max = 0"), 3, &["roles.r.cpu_max: expected a number of CPUs above 0 and at most 4096"]);
+    fails(
+        &with_line("rlimits = { nofile = 0 }"),
+        3,
+        &["roles.r.rlimits.nofile: expected an integer from 1 to 1073741824, found 0"],
+    );
+    fails(&with_line(r#"rlimits = { data = "0" }"#), 3, &["roles.r.rlimits.data: expected a size above zero, found 0"]);
+    fails(&with_line(r#"rlimits = { cpu = "0s" }"#), 3, &["roles.r.rlimits.cpu", "above zero"]);
+    fails(
+        &with_line("rlimits = { as = 1 }"),
+        3,
+        &["roles.r.rlimits.as: unknown field `as`, expected one of `nofile`, `data`, `cpu`, `nproc`"],
+    );
+    let r = role(&with_line("rlimits = { nproc = 64 }"), "r");
+    assert_eq!(r.rlimits, crate::process::Rlimits { nproc: Some(64), ..Default::default() });
 }
 
 #[test]
@@ -475,7 +522,7 @@ fn documented_keys() -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn every_key_the_loader_accepts_is_documented_and_no_other() {
-    use super::raw::{RawBreaker, RawConfig, RawCost, RawDaemon, RawObserve, RawRole};
+    use super::raw::{RawBreaker, RawConfig, RawCost, RawDaemon, RawObserve, RawRlimits, RawRole};
     let accepted = BTreeMap::from([
         ("the top level".to_owned(), field_names::<RawConfig>()),
         ("[observe]".to_owned(), field_names::<RawObserve>()),
@@ -483,6 +530,7 @@ fn every_key_the_loader_accepts_is_documented_and_no_other() {
         ("[roles.NAME]".to_owned(), field_names::<RawRole>()),
         ("[roles.NAME.breaker]".to_owned(), field_names::<RawBreaker>()),
         ("[roles.NAME.cost]".to_owned(), field_names::<RawCost>()),
+        ("[roles.NAME.rlimits]".to_owned(), field_names::<RawRlimits>()),
     ]);
     assert_eq!(documented_keys(), accepted);
 }

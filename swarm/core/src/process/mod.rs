@@ -29,6 +29,8 @@
 //! - **Nothing outlives us** (`watcher.rs`). The parent-death signal reaches
 //!   the leader only; a watcher process, forked once, kills every registered
 //!   group when our end of its socket closes, however we died.
+//! - **Kernel limits** (`rlimits.rs`): a role's `rlimits` are set in the
+//!   child between fork and exec, after the parent-death checks.
 //! - **Environment** is cleared and rebuilt from an allow-list
 //!   ([`SpawnSpec::env_passthrough`]) plus the spec's own variables.
 //! - **Output is bounded** (`capture.rs`, `stderr_ring`): stdout of a
@@ -47,6 +49,7 @@ mod capture;
 mod child;
 mod exit;
 mod monitor;
+mod rlimits;
 mod spawn;
 mod watcher;
 
@@ -57,9 +60,10 @@ use std::path::PathBuf;
 pub use capture::{Completed, RunError, Usage, run_to_completion};
 pub use child::{ChildProcess, StopOutcome};
 pub use exit::describe_exit;
+pub use rlimits::Rlimits;
 
-/// What to start: argv, cwd, environment.
-#[derive(Debug, Clone)]
+/// What to start: argv, cwd, environment, kernel limits.
+#[derive(Debug, Clone, Default)]
 pub struct SpawnSpec {
     /// The role (or workflow step) this process serves; tags logs and errors.
     pub role: String,
@@ -71,6 +75,8 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     /// Names of our variables copied to the child when set; nothing else is inherited.
     pub env_passthrough: Vec<String>,
+    /// Kernel limits set in the child before exec; inherited by all it starts.
+    pub rlimits: Rlimits,
 }
 
 /// A failure to start a process.

@@ -11,11 +11,12 @@ use rustix::process::{Pid, Signal};
 use tokio::sync::oneshot;
 
 use super::SpawnSpec;
+use super::rlimits::Plan;
 use super::watcher::{self, Registration};
 
 /// A ready command: argv, cwd, the cleared and rebuilt environment, piped
-/// stdio, its own process group, and the parent-death checks.
-pub(super) fn command_for(spec: &SpawnSpec, program: &str) -> Command {
+/// stdio, its own process group, and the limits the child sets.
+pub(super) fn command_for(spec: &SpawnSpec, program: &str) -> Ready {
     let mut command = Command::new(program);
     command.args(&spec.command[1..]);
     if let Some(cwd) = &spec.cwd {
@@ -30,12 +31,18 @@ pub(super) fn command_for(spec: &SpawnSpec, program: &str) -> Command {
     command.envs(&spec.env);
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.process_group(0);
-    command
+    Ready { command, limits: spec.rlimits.plan() }
+}
+
+/// A command ready for the spawner thread, with the limits its child sets.
+pub(super) struct Ready {
+    pub command: Command,
+    pub limits: Plan,
 }
 
 /// Adds the between-fork-and-exec steps; `watcher` is where the child
 /// registers its group before it can start anything of its own.
-fn arm(command: &mut Command, watcher: Option<Registration>) {
+fn arm(command: &mut Command, limits: Plan, watcher: Option<Registration>) {
     // The spawner thread forks, but getpid() names the process, which is what
     // the child's getppid() reports while we live.
     let parent = rustix::process::getpid();
@@ -49,16 +56,17 @@ fn arm(command: &mut Command, watcher: Option<Registration>) {
             // Before exec, so a grandchild cannot exist yet in an unregistered group.
             watcher.register(rustix::process::getpid());
         }
-        Ok(())
+        limits.apply()
     };
     // SAFETY: `in_child` runs between fork and exec and only makes raw system
-    // calls through rustix (prctl, getppid, getpid, send) or _exit; it
+    // calls through rustix (prctl, getppid, getpid, send, getrlimit, setrlimit) or _exit; it
     // allocates nothing and takes no lock.
     unsafe { command.pre_exec(in_child) };
 }
 
 struct SpawnRequest {
     command: Command,
+    limits: Plan,
     reply: oneshot::Sender<io::Result<Child>>,
 }
 
@@ -67,10 +75,11 @@ struct SpawnRequest {
 static SPAWNER: Mutex<Option<std_mpsc::Sender<SpawnRequest>>> = Mutex::new(None);
 
 /// Forks `command` on the spawner thread.
-pub(super) async fn spawn_on_spawner_thread(command: Command) -> io::Result<Child> {
+pub(super) async fn spawn_on_spawner_thread(ready: Ready) -> io::Result<Child> {
     let gone = || io::Error::other("the spawner thread is gone");
     let (reply, child) = oneshot::channel();
-    spawner()?.send(SpawnRequest { command, reply }).map_err(|_| gone())?;
+    let Ready { command, limits } = ready;
+    spawner()?.send(SpawnRequest { command, limits, reply }).map_err(|_| gone())?;
     child.await.map_err(|_| gone())?
 }
 
@@ -81,8 +90,8 @@ fn spawner() -> io::Result<std_mpsc::Sender<SpawnRequest>> {
     }
     let (sender, requests) = std_mpsc::channel::<SpawnRequest>();
     std::thread::Builder::new().name("skep-spawner".into()).spawn(move || {
-        for SpawnRequest { mut command, reply } in requests {
-            arm(&mut command, watcher::registration());
+        for SpawnRequest { mut command, limits, reply } in requests {
+            arm(&mut command, limits, watcher::registration());
             // A panic must not end this thread: its exit would SIGKILL every child.
             let spawned = std::panic::catch_unwind(AssertUnwindSafe(|| command.spawn()))
                 .unwrap_or_else(|_| Err(io::Error::other("spawning panicked")));

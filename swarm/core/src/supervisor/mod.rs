@@ -3,9 +3,11 @@
 //!
 //! It starts `min_warm` agents in parallel, grows on demand up to
 //! `max_agents`, replaces crashed and hung agents with full-jitter backoff,
-//! recycles agents after `max_calls`, shrinks idle ones after
-//! `idle_timeout`, and fails the role after too many restarts. Everyone else
-//! talks to it through [`Msg`]s (see `pool.rs`).
+//! recycles agents past `max_calls`, `max_lifetime` or `max_rss`
+//! (`recycle.rs`: the replacement starts first), samples what each agent's
+//! process group costs, shrinks idle ones after `idle_timeout`, and fails the
+//! role after too many restarts. Everyone else talks to it through [`Msg`]s
+//! (see `pool.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -21,9 +23,11 @@ use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
 use crate::launch::{self, Agent, Exit, StartFailure};
 use crate::lease::Lease;
+use crate::limits::{CpuMeter, GroupUsage, RecycleCause, Retirement};
 use crate::role_stats::Recorder;
 
 mod msg;
+mod recycle;
 mod view;
 
 pub(crate) use msg::Msg;
@@ -44,6 +48,9 @@ const HOUSEKEEPING: Duration = Duration::from_millis(200);
 enum State {
     Starting,
     Ready,
+    /// Recycled: takes no new calls, finishes its own, and stops once idle
+    /// and its replacement is ready (or could not be had).
+    Draining,
     Stopping,
 }
 
@@ -54,6 +61,17 @@ struct Slot {
     calls: u64,
     born: Instant,
     idle_since: Instant,
+    /// This agent's own (jittered) `max_calls` and `max_lifetime`.
+    retirement: Retirement,
+    /// Why it was recycled, once it was: each agent counts under one cause.
+    recycled: Option<(RecycleCause, String)>,
+    /// The agent started to take its place, while that one is starting.
+    replacement: Option<u64>,
+    /// Its process group's last sampled usage.
+    usage: Option<GroupUsage>,
+    /// The leader's own RSS, read right after its last call when the role has `max_rss`.
+    leader_rss: u64,
+    cpu: CpuMeter,
 }
 
 pub(crate) struct Supervisor {
@@ -74,6 +92,7 @@ pub(crate) struct Supervisor {
     recorder: Recorder,
     breaker: Breaker,
     shutdown: Option<Vec<oneshot::Sender<()>>>,
+    sampler: recycle::Sampler,
 }
 
 /// A caller waiting for an agent, already admitted by the breaker.
@@ -91,6 +110,7 @@ impl Supervisor {
         events: broadcast::Sender<Event>,
     ) {
         let breaker = Breaker::new(role.breaker.clone());
+        recycle::warn_if_cgroups_unavailable(&role);
         let supervisor = Supervisor {
             role,
             tx,
@@ -108,6 +128,7 @@ impl Supervisor {
             recorder: Recorder::default(),
             breaker,
             shutdown: None,
+            sampler: recycle::Sampler::default(),
         };
         tokio::spawn(supervisor.run());
     }
@@ -171,6 +192,7 @@ impl Supervisor {
             }
             Msg::Started { id, result } => self.started(id, result),
             Msg::Exited { id, exit } => self.exited(id, exit),
+            Msg::Usage { at, groups } => self.usage(at, groups),
             Msg::Settled(reply) => {
                 self.settled.push(reply);
                 self.check_settled();
@@ -305,20 +327,27 @@ impl Supervisor {
             self.attempt = 0;
         }
         let noisy = slot.agent.as_ref().is_some_and(|a| a.client.stats().noise > NOISE_LIMIT);
-        let broken = matches!(outcome, Outcome::Timeout | Outcome::Crashed) || noisy;
-        let worn = slot.calls >= self.role.max_calls;
         let idle = slot.in_flight == 0;
         let hung_or_dead = matches!(outcome, Outcome::Timeout | Outcome::Crashed);
-        if slot.state == State::Ready && (broken || (worn && idle)) {
-            tracing::info!(role = %self.role.name, agent = id, ?outcome, noisy, worn, "replacing agent");
+        let serving = matches!(slot.state, State::Ready | State::Draining);
+        let due = slot.retirement.due(slot.calls, Instant::now());
+        if serving && (hung_or_dead || noisy) {
+            let cause = if hung_or_dead { RecycleCause::Crash } else { RecycleCause::Noise };
+            self.note_recycle(id, cause);
             if hung_or_dead {
                 self.kill(id);
             } else {
                 self.stop(id);
             }
+        } else if let (State::Ready, Some(cause)) = (slot.state, due) {
+            self.recycle(id, cause);
+        } else if slot.state == State::Draining {
+            self.finish_draining(id);
         } else if idle && slot.state == State::Ready {
             self.emit(|| Event::AgentIdle { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
         }
+        // A call is when memory grows: look at it now rather than at the next tick.
+        self.check_after_call(id);
         self.dispatch();
     }
 
@@ -345,11 +374,17 @@ impl Supervisor {
                 self.crashed(failure.reason, failure.stderr_tail);
             }
         }
+        // A replacement is ready, or will not be: the agents it replaces may go.
+        self.finish_all_draining();
         self.check_settled();
         self.dispatch();
     }
 
     fn exited(&mut self, id: u64, exit: Exit) {
+        let serving = self.slots.get(&id).is_some_and(|s| matches!(s.state, State::Ready | State::Draining));
+        if !exit.expected && self.shutdown.is_none() && serving {
+            self.note_recycle(id, RecycleCause::Crash);
+        }
         let Some(slot) = self.slots.remove(&id) else { return };
         let pid = slot.agent.as_ref().map_or(0, |a| a.pid);
         self.emit(|| Event::AgentExited {
@@ -363,6 +398,7 @@ impl Supervisor {
             tracing::warn!(role = %self.role.name, agent = id, pid, status = %exit.status, "agent exited unexpectedly");
             self.crashed(exit.status, exit.stderr_tail);
         }
+        self.finish_all_draining();
         self.check_settled();
         self.dispatch();
     }
@@ -406,7 +442,7 @@ impl Supervisor {
         if self.restart_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
+        let live = self.live();
         // `max_agents` bounds processes, not ready agents: one still stopping
         // holds a process (and maybe a hung call) until it is reaped, so it
         // counts, or a stream of timeouts becomes a fork storm (issue 19).
@@ -422,11 +458,29 @@ impl Supervisor {
         }
     }
 
-    fn spawn_agent(&mut self) {
+    /// Agents that serve or will: starting or ready, not recycled or stopping.
+    fn live(&self) -> usize {
+        self.slots.values().filter(|s| matches!(s.state, State::Starting | State::Ready)).count()
+    }
+
+    fn spawn_agent(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let now = Instant::now();
-        let slot = Slot { state: State::Starting, agent: None, in_flight: 0, calls: 0, born: now, idle_since: now };
+        let slot = Slot {
+            state: State::Starting,
+            agent: None,
+            in_flight: 0,
+            calls: 0,
+            born: now,
+            idle_since: now,
+            retirement: Retirement::draw(&self.role, now, (fastrand::f64(), fastrand::f64())),
+            recycled: None,
+            replacement: None,
+            usage: None,
+            leader_rss: 0,
+            cpu: CpuMeter::default(),
+        };
         self.slots.insert(id, slot);
         self.emit(|| Event::AgentStarting { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
         let (role, tx) = (Arc::clone(&self.role), self.tx.clone());
@@ -438,6 +492,7 @@ impl Supervisor {
             let result = launch::start(&role, on_exit).await;
             let _ = tx.send(Msg::Started { id, result });
         });
+        id
     }
 
     fn stop(&mut self, id: u64) {
@@ -464,7 +519,9 @@ impl Supervisor {
         let now = Instant::now();
         self.breaker.tick(now.into_std());
         self.note_transitions();
-        let live = self.slots.values().filter(|s| s.state != State::Stopping).count();
+        self.retire_old(now);
+        self.sampler_tick(now);
+        let live = self.live();
         let surplus = live.saturating_sub(self.role.min_warm);
         let idle: Vec<u64> = self
             .slots

@@ -1,8 +1,10 @@
 //! What the supervisor is told: the one way anything changes a role's pool.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::AgentInfo;
 use crate::breaker::Permit;
@@ -10,6 +12,7 @@ use crate::error::SwarmError;
 use crate::events::Outcome;
 use crate::launch::{Agent, Exit, StartFailure};
 use crate::lease::Lease;
+use crate::limits::GroupUsage;
 use crate::role_stats::RoleStats;
 
 /// A message to a role's supervisor.
@@ -38,6 +41,11 @@ pub(crate) enum Msg {
     Exited {
         id: u64,
         exit: Exit,
+    },
+    /// A sample of the agents' process groups, by group id (an agent's pid), taken at `at`.
+    Usage {
+        at: Instant,
+        groups: BTreeMap<u32, GroupUsage>,
     },
     /// Answered once `min_warm` agents are ready or the role has failed.
     Settled(oneshot::Sender<()>),

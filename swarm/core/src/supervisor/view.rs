@@ -16,11 +16,21 @@ pub struct AgentInfo {
     pub role: String,
     /// 0 while starting.
     pub pid: u32,
-    /// starting, idle, busy or stopping.
+    /// starting, idle, busy, recycling or stopping.
     pub state: &'static str,
     pub calls: u64,
     pub in_flight: usize,
     pub uptime_ms: u64,
+    /// Resident memory of the agent's process group at the last sample; `None` before the first.
+    pub rss_bytes: Option<u64>,
+    /// CPU use of its process group between the last two samples, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
+    /// CPU time its process group has used (members and their reaped children), at the last sample.
+    pub cpu_ms: Option<u64>,
+    /// Processes in its group at the last sample (the agent and what it started).
+    pub processes: Option<u32>,
+    /// Why it is being replaced, once it is: "RSS 1.2 GiB over max_rss 1.0 GiB".
+    pub recycled: Option<String>,
     /// The last lines of the agent's stderr (up to [`AGENT_STDERR_TAIL`] bytes), for views such as the grid.
     pub stderr_tail: String,
 }
@@ -37,6 +47,7 @@ impl Supervisor {
             .map(|(id, slot)| {
                 let state = match slot.state {
                     State::Starting => "starting",
+                    State::Draining => "recycling",
                     State::Stopping => "stopping",
                     State::Ready if slot.in_flight > 0 => "busy",
                     State::Ready => "idle",
@@ -44,6 +55,7 @@ impl Supervisor {
                 *match state {
                     "starting" => &mut counts.starting,
                     "stopping" => &mut counts.stopping,
+                    "recycling" => &mut counts.recycling,
                     "busy" => &mut counts.busy,
                     _ => &mut counts.idle,
                 } += 1;
@@ -55,12 +67,17 @@ impl Supervisor {
                     calls: slot.calls,
                     in_flight: slot.in_flight,
                     uptime_ms: slot.born.elapsed().as_millis() as u64,
+                    rss_bytes: slot.usage.map(|u| u.rss_bytes),
+                    cpu_percent: slot.cpu.percent(),
+                    cpu_ms: slot.usage.map(|u| u.cpu_ticks.saturating_mul(1000) / self.sampler.hz.max(1)),
+                    processes: slot.usage.map(|u| u.processes),
+                    recycled: slot.recycled.as_ref().map(|(_, reason)| reason.clone()),
                     stderr_tail: slot.agent.as_ref().map_or_else(String::new, |a| a.stderr.tail(AGENT_STDERR_TAIL)),
                 }
             })
-            .collect();
+            .collect::<Vec<AgentInfo>>();
         let queued = self.waiters.iter().filter(|w| !w.reply.is_closed()).count();
-        let stats = self.recorder.snapshot(
+        let mut stats = self.recorder.snapshot(
             &self.role.name,
             counts,
             queued,
@@ -68,6 +85,8 @@ impl Supervisor {
             self.failed.is_some(),
             self.breaker.snapshot(Instant::now().into_std()),
         );
+        stats.rss_bytes = agents.iter().filter_map(|a| a.rss_bytes).sum();
+        stats.cpu_percent = agents.iter().filter_map(|a| a.cpu_percent).sum();
         (agents, stats)
     }
 }
