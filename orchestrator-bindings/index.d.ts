@@ -299,6 +299,16 @@ export declare class Swarm {
    * `wordcount {text}`, `fail {message}`), whose agents run on Node itself.
    */
   static demo(): Promise<Swarm>
+  /**
+   * Connects to the shared daemon of a config (docs/daemon.md) and
+   * resolves with a `Swarm` whose methods run there, on warm agents that
+   * outlive this process. Without `config` or `socket`: the nearest
+   * skep.toml from the current directory up, else the demo's daemon. The
+   * daemon is started if none runs (`autoStart`, default true), with the
+   * `skep` executable on PATH or `options.skep`. `close()` ends the
+   * connection, not the daemon.
+   */
+  static connect(options?: ConnectOptions | undefined | null): Promise<Swarm>
   /** Calls `method` on an agent of `role` and resolves with its result. */
   call<T = any>(role: string, method: string, params?: unknown, options?: CallOptions | undefined | null): Promise<T>
   /** One call of `method` per element of `params`, all settled, in input order. */
@@ -352,6 +362,21 @@ export interface CallOptions {
   bypassCache?: boolean
   /** Aborting it rejects the call with `SKEP_CANCELLED` and cancels it on the wire to the agent. */
   signal?: AbortSignal
+}
+
+/** Options of `Swarm.connect`. */
+export interface ConnectOptions {
+  /**
+   * The skep.toml whose daemon to use (default: the nearest one from the
+   * current directory up, else the built-in demo's daemon).
+   */
+  config?: string
+  /** A daemon's control socket to connect to directly (nothing is started). */
+  socket?: string
+  /** Start the daemon if none runs (default true). */
+  autoStart?: boolean
+  /** The `skep` executable that starts it (default: `skep` on PATH). */
+  skep?: string
 }
 
 /** Options of `fanout`: those of a call, plus how many run at once. */

@@ -11,6 +11,9 @@ export async function main(signal: AbortSignal): Promise<void> {
   const swarm: Swarm = await Swarm.fromFile('skep.toml')
   const alsoInline = await Swarm.fromToml('[roles.echo]\ncommand = ["node", "echo.mjs"]\n')
   const demo = await Swarm.demo()
+  const shared: Swarm = await Swarm.connect({ config: 'skep.toml', autoStart: true, skep: '/usr/bin/skep' })
+  const bySocket = await Swarm.connect({ socket: '/run/user/1000/skep/daemon-0123.sock' })
+  await Promise.all([shared.close(), bySocket.close()])
 
   const review = await swarm.call<Review>('reviewer', 'review', { path: 'src' }, { timeoutMs: 5000, signal })
   const firstComment: string | undefined = review.comments[0]
