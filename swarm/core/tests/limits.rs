@@ -15,6 +15,33 @@ use tokio::time::{Instant, timeout};
 
 const MIB: u64 = 1 << 20;
 
+/// Log lines written by the tracing subscriber of a test.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
 /// Shuts down and checks that none of `pids` is left.
 async fn finish(swarm: Swarm, pids: &BTreeSet<u32>) {
     timeout(STEP, swarm.shutdown()).await.expect("shut down in time");
@@ -91,6 +118,10 @@ async fn an_agent_past_max_rss_is_recycled_after_its_third_or_fourth_call_with_i
     role.handshake = Handshake::Initialize;
     role.max_agents = 2;
     role.max_rss = Some(150 * MIB);
+    // The supervisor logs from this thread (a current-thread runtime): catch what it says.
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(log.clone()).with_ansi(false).finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let swarm = start(vec![role]).await;
     let mut events = swarm.subscribe();
     let mut seen = Vec::new();
@@ -120,6 +151,9 @@ async fn an_agent_past_max_rss_is_recycled_after_its_third_or_fourth_call_with_i
     })
     .await;
     assert!(reason.starts_with("RSS ") && reason.ends_with(" over max_rss 150.0 MiB"), "{reason}");
+    let logged = log.text();
+    let line = logged.lines().find(|l| l.contains("recycled: RSS")).unwrap_or_else(|| panic!("not logged: {logged}"));
+    assert!(line.contains(" WARN ") && line.contains(&format!("recycled: {reason}")), "{line}");
     until_event(&mut events, &mut seen, "the old agent's exit", |e| {
         matches!(e, Event::AgentExited { pid, .. } if *pid == first).then_some(())
     })

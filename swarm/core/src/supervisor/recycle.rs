@@ -67,7 +67,12 @@ impl Supervisor {
         let reason = limits::describe(cause, &self.role, slot.calls, slot.born.elapsed(), rss);
         let pid = slot.agent.as_ref().map_or(0, |a| a.pid);
         let agent = agent_name(&self.role.name, id);
-        tracing::info!(role = %self.role.name, %agent, pid, ?cause, "recycled: {reason}");
+        match cause {
+            // A leak is worth an operator's attention at the default level; a
+            // scheduled recycle is not (crashes and noise are warned about where seen).
+            RecycleCause::Memory => tracing::warn!(role = %self.role.name, %agent, pid, ?cause, "recycled: {reason}"),
+            _ => tracing::info!(role = %self.role.name, %agent, pid, ?cause, "recycled: {reason}"),
+        }
         self.recorder.recycled(cause);
         self.emit(|| Event::AgentRecycled {
             role: self.role.name.clone(),
