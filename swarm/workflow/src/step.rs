@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn a_lost_entry_with_the_same_key_is_expired_not_changed() {
         let dir = tempfile::Builder::new().prefix("skep-decide-").tempdir().unwrap();
-        let config = Config { roles: BTreeMap::new(), source: None, observe: None };
+        let config = Config { roles: BTreeMap::new(), ..Config::default() };
         let wf = Workflow::parse("[[steps]]\nid = \"a\"\nrun = [\"true\"]\n", "wf.toml", dir.path(), &config).unwrap();
         let ttl = Duration::from_secs(60);
         let cache = StepCache::new(dir.path(), StepCacheLimits { ttl, max_bytes: 1 << 20 });

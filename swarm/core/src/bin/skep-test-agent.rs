@@ -281,15 +281,6 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
                 params.get("n").and_then(Value::as_u64).ok_or((-32602, "open-files needs {\"n\": N}".to_owned()))?;
             Ok(open_files(n))
         }
-        "spin" => {
-            let ms = params.get("ms").and_then(Value::as_u64).ok_or((-32602, "spin needs {\"ms\": N}".to_owned()))?;
-            let until = std::time::Instant::now() + Duration::from_millis(ms);
-            let mut n = 0_u64;
-            while std::time::Instant::now() < until {
-                n = std::hint::black_box(n.wrapping_add(1));
-            }
-            Ok(json!({"spun": ms}))
-        }
         other => Err((-32601, format!("method not found: {other}"))),
     }
 }
