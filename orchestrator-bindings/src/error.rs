@@ -107,7 +107,9 @@ impl Failure {
             Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
             Failure::Workflow(e) => (chain(e), None),
             Failure::Observe(e) => (chain(e), None),
-            Failure::Remote(e) => (e.message().to_owned(), e.data().and_then(|raw| serde_json::from_str(raw.get()).ok())),
+            Failure::Remote(e) => {
+                (e.message().to_owned(), e.data().and_then(|raw| serde_json::from_str(raw.get()).ok()))
+            }
             Failure::Daemon(message) => (message.clone(), None),
         }
     }

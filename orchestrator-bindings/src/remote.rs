@@ -49,10 +49,12 @@ impl Remote {
         let connector = event_connector(events.clone());
         let socket = target.socket.clone().unwrap_or_else(|| DaemonPaths::for_config(target.config.as_deref()).socket);
         let client = match (&target.socket, &target.start_with) {
-            (None, Some(exe)) => attach::attach(target.config.as_deref(), exe, &connector)
-                .await
-                .map_err(|e| Failure::Daemon(chain(&e)))?
-                .0,
+            (None, Some(exe)) => {
+                attach::attach(target.config.as_deref(), exe, &connector)
+                    .await
+                    .map_err(|e| Failure::Daemon(chain(&e)))?
+                    .0
+            }
             _ => connector(UnixStream::connect(&socket).await.map_err(|e| {
                 Failure::Daemon(format!(
                     "no daemon answers on {} ({e}); start one with `skep up`, or pass autoStart",

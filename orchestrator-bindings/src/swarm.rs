@@ -17,8 +17,8 @@ use crate::error::Failure;
 use crate::options::{
     self, CallOptions, Checked, CheckedWorkflow, ConnectOptions, FanoutOptions, RaceCall, WorkflowOptions,
 };
-use crate::remote::{Remote, call_fields};
 use crate::promise::{Prepared, json, settle};
+use crate::remote::{Remote, call_fields};
 use crate::{events, progress};
 
 /// A running swarm of warm agent processes, one pool per role.
@@ -80,10 +80,13 @@ impl Swarm {
     #[napi(ts_return_type = "Promise<Swarm>")]
     pub fn connect<'env>(env: &'env Env, options: Option<ConnectOptions>) -> napi::Result<PromiseRaw<'env, Swarm>> {
         let target = options::connect_target(options);
-        settle(env, Ok((None, async move {
-            let remote = Remote::connect(target?).await?;
-            Ok(Swarm { inner: Backend::Remote(Arc::new(remote)), observations: Default::default() })
-        })))
+        settle(
+            env,
+            Ok((None, async move {
+                let remote = Remote::connect(target?).await?;
+                Ok(Swarm { inner: Backend::Remote(Arc::new(remote)), observations: Default::default() })
+            })),
+        )
     }
 
     /// Calls `method` on an agent of `role` and resolves with its result.
@@ -223,24 +226,30 @@ impl Swarm {
     #[napi(ts_return_type = "Promise<AgentInfo[]>")]
     pub fn agents<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
-        settle(env, Ok((None, async move {
-            match swarm {
-                Backend::Local(swarm) => json(swarm.agents().await),
-                Backend::Remote(remote) => remote.request("swarm/agents", json!([]), None).await,
-            }
-        })))
+        settle(
+            env,
+            Ok((None, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.agents().await),
+                    Backend::Remote(remote) => remote.request("swarm/agents", json!([]), None).await,
+                }
+            })),
+        )
     }
 
     /// Per-role counters, latency percentiles, breaker and cache.
     #[napi(ts_return_type = "Promise<SwarmStats>")]
     pub fn stats<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
-        settle(env, Ok((None, async move {
-            match swarm {
-                Backend::Local(swarm) => json(swarm.stats().await),
-                Backend::Remote(remote) => remote.request("swarm/stats", json!([]), None).await,
-            }
-        })))
+        settle(
+            env,
+            Ok((None, async move {
+                match swarm {
+                    Backend::Local(swarm) => json(swarm.stats().await),
+                    Backend::Remote(remote) => remote.request("swarm/stats", json!([]), None).await,
+                }
+            })),
+        )
     }
 
     /// Calls `listener` with every event of the swarm; returns the function
@@ -274,17 +283,23 @@ impl Swarm {
             let swarm = match backend {
                 Backend::Local(swarm) => swarm,
                 Backend::Remote(remote) => {
-                    return Ok((signal, Box::pin(async move {
-                        let send = move |p: Value| progress::send_value(progress.as_ref(), p);
-                        remote.run_workflow(file.as_ref(), run.jobs, !run.use_cache, send).await
-                    }) as futures::future::BoxFuture<'static, _>));
+                    return Ok((
+                        signal,
+                        Box::pin(async move {
+                            let send = move |p: Value| progress::send_value(progress.as_ref(), p);
+                            remote.run_workflow(file.as_ref(), run.jobs, !run.use_cache, send).await
+                        }) as futures::future::BoxFuture<'static, _>,
+                    ));
                 }
             };
             let workflow = Workflow::load(file.as_ref(), &swarm.config()).map_err(Failure::Workflow)?;
-            Ok((signal, Box::pin(async move {
-                let record = run_workflow(&swarm, &workflow, run, |p| progress::send(progress.as_ref(), p)).await;
-                json(record.map_err(Failure::Workflow)?)
-            }) as futures::future::BoxFuture<'static, _>))
+            Ok((
+                signal,
+                Box::pin(async move {
+                    let record = run_workflow(&swarm, &workflow, run, |p| progress::send(progress.as_ref(), p)).await;
+                    json(record.map_err(Failure::Workflow)?)
+                }) as futures::future::BoxFuture<'static, _>,
+            ))
         })();
         settle(env, prepared)
     }
@@ -297,13 +312,16 @@ impl Swarm {
     pub fn observe<'env>(&self, env: &'env Env, path: Option<String>) -> napi::Result<PromiseRaw<'env, String>> {
         let (swarm, observations) = (self.inner.clone(), self.observations.clone());
         let options = ObserveOptions { path: path.map(PathBuf::from), config: None };
-        settle(env, Ok((None, async move {
-            match swarm {
-                Backend::Local(swarm) => serve_observer(swarm, options, &observations).await,
-                // A daemon is observed through its own control socket already.
-                Backend::Remote(remote) => Ok(remote.socket().display().to_string()),
-            }
-        })))
+        settle(
+            env,
+            Ok((None, async move {
+                match swarm {
+                    Backend::Local(swarm) => serve_observer(swarm, options, &observations).await,
+                    // A daemon is observed through its own control socket already.
+                    Backend::Remote(remote) => Ok(remote.socket().display().to_string()),
+                }
+            })),
+        )
     }
 
     /// Stops every agent by the stop ladder (stdin closed, SIGTERM, SIGKILL)
