@@ -1,0 +1,67 @@
+"""The kit's agent pooled by a real `skep serve`, spoken to as any caller would."""
+import json
+import sys
+import textwrap
+
+from conftest import KIT, Peer, alive, skep_binary
+
+AGENT = """
+import asyncio, os
+from skep_agent import Agent
+agent = Agent()
+
+@agent.method
+def review(path: str, strict: bool = False) -> dict:
+    print("a stray print must not reach skep's wire")
+    agent.progress(0.5, "half way")
+    return {"path": path, "strict": strict, "pid": os.getpid()}
+
+@agent.method
+async def hang():
+    await asyncio.sleep(3600)
+
+agent.run()
+"""
+
+
+def start_sidecar(tmp_path, extra=""):
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(AGENT))
+    config = tmp_path / "skep.toml"
+    config.write_text(
+        "[roles.kit]\n"
+        f"command = {json.dumps([sys.executable, str(script)])}\n"
+        f'env = {{ PYTHONPATH = "{KIT}" }}\n'
+        'handshake = "initialize"\n'
+        "concurrency = 4\n" + extra
+    )
+    return Peer([skep_binary(), "serve", "--config", str(config)])
+
+
+def test_the_kit_agent_answers_through_skep_serve(tmp_path):
+    sidecar = start_sidecar(tmp_path)
+    try:
+        reply = sidecar.call(1, "swarm/call", {"role": "kit", "method": "review", "params": {"path": "a.py"}})
+        assert reply["result"]["path"] == "a.py" and reply["result"]["strict"] is False
+        agent_pid = reply["result"]["pid"]
+        assert alive(agent_pid)
+
+        bad = sidecar.call(2, "swarm/call", {"role": "kit", "method": "review", "params": {"nope": 1}})
+        assert bad["error"]["code"] == -32602
+        assert bad["error"]["data"] == {"missing": ["path"], "unexpected": ["nope"]}
+
+        # A caller giving up: skep tells the agent, whose async task is cancelled,
+        # and the same warm agent keeps serving.
+        timed_out = sidecar.call(3, "swarm/call", {"role": "kit", "method": "hang", "timeoutMs": 200})
+        assert timed_out["error"]["code"] == -32001
+
+        # The stray print went to the agent's stderr, which skep keeps.
+        tails = "".join(a["stderrTail"] for a in sidecar.call(4, "swarm/agents")["result"])
+        assert "a stray print must not reach skep's wire" in tails
+
+        assert sidecar.call(5, "shutdown")["result"] is None
+        assert sidecar.wait() == 0
+        # The agent exited on its stdin's end, with nothing left behind.
+        assert not alive(agent_pid)
+    finally:
+        sidecar.kill()
