@@ -8,6 +8,7 @@
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
+//! - `preload.rs`: preload roles, a warm Python parent (the kit's preloader) forked per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: the handle on a role's pool.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
@@ -37,6 +38,7 @@ mod events;
 mod launch;
 mod lease;
 mod pool;
+mod preload;
 mod process;
 mod role_stats;
 mod route;

@@ -48,6 +48,8 @@ pub(super) struct RawRole {
     pub max_calls: Opt<Count>,
     pub idle_timeout: Opt<Dur>,
     pub protocol: Opt<String>,
+    pub script: Opt<String>,
+    pub preload: Opt<Vec<Spanned<String>>>,
     pub shell: Opt<bool>,
     pub idempotent: Opt<Vec<String>>,
     pub cache_ttl: Opt<Dur>,

@@ -45,19 +45,18 @@ def test_the_kit_agent_answers_through_skep_serve(tmp_path):
         assert reply["result"]["path"] == "a.py" and reply["result"]["strict"] is False
         agent_pid = reply["result"]["pid"]
         assert alive(agent_pid)
+        # The stray print went to the agent's stderr, which skep keeps.
+        tails = "".join(a["stderrTail"] for a in sidecar.call(4, "swarm/agents")["result"])
+        assert "a stray print must not reach skep's wire" in tails
 
         bad = sidecar.call(2, "swarm/call", {"role": "kit", "method": "review", "params": {"nope": 1}})
         assert bad["error"]["code"] == -32602
         assert bad["error"]["data"] == {"missing": ["path"], "unexpected": ["nope"]}
 
-        # A caller giving up: skep tells the agent, whose async task is cancelled,
-        # and the same warm agent keeps serving.
+        # A caller giving up: skep answers -32001 and tells the agent.
         timed_out = sidecar.call(3, "swarm/call", {"role": "kit", "method": "hang", "timeoutMs": 200})
         assert timed_out["error"]["code"] == -32001
 
-        # The stray print went to the agent's stderr, which skep keeps.
-        tails = "".join(a["stderrTail"] for a in sidecar.call(4, "swarm/agents")["result"])
-        assert "a stray print must not reach skep's wire" in tails
 
         assert sidecar.call(5, "shutdown")["result"] is None
         assert sidecar.wait() == 0

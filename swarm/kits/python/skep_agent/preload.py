@@ -1,0 +1,395 @@
+"""The warm parent of a skep `protocol = "preload"` role (Linux only).
+
+skep starts this file (embedded in skep, or as ``python -m skep_agent.preload``)
+through its process runner. It imports the role's ``preload`` modules once,
+answers ``initialize`` when they are loaded, and then serves every call by
+forking: the child runs the role's script unchanged as ``__main__``, with
+``sys.argv`` from the call's ``args``, stdin from the call's ``stdin`` (or the
+params as JSON) and its own stdout and stderr captured. The answer has the
+shape of a command role's: ``{exitCode, status, stdout, stderr}`` plus ``json``
+when stdout parses.
+
+Each call's processes form a process group of their own, led by a small
+keeper forked from the warm parent; the keeper forks the script's process
+and waits. A timeout or a cancellation kills that group; the keeper kills it
+when the script ends (so nothing it started lingers) and when the warm
+parent dies, however it dies (the group is out of reach of skep's clean-up of
+the agent's own group, so the keeper is what stops it outliving the parent).
+
+Standard library only, and self-contained (skep runs it with ``python -c``),
+so it imports nothing from the rest of the kit. Single-threaded on purpose:
+forking a process that runs other threads can leave the child holding locks
+nobody will release.
+"""
+import argparse
+import ctypes
+import importlib
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+
+MAX_STDOUT = 16 * 1024 * 1024  # as command roles: the rest is dropped, stdoutTruncated says so
+MAX_STDERR = 64 * 1024  # the tail is kept
+PR_SET_PDEATHSIG = 1
+_CANCEL_METHODS = ("$/cancelRequest", "notifications/cancelled")
+
+
+def log(message):
+    sys.stderr.write(f"skep-preload: {message}\n")
+    sys.stderr.flush()
+
+
+class Run:
+    """One call: its keeper (the group's leader), the pipes the script writes to, and what it wrote."""
+
+    def __init__(self, id, pid, pidfd, out, err, status, deadline):
+        self.id = id
+        self.pid = pid
+        self.pidfd = pidfd
+        self.out, self.err = out, err
+        self.open = {out, err}  # the pipes not at EOF yet
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.status = status  # the keeper writes the script's wait status here
+        self.truncated = False
+        self.deadline = deadline
+        self.cancelled = False
+        self.timed_out = False
+
+    def kill(self):
+        # The keeper leads the call's group; it is unreaped until `finish`,
+        # so the group id cannot have been recycled.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Preloader:
+    """The serving loop: JSON-RPC on a private copy of stdout, newline-delimited as skep speaks to agents."""
+
+    def __init__(self, wire, script, timeout):
+        self.wire = wire
+        self.script = script
+        self.timeout = timeout
+        self.runs = {}  # pidfd -> Run
+        self.by_id = {}  # json id -> Run
+        self.inbuf = bytearray()
+        self.eof = False
+
+    def serve(self):
+        signal.signal(signal.SIGTERM, self._terminate)
+        while not (self.eof and not self.runs):
+            readers = [] if self.eof else [0]
+            for run in self.runs.values():
+                readers.append(run.pidfd)
+                readers.extend(run.open)
+            now = time.monotonic()
+            wait = min((r.deadline - now for r in self.runs.values()), default=None)
+            ready, _, _ = select.select(readers, [], [], None if wait is None else max(wait, 0))
+            # Output first, then exits, then new calls: a call finished in this
+            # round closes its pipes, and only a new call could reuse their numbers.
+            for fd in sorted(ready, key=lambda fd: (fd == 0, fd in self.runs)):
+                if fd == 0:
+                    self._read_stdin()
+                elif fd in self.runs:
+                    self._finish(self.runs[fd])
+                else:
+                    self._read_pipe(fd)
+            now = time.monotonic()
+            for run in list(self.runs.values()):
+                if not run.timed_out and now >= run.deadline:
+                    run.timed_out = True
+                    run.kill()
+
+    def _terminate(self, signum, frame):
+        # skep's stop ladder reached SIGTERM: the calls' children are in
+        # groups of their own, so take them down before leaving.
+        for run in self.runs.values():
+            run.kill()
+        os._exit(128 + signum)
+
+    def _read_stdin(self):
+        chunk = os.read(0, 65536)
+        if not chunk:
+            self.eof = True  # skep is stopping us: finish the calls in flight, then exit
+            return
+        self.inbuf += chunk
+        while True:
+            nl = self.inbuf.find(b"\n")
+            if nl < 0:
+                return
+            line = bytes(self.inbuf[:nl])
+            del self.inbuf[: nl + 1]
+            if line.strip():
+                self._message(line)
+
+    def _message(self, line):
+        try:
+            msg = json.loads(line.decode("utf-8"))
+        except ValueError:
+            return self._send_error(None, -32700, "parse error")
+        if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
+            if isinstance(msg, dict) and ("result" in msg or "error" in msg):
+                return None
+            return self._send_error(msg.get("id") if isinstance(msg, dict) else None, -32600, "invalid request")
+        method, params = msg["method"], msg.get("params")
+        if "id" not in msg:
+            if method in _CANCEL_METHODS and isinstance(params, dict):
+                run = self.by_id.get(json.dumps(params.get("id", params.get("requestId"))))
+                if run is not None:
+                    run.cancelled = True
+                    run.kill()
+            return None
+        id = msg["id"]
+        if method == "initialize":
+            return self._send({"jsonrpc": "2.0", "id": id, "result": {"name": "skep-preload", "script": self.script}})
+        if isinstance(params, dict):
+            args = params.get("args", [])
+            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                return self._send_error(id, -32602, "invalid params: args must be an array of strings")
+            stdin = params["stdin"] if isinstance(params.get("stdin"), str) else json.dumps(params)
+        else:
+            args, stdin = [], json.dumps(params)
+        self._fork(id, args, stdin.encode("utf-8"))
+        return None
+
+    def _fork(self, id, args, stdin):
+        # stdin is a memory file, not a pipe: a script that never reads it
+        # cannot block the parent, whatever its size.
+        stdin_fd = os.memfd_create("skep-stdin")
+        os.write(stdin_fd, stdin)
+        os.lseek(stdin_fd, 0, os.SEEK_SET)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        status_r, status_w = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _keeper(parent, self.script, args, stdin_fd, out_w, err_w, status_w)
+        for fd in (stdin_fd, out_w, err_w, status_w):
+            os.close(fd)
+        try:
+            os.setpgid(pid, pid)  # also done by the keeper: whichever runs first wins the race
+        except OSError:
+            pass
+        deadline = time.monotonic() + self.timeout
+        run = Run(id, pid, os.pidfd_open(pid), out_r, err_r, status_r, deadline)
+        self.runs[run.pidfd] = run
+        self.by_id[json.dumps(id)] = run
+
+    def _read_pipe(self, fd):
+        run = next((r for r in self.runs.values() if fd in r.open), None)
+        if run is None:
+            return  # its call finished earlier in this round
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            run.open.discard(fd)
+            os.close(fd)
+            return
+        self._keep(run, fd, chunk)
+
+    @staticmethod
+    def _keep(run, fd, chunk):
+        if fd == run.out:
+            room = MAX_STDOUT - len(run.stdout)
+            run.truncated |= len(chunk) > room
+            run.stdout += chunk[: max(room, 0)]
+        else:
+            run.stderr += chunk
+            if len(run.stderr) > 2 * MAX_STDERR:
+                del run.stderr[:-MAX_STDERR]
+
+    def _finish(self, run):
+        # The keeper has exited but is not reaped yet: anything left in its
+        # group is killed now, while the group id is still its own.
+        run.kill()
+        _, status = os.waitpid(run.pid, 0)
+        reported = _read_all(run.status)
+        if reported:
+            status = int(reported)  # the script's own status; the keeper's is its self-inflicted SIGKILL
+        os.close(run.status)
+        os.close(run.pidfd)
+        del self.runs[run.pidfd]
+        del self.by_id[json.dumps(run.id)]
+        for fd in run.open:
+            # The group is dead, so the pipes reach EOF at once (unless a
+            # process escaped into another group: then stop after a moment).
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline and select.select([fd], [], [], 0.05)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self._keep(run, fd, chunk)
+            os.close(fd)
+        if run.cancelled:
+            return self._send_error(run.id, -32800, "request cancelled")
+        code = os.waitstatus_to_exitcode(status)
+        status_text = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        if run.timed_out:
+            status_text += f" (at its timeout, {self.timeout:g}s)"
+        stdout = run.stdout.decode("utf-8", "replace")
+        result = {"exitCode": code if code >= 0 else None, "status": status_text, "stdout": stdout}
+        if run.truncated:
+            result["stdoutTruncated"] = True
+        result["stderr"] = bytes(run.stderr[-MAX_STDERR:]).decode("utf-8", "replace")
+        try:
+            result["json"] = json.loads(stdout)
+        except ValueError:
+            pass
+        self._send({"jsonrpc": "2.0", "id": run.id, "result": result})
+
+    def _send_error(self, id, code, message):
+        self._send({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+
+    def _send(self, message):
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.wire, view) :]
+
+
+def _read_all(fd):
+    data = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _close_all_but(keep):
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the descriptor of the listing itself
+
+
+def _keeper(parent, script, args, stdin_fd, out_w, err_w, status_w):
+    """In the call's first fork: lead its group, run the script in a child, kill the group when done."""
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.dup2(stdin_fd, 0)
+        _close_all_but({0, 1, 2, out_w, err_w, status_w})
+        try:
+            parent_fd = os.pidfd_open(parent)
+        except ProcessLookupError:
+            parent_fd = None  # the parent already died
+        if parent_fd is not None and os.getppid() == parent:
+            child = os.fork()
+            if child == 0:
+                _child(script, args, out_w, err_w)
+            for fd in (out_w, err_w):
+                os.close(fd)
+            child_fd = os.pidfd_open(child)
+            ready, _, _ = select.select([child_fd, parent_fd], [], [])
+            if child_fd in ready:
+                _, status = os.waitpid(child, 0)
+                os.write(status_w, str(status).encode())
+    finally:
+        # Whatever happened (the script ended, the parent died, this code
+        # failed), the call's whole group goes, this keeper included; never
+        # the agent's group, should setpgid have failed.
+        if os.getpgid(0) == os.getpid():
+            os.killpg(0, signal.SIGKILL)
+        os._exit(70)
+
+
+def _child(script, args, out_w, err_w):
+    """In the call's second fork: become the script's process and never return."""
+    code = 70
+    try:
+        # Die with the keeper (which kills the group anyway): belt and braces.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        _close_all_but({0, 1, 2})
+        sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+        sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)
+        sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)
+        sys.argv = [script, *args]
+        code = _run_main(script)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _run_main(script):
+    """Runs the script as `python script.py` would; returns its exit code."""
+    import atexit
+    import runpy
+
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        if e.code is None:
+            code = 0
+        elif isinstance(e.code, int):
+            code = e.code
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # What the interpreter does at exit: wait for the script's threads, run
+    # its atexit handlers (os._exit would skip both).
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    return code
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="skep-preload", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preload", default="", help="modules to import once, comma-separated")
+    parser.add_argument("--timeout-ms", type=int, default=30_000, help="a call's child is killed after this")
+    parser.add_argument("script", help="the Python script each call runs as __main__")
+    args = parser.parse_args(argv)
+    # The protocol keeps a private copy of fd 1; a print at import time goes to stderr.
+    wire = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    script = os.path.abspath(args.script)
+    # As `python script.py`: the script's directory leads sys.path, for the
+    # preloaded imports and for the script's own.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path[0] = os.path.dirname(script)
+    else:
+        sys.path.insert(0, os.path.dirname(script))
+    for name in filter(None, (m.strip() for m in args.preload.split(","))):
+        before = {t.ident for t in threading.enumerate()}
+        importlib.import_module(name)
+        started = [t.name for t in threading.enumerate() if t.ident not in before]
+        if started:
+            log(
+                f"importing {name} started threads {started}: a forked call has none of them "
+                "(and may inherit their locks held); move that set-up into the script "
+                "(docs/agents.md, preload mode)"
+            )
+    if not os.path.isfile(script):
+        log(f"no such script: {script}")
+        return 1
+    Preloader(wire, script, args.timeout_ms / 1000).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
