@@ -8,6 +8,7 @@
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
+//! - `progress.rs`: the progress an agent reports for a call, relayed to its caller and as events.
 //! - `preload.rs`: preload roles, a warm Python parent (the kit's preloader) forked per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `pool.rs`: the handle on a role's pool.
@@ -39,6 +40,7 @@ mod launch;
 mod lease;
 mod pool;
 mod preload;
+mod progress;
 mod process;
 mod role_stats;
 mod route;
@@ -62,6 +64,7 @@ pub use events::{Event, Outcome};
 pub use process::{
     ChildProcess, Completed, RunError, SpawnError, SpawnSpec, StopOutcome, describe_exit, run_to_completion,
 };
+pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use role_stats::{AgentCounts, Latency, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

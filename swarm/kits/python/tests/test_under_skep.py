@@ -41,7 +41,11 @@ def start_sidecar(tmp_path, extra=""):
 def test_the_kit_agent_answers_through_skep_serve(tmp_path):
     sidecar = start_sidecar(tmp_path)
     try:
-        reply = sidecar.call(1, "swarm/call", {"role": "kit", "method": "review", "params": {"path": "a.py"}})
+        sidecar.request(1, "swarm/call", {"role": "kit", "method": "review", "params": {"path": "a.py"}})
+        *before, reply = sidecar.recv_until(1)
+        # The agent's progress, relayed by skep under the caller's own id, before the answer.
+        progress = {"id": 1, "fraction": 0.5, "message": "half way"}
+        assert before == [{"jsonrpc": "2.0", "method": "$/progress", "params": progress}]
         assert reply["result"]["path"] == "a.py" and reply["result"]["strict"] is False
         agent_pid = reply["result"]["pid"]
         assert alive(agent_pid)
