@@ -68,8 +68,9 @@ impl Swarm {
     ) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
-            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
-            Ok((signal, async move { json(swarm.call(&role, &method, params.as_deref(), call).await?) }))
+            let (params, Checked { call, signal, progress }) = (options::params(params)?, Checked::try_from(options)?);
+            let called = async move { swarm.call(&role, &method, params.as_deref(), call).await };
+            Ok((signal, async move { json(progress::relayed(progress, called).await?) }))
         })();
         settle(env, prepared)
     }
@@ -87,7 +88,7 @@ impl Swarm {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
             let params = options::params_list(params)?;
-            let (max_parallel, Checked { call, signal }) = options::fanout_options(options)?;
+            let (max_parallel, Checked { call, signal, .. }) = options::fanout_options(options)?;
             Ok((signal, async move { json(swarm.fanout(&role, &method, params, max_parallel, call).await?) }))
         })();
         settle(env, prepared)
@@ -110,8 +111,8 @@ impl Swarm {
                     Ok(skep_swarm::RaceCall { role: c.role, method: c.method, params: options::params(c.params)? })
                 })
                 .collect::<Result<Vec<_>, Failure>>()?;
-            let Checked { call, signal } = Checked::try_from(options)?;
-            Ok((signal, async move { json(swarm.race(calls, call).await?) }))
+            let Checked { call, signal, progress } = Checked::try_from(options)?;
+            Ok((signal, async move { json(progress::relayed(progress, swarm.race(calls, call)).await?) }))
         })();
         settle(env, prepared)
     }
@@ -128,8 +129,9 @@ impl Swarm {
     ) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
-            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
-            Ok((signal, async move { json(swarm.broadcast(&role, &method, params.as_deref(), call).await?) }))
+            let (params, Checked { call, signal, progress }) = (options::params(params)?, Checked::try_from(options)?);
+            let called = async move { swarm.broadcast(&role, &method, params.as_deref(), call).await };
+            Ok((signal, async move { json(progress::relayed(progress, called).await?) }))
         })();
         settle(env, prepared)
     }
