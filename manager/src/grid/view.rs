@@ -191,7 +191,8 @@ mod tests {
         let t = Instant::now();
         let mut v = AgentView::new("r/1", None);
         v.apply(&json!({"type": "callStarted", "method": "summarize"}), t);
-        let progress = |f: f64, m: &str| json!({"type": "callProgress", "method": "summarize", "fraction": f, "message": m});
+        let progress =
+            |f: f64, m: &str| json!({"type": "callProgress", "method": "summarize", "fraction": f, "message": m});
         v.apply(&progress(0.25, "reading"), t);
         v.apply(&progress(0.4, "loading model"), t);
         assert_eq!(v.render(t + Duration::from_millis(2), 80, 20)[1], "> summarize 2.0ms 40% loading model");

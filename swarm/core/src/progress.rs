@@ -59,7 +59,10 @@ mod tests {
     use super::*;
 
     fn notification(method: &str, params: &str) -> Notification {
-        Notification { method: method.to_owned(), params: Some(RawValue::from_string(params.to_owned()).expect("JSON")) }
+        Notification {
+            method: method.to_owned(),
+            params: Some(RawValue::from_string(params.to_owned()).expect("JSON")),
+        }
     }
 
     #[test]

@@ -178,7 +178,8 @@ impl Swarm {
             outcome: None,
         };
         let relay = self.progress_relay(role, &lease.agent, method);
-        let answer = lease.client.call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
+        let answer =
+            lease.client.call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
         let (outcome, result) = match answer {
             Ok(result) => (Outcome::Ok, Ok(result)),
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),

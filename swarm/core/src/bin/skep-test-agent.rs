@@ -196,7 +196,8 @@ fn progress_lines(line: &[u8]) -> String {
     let steps = request["params"]["steps"].as_u64().unwrap_or(0);
     (1..=steps)
         .map(|step| {
-            let params = json!({"id": request["id"], "fraction": step as f64 / steps as f64, "message": format!("step {step}")});
+            let params =
+                json!({"id": request["id"], "fraction": step as f64 / steps as f64, "message": format!("step {step}")});
             format!("{}\n", json!({"jsonrpc": "2.0", "method": "$/progress", "params": params}))
         })
         .collect()

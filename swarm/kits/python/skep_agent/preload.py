@@ -22,7 +22,10 @@ forking a process that runs other threads can leave the child holding locks
 nobody will release.
 """
 import argparse
+import atexit
+import builtins
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -32,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 
 MAX_STDOUT = 16 * 1024 * 1024  # as command roles: the rest is dropped, stdoutTruncated says so
 MAX_STDERR = 64 * 1024  # the tail is kept
@@ -331,12 +335,17 @@ def _child(script, args, out_w, err_w):
 
 def _run_main(script):
     """Runs the script as `python script.py` would; returns its exit code."""
-    import atexit
-    import runpy
-
     code = 0
+    # A fresh __main__, as the interpreter gives a script (runpy would also
+    # work, at the cost of its import machinery on every call).
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
     try:
-        runpy.run_path(script, run_name="__main__")
+        with open(script, "rb") as f:
+            source = f.read()
+        exec(compile(source, script, "exec"), main.__dict__)
     except SystemExit as e:
         if e.code is None:
             code = 0
@@ -384,6 +393,9 @@ def main(argv=None):
                 "(and may inherit their locks held); move that set-up into the script "
                 "(docs/agents.md, preload mode)"
             )
+    # What the imports built is never collected in the parent: frozen, the
+    # children's collector leaves it alone, and its pages stay shared.
+    gc.freeze()
     if not os.path.isfile(script):
         log(f"no such script: {script}")
         return 1
