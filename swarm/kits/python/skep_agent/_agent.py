@@ -66,7 +66,8 @@ class Agent:
         self.name = name or os.path.basename(sys.argv[0] or "agent")
         self._threads = threads
         self._methods = {}
-        self._calls = {}
+        self._calls = {}  # shared by the reader thread, the loop and the pool: under the lock
+        self._lock = threading.Lock()
         self._writer = None
         self._loop = None
 
@@ -121,30 +122,27 @@ class Agent:
 
     async def _serve(self, wire):
         self._loop = asyncio.get_running_loop()
-        frames = asyncio.Queue()
+        self._async_calls = set()
+        ended = self._loop.create_future()
         reader = FrameReader(sys.stdin.fileno())
-        threading.Thread(
-            target=self._read, args=(reader, wire, frames), name="skep-agent-reader", daemon=True
-        ).start()
         pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="skep-agent")
-        tasks = set()
+        threading.Thread(
+            target=self._read, args=(reader, wire, pool, ended), name="skep-agent-reader", daemon=True
+        ).start()
         try:
-            while True:
-                frame = await frames.get()
-                if frame is None:
-                    break
-                task = self._dispatch(frame, pool)
-                if task is not None:
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+            await ended
             # End of input: skep is stopping us. Let the calls in flight answer.
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            if self._async_calls:
+                await asyncio.gather(*self._async_calls, return_exceptions=True)
         finally:
             pool.shutdown(wait=True)
 
-    def _read(self, reader, wire, frames):
-        post = lambda item: self._loop.call_soon_threadsafe(frames.put_nowait, item)  # noqa: E731
+    def _read(self, reader, wire, pool, ended):
+        """The reader thread: parses each frame and routes it, without waiting on the loop.
+
+        Plain functions go straight to the thread pool (one hand-off per call);
+        only async methods, and what needs no method at all, go through the loop.
+        """
         while True:
             try:
                 frame = reader.read()
@@ -157,95 +155,123 @@ class Agent:
                 frame = None
             if self._writer is None and reader.headers is not None:
                 self._writer = FrameWriter(wire, reader.headers)
-            post(frame)
             if frame is None:
+                self._loop.call_soon_threadsafe(ended.set_result, None)
                 return
+            self._route(frame, pool)
 
-    def _dispatch(self, frame, pool):
+    def _route(self, frame, pool):
         if isinstance(frame, tuple):
             _, code, message, data = frame
-            self._send_error(None, Error(code, message, data))
-            return None
+            return self._send_error(None, Error(code, message, data))
         try:
             msg = json.loads(frame.decode("utf-8"))
         except ValueError:  # not UTF-8 or not JSON
-            self._send_error(None, Error(-32700, "parse error"))
-            return None
+            return self._send_error(None, Error(-32700, "parse error"))
         if not isinstance(msg, dict):
-            self._send_error(None, Error(-32600, "invalid request: expected one JSON-RPC object"))
-            return None
+            return self._send_error(None, Error(-32600, "invalid request: expected one JSON-RPC object"))
         method = msg.get("method")
         if method is None and ("result" in msg or "error" in msg):
             return None  # a response: this agent sends no requests, so nothing waits for one
         has_id = "id" in msg
         id = msg.get("id")
         if has_id and (isinstance(id, bool) or not isinstance(id, (int, float, str, type(None)))):
-            self._send_error(None, Error(-32600, "invalid request: bad id"))
-            return None
+            return self._send_error(None, Error(-32600, "invalid request: bad id"))
         if not isinstance(method, str):
-            if has_id:
-                self._send_error(id, Error(-32600, "invalid request: no method"))
-            return None
+            return self._send_error(id, Error(-32600, "invalid request: no method")) if has_id else None
         params = msg.get("params")
         if not has_id:
-            self._notification(method, params)
-            return None
+            return self._notification(method, params)
         key = json.dumps(id)
-        if key in self._calls:
-            self._send_error(None, Error(-32600, f"invalid request: id {key} is already in flight"))
-            return None
         call = _Call(id)
-        self._calls[key] = call
-        return self._loop.create_task(self._run_call(key, call, method, params, pool))
+        with self._lock:
+            duplicate = key in self._calls
+            if not duplicate:
+                self._calls[key] = call
+        if duplicate:
+            return self._send_error(None, Error(-32600, f"invalid request: id {key} is already in flight"))
+        entry = self._methods.get(method)
+        if entry is not None and not entry.is_async:
+            pool.submit(self._run_sync, key, call, method, entry, params)
+        else:
+            self._loop.call_soon_threadsafe(self._start_async, key, call, method, params)
+        return None
 
     def _notification(self, method, params):
         if method not in _CANCEL_METHODS or not isinstance(params, dict):
             return
         id = params.get("id", params.get("requestId"))
-        call = self._calls.get(json.dumps(id))
+        with self._lock:
+            call = self._calls.get(json.dumps(id))
         if call is None:
             return  # already answered: normal
         call.cancel.set()
-        if call.task is not None:
-            call.task.cancel()
+        self._loop.call_soon_threadsafe(_cancel_task, call)
 
-    async def _run_call(self, key, call, method, params, pool):
-        _current.set(call)  # this task runs in its own copy of the context
+    def _run_sync(self, key, call, method, entry, params):
+        """A plain function's call, on a pool thread."""
+        token = _current.set(call)
         try:
-            result = await self._invoke(call, method, params, pool)
             if call.cancel.is_set():
-                raise asyncio.CancelledError()
+                raise _Cancelled()
+            args, kwargs = _bind(entry, params)
+            result = entry.fn(*args, **kwargs)
+            if call.cancel.is_set():
+                raise _Cancelled()
             body = _encode({"jsonrpc": "2.0", "id": call.id, "result": result})
-        except asyncio.CancelledError:
-            self._send_error(call.id, Error(-32800, "request cancelled"))
-        except Error as e:
-            self._send_error(call.id, e)
-        except Exception as e:
-            log.exception("method %s failed", method)
-            kind = type(e).__name__
-            self._send_error(call.id, Error(-32603, f"{kind}: {e}", {"type": kind, "message": str(e)}))
+        except BaseException as e:  # noqa: B036 (every outcome is answered, then the thread goes on)
+            self._answer_failure(call, method, e)
         else:
             self._write(body)
         finally:
-            del self._calls[key]
+            _current.reset(token)
+            self._forget(key)
 
-    async def _invoke(self, call, method, params, pool):
-        entry = self._methods.get(method)
-        if entry is None:
-            if method == "initialize":
-                return {"name": self.name}
-            raise Error(-32601, f"method not found: {method}")
+    def _start_async(self, key, call, method, params):
+        task = self._loop.create_task(self._run_async(key, call, method, params))
+        self._async_calls.add(task)
+        task.add_done_callback(self._async_calls.discard)
+
+    async def _run_async(self, key, call, method, params):
+        _current.set(call)  # this task runs in its own copy of the context
         try:
-            args, kwargs = bind(entry.signature, params)
-        except ParamsMismatch as e:
-            raise Error(-32602, str(e), {"missing": e.missing, "unexpected": e.unexpected}) from None
-        if call.cancel.is_set():
-            raise asyncio.CancelledError()
-        if entry.is_async:
-            call.task = asyncio.ensure_future(entry.fn(*args, **kwargs))
-            return await call.task
-        context = contextvars.copy_context()
-        return await self._loop.run_in_executor(pool, lambda: context.run(entry.fn, *args, **kwargs))
+            entry = self._methods.get(method)
+            if entry is None:
+                if method != "initialize":
+                    raise Error(-32601, f"method not found: {method}")
+                result = {"name": self.name}
+            else:
+                args, kwargs = _bind(entry, params)
+                if call.cancel.is_set():
+                    raise asyncio.CancelledError()
+                call.task = asyncio.ensure_future(entry.fn(*args, **kwargs))
+                result = await call.task
+            if call.cancel.is_set():
+                raise asyncio.CancelledError()
+            body = _encode({"jsonrpc": "2.0", "id": call.id, "result": result})
+        except BaseException as e:  # noqa: B036 (CancelledError included: it is this call's answer)
+            self._answer_failure(call, method, e)
+        else:
+            self._write(body)
+        finally:
+            self._forget(key)
+
+    def _answer_failure(self, call, method, e):
+        if isinstance(e, (asyncio.CancelledError, _Cancelled)):
+            self._send_error(call.id, Error(-32800, "request cancelled"))
+        elif isinstance(e, Error):
+            self._send_error(call.id, e)
+        elif isinstance(e, Exception):
+            log.exception("method %s failed", method, exc_info=e)
+            kind = type(e).__name__
+            self._send_error(call.id, Error(-32603, f"{kind}: {e}", {"type": kind, "message": str(e)}))
+        else:  # KeyboardInterrupt, SystemExit: answer, then let it end the agent
+            self._send_error(call.id, Error(-32603, f"{type(e).__name__}", {"type": type(e).__name__}))
+            raise e
+
+    def _forget(self, key):
+        with self._lock:
+            self._calls.pop(key, None)
 
     def _send(self, message):
         self._write(_encode(message))
@@ -258,6 +284,22 @@ class Agent:
             self._writer.write(body)
         except OSError as e:  # skep went away: nobody is left to answer
             log.warning("writing stdout failed: %s", e)
+
+
+class _Cancelled(Exception):
+    """A plain function's call was cancelled."""
+
+
+def _cancel_task(call):
+    if call.task is not None:
+        call.task.cancel()
+
+
+def _bind(entry, params):
+    try:
+        return bind(entry.signature, params)
+    except ParamsMismatch as e:
+        raise Error(-32602, str(e), {"missing": e.missing, "unexpected": e.unexpected}) from None
 
 
 def _encode(message):
