@@ -158,7 +158,10 @@ class Agent:
             if frame is None:
                 self._loop.call_soon_threadsafe(ended.set_result, None)
                 return
-            self._route(frame, pool)
+            try:
+                self._route(frame, pool)
+            except Exception:  # a bug here must not silence the agent: log it, read on
+                log.exception("routing a message failed")
 
     def _route(self, frame, pool):
         if isinstance(frame, tuple):

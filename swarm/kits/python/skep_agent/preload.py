@@ -40,6 +40,8 @@ import types
 MAX_STDOUT = 16 * 1024 * 1024  # as command roles: the rest is dropped, stdoutTruncated says so
 MAX_STDERR = 64 * 1024  # the tail is kept
 PR_SET_PDEATHSIG = 1
+# Looked up once here, not in every forked child.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 _CANCEL_METHODS = ("$/cancelRequest", "notifications/cancelled")
 
 
@@ -313,7 +315,7 @@ def _child(script, args, out_w, err_w):
     code = 70
     try:
         # Die with the keeper (which kills the group anyway): belt and braces.
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         _close_all_but({0, 1, 2})
