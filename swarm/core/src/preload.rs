@@ -4,7 +4,8 @@
 //! (`swarm/kits/python/skep_agent/preload.py`, embedded here so a role needs
 //! no installed package): started through the one process runner like any
 //! agent, it imports the role's modules, answers `initialize` once they are
-//! loaded, and forks per call to run the script as `__main__`. Everything
+//! loaded, and forks per call to run the script as `__main__` (in a process
+//! group of its own, which a keeper process kills if the parent dies). Everything
 //! else (leases, `max_calls` recycling, restarts, timeouts and cancellation)
 //! is the pool's, as for any JSON-RPC role.
 

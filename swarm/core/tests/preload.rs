@@ -20,9 +20,6 @@ with open(os.environ["IMPORT_LOG"], "a") as log:
 const TOOL: &str = r#"
 import json, os, sys, time
 import heavy
-def parent_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
 heavy.COUNTER += 1
 mode = sys.argv[1] if len(sys.argv) > 1 else "report"
 if mode == "hang":
@@ -39,9 +36,8 @@ print(json.dumps({
     "argv": sys.argv[1:],
     "stdin": sys.stdin.read(),
     "pid": os.getpid(),
-    "keeper": os.getppid(),
     "group": os.getpgid(0),
-    "parent": parent_of(os.getppid()),
+    "parent": os.getppid(),
     "counter": heavy.COUNTER,
 }))
 sys.exit(4 if mode == "fail" else 0)
@@ -77,6 +73,26 @@ impl Scripts {
     fn imports(&self) -> Vec<u32> {
         pids_in(&self.path("imports"))
     }
+
+    /// Processes whose command line names this directory: warm parents,
+    /// their keepers (forks of the parent, same command line) and calls.
+    fn processes(&self) -> Vec<u32> {
+        let dir = self.dir.path().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&dir) && !gone(*pid)
+            })
+            .collect()
+    }
+
+    /// Polls until nothing started for these scripts is left.
+    async fn all_gone(&self, after: &str) {
+        eventually(&format!("no process of the role left after {after}"), GONE_LIMIT, || self.processes().is_empty())
+            .await;
+    }
 }
 
 async fn run(swarm: &Swarm, role: &str, params: Value) -> Value {
@@ -96,10 +112,10 @@ async fn each_call_forks_the_warm_parent_and_runs_the_script_unchanged() {
     assert_eq!((out["name"].as_str(), out["stdin"].as_str()), (Some("__main__"), Some("hello")));
     assert_eq!(out["argv"], json!(["report", "x"]));
     assert_eq!(first["stdout"].as_str().map(|s| serde_json::from_str::<Value>(s).ok()), Some(Some(out.clone())));
-    // Forked from the warm parent, through the keeper that leads the call's own group.
+    // Forked from the warm parent, and leading a process group of its own.
     assert_eq!(out["parent"].as_u64(), Some(u64::from(parent)));
-    assert_eq!(out["group"], out["keeper"]);
-    assert_ne!(out["group"].as_u64(), Some(u64::from(parent)));
+    assert_eq!(out["group"], out["pid"]);
+    assert_ne!(out["pid"].as_u64(), Some(u64::from(parent)));
 
     // Without "stdin" the params are the script's stdin, as for command roles.
     let second = run(&swarm, "tool", json!({"text": "as JSON"})).await;
@@ -112,8 +128,12 @@ async fn each_call_forks_the_warm_parent_and_runs_the_script_unchanged() {
 
     // The module was imported once, by the warm parent, for all three calls.
     assert_eq!(scripts.imports(), vec![parent]);
+    // The warm parent and its keeper, seen by the check that they are gone below.
+    let running = scripts.processes();
+    assert!(running.len() == 2 && running.contains(&parent), "{running:?}");
     swarm.shutdown().await;
     wait_gone(&[parent], "the warm parent after shutdown").await;
+    scripts.all_gone("shutdown (the keeper included)").await;
 }
 
 #[tokio::test]
@@ -207,4 +227,5 @@ async fn a_call_in_flight_dies_with_its_killed_warm_parent_grandchildren_include
     assert_eq!(err.code(), -32003, "{err}");
     wait_gone(&pids, "the call's script and grandchild after their warm parent was killed").await;
     swarm.shutdown().await;
+    scripts.all_gone("the warm parent was killed and the swarm shut down").await;
 }

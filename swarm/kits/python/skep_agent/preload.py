@@ -9,12 +9,14 @@ params as JSON) and its own stdout and stderr captured. The answer has the
 shape of a command role's: ``{exitCode, status, stdout, stderr}`` plus ``json``
 when stdout parses.
 
-Each call's processes form a process group of their own, led by a small
-keeper forked from the warm parent; the keeper forks the script's process
-and waits. A timeout or a cancellation kills that group; the keeper kills it
-when the script ends (so nothing it started lingers) and when the warm
-parent dies, however it dies (the group is out of reach of skep's clean-up of
-the agent's own group, so the keeper is what stops it outliving the parent).
+Each call's processes form a process group of their own, led by the
+script's process: a timeout or a cancellation kills that group, and so does
+the end of the script (nothing it started lingers). The group is out of
+reach of skep's clean-up of the agent's own group, so one keeper per warm
+parent, forked at start in a group of its own, holds the groups of the calls
+in flight (each child registers its own before running anything, the parent
+unregisters it before reaping it) and kills them when the warm parent dies,
+however it dies; then it exits.
 
 Standard library only, and self-contained (skep runs it with ``python -c``),
 so it imports nothing from the rest of the kit. Single-threaded on purpose:
@@ -53,7 +55,7 @@ def log(message):
 class Run:
     """One call: its keeper (the group's leader), the pipes the script writes to, and what it wrote."""
 
-    def __init__(self, id, pid, pidfd, out, err, status, deadline):
+    def __init__(self, id, pid, pidfd, out, err, deadline):
         self.id = id
         self.pid = pid
         self.pidfd = pidfd
@@ -61,15 +63,14 @@ class Run:
         self.open = {out, err}  # the pipes not at EOF yet
         self.stdout = bytearray()
         self.stderr = bytearray()
-        self.status = status  # the keeper writes the script's wait status here
         self.truncated = False
         self.deadline = deadline
         self.cancelled = False
         self.timed_out = False
 
     def kill(self):
-        # The keeper leads the call's group; it is unreaped until `finish`,
-        # so the group id cannot have been recycled.
+        # The script's process leads the call's group; it is unreaped until
+        # `finish`, so the group id cannot have been recycled.
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -79,8 +80,9 @@ class Run:
 class Preloader:
     """The serving loop: JSON-RPC on a private copy of stdout, newline-delimited as skep speaks to agents."""
 
-    def __init__(self, wire, script, timeout):
+    def __init__(self, wire, script, timeout, keeper):
         self.wire = wire
+        self.keeper = keeper  # the write end of the keeper's registration pipe
         self.script = script
         self.timeout = timeout
         self.runs = {}  # pidfd -> Run
@@ -173,19 +175,18 @@ class Preloader:
         os.lseek(stdin_fd, 0, os.SEEK_SET)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        status_r, status_w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _keeper(parent, self.script, args, stdin_fd, out_w, err_w, status_w)
-        for fd in (stdin_fd, out_w, err_w, status_w):
+            _child(parent, self.keeper, self.script, args, stdin_fd, out_w, err_w)
+        for fd in (stdin_fd, out_w, err_w):
             os.close(fd)
         try:
-            os.setpgid(pid, pid)  # also done by the keeper: whichever runs first wins the race
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
         except OSError:
             pass
         deadline = time.monotonic() + self.timeout
-        run = Run(id, pid, os.pidfd_open(pid), out_r, err_r, status_r, deadline)
+        run = Run(id, pid, os.pidfd_open(pid), out_r, err_r, deadline)
         self.runs[run.pidfd] = run
         self.by_id[json.dumps(id)] = run
 
@@ -212,14 +213,12 @@ class Preloader:
                 del run.stderr[:-MAX_STDERR]
 
     def _finish(self, run):
-        # The keeper has exited but is not reaped yet: anything left in its
-        # group is killed now, while the group id is still its own.
+        # The script has exited but is not reaped yet: anything left in its
+        # group is killed now, while the group id is still its own, and the
+        # keeper forgets the group before the reap frees the id.
         run.kill()
+        os.write(self.keeper, b"-%d\n" % run.pid)
         _, status = os.waitpid(run.pid, 0)
-        reported = _read_all(run.status)
-        if reported:
-            status = int(reported)  # the script's own status; the keeper's is its self-inflicted SIGKILL
-        os.close(run.status)
         os.close(run.pidfd)
         del self.runs[run.pidfd]
         del self.by_id[json.dumps(run.id)]
@@ -260,15 +259,6 @@ class Preloader:
             view = view[os.write(self.wire, view) :]
 
 
-def _read_all(fd):
-    data = b""
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def _close_all_but(keep):
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -279,43 +269,87 @@ def _close_all_but(keep):
                 pass  # the descriptor of the listing itself
 
 
-def _keeper(parent, script, args, stdin_fd, out_w, err_w, status_w):
-    """In the call's first fork: lead its group, run the script in a child, kill the group when done."""
-    try:
-        os.setpgid(0, 0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.dup2(stdin_fd, 0)
-        _close_all_but({0, 1, 2, out_w, err_w, status_w})
+def start_keeper():
+    """Forks the keeper; returns the write end of its registration pipe."""
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
         try:
-            parent_fd = os.pidfd_open(parent)
-        except ProcessLookupError:
-            parent_fd = None  # the parent already died
-        if parent_fd is not None and os.getppid() == parent:
-            child = os.fork()
-            if child == 0:
-                _child(script, args, out_w, err_w)
-            for fd in (out_w, err_w):
-                os.close(fd)
-            child_fd = os.pidfd_open(child)
-            ready, _, _ = select.select([child_fd, parent_fd], [], [])
-            if child_fd in ready:
-                _, status = os.waitpid(child, 0)
-                os.write(status_w, str(status).encode())
-    finally:
-        # Whatever happened (the script ended, the parent died, this code
-        # failed), the call's whole group goes, this keeper included; never
-        # the agent's group, should setpgid have failed.
-        if os.getpgid(0) == os.getpid():
-            os.killpg(0, signal.SIGKILL)
-        os._exit(70)
+            _keep_groups(parent, read_end)
+        finally:
+            os._exit(0)
+    os.close(read_end)
+    return write_end
 
 
-def _child(script, args, out_w, err_w):
-    """In the call's second fork: become the script's process and never return."""
+def _keep_groups(parent, registrations):
+    """The keeper: holds the calls' groups, kills them when the parent dies."""
+    os.setpgid(0, 0)  # out of the agent's group, so the stop ladder's SIGKILL leaves it to clean up
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    _close_all_but({2, registrations})
+    try:
+        parent_fd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        parent_fd = None
+    groups, pending = set(), b""
+    while True:
+        ready = [] if parent_fd is None else select.select([registrations, parent_fd], [], [])[0]
+        if parent_fd is None or parent_fd in ready:
+            # The parent is gone: take in what it and the children wrote, then kill.
+            os.set_blocking(registrations, False)
+            try:
+                pending += _drain(registrations)
+            except BlockingIOError:
+                pass
+            groups = _apply(groups, pending)
+            for pgid in groups:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+        chunk = os.read(registrations, 65536)
+        if not chunk:
+            parent_fd, chunk = None, b""  # every writer is gone: so is the parent
+        pending += chunk
+        complete, _, pending = pending.rpartition(b"\n")
+        groups = _apply(groups, complete + b"\n" if complete else b"")
+
+
+def _drain(fd):
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _apply(groups, lines):
+    for line in lines.split():
+        pgid = int(line[1:])
+        if line[:1] == b"+":
+            groups.add(pgid)
+        else:
+            groups.discard(pgid)
+    return groups
+
+
+def _child(parent, keeper, script, args, stdin_fd, out_w, err_w):
+    """In the call's fork: lead the call's group, register it, become the script's process."""
     code = 70
     try:
-        # Die with the keeper (which kills the group anyway): belt and braces.
+        os.setpgid(0, 0)
+        # Die with the warm parent; the check closes the race with a parent
+        # that died before prctl. Registered after it, so the keeper knows
+        # the group before anything in it can start another process.
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(code)
+        os.write(keeper, b"+%d\n" % os.getpid())
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         _close_all_but({0, 1, 2})
@@ -401,7 +435,7 @@ def main(argv=None):
     if not os.path.isfile(script):
         log(f"no such script: {script}")
         return 1
-    Preloader(wire, script, args.timeout_ms / 1000).serve()
+    Preloader(wire, script, args.timeout_ms / 1000, start_keeper()).serve()
     return 0
 
 
