@@ -151,11 +151,20 @@ export type SwarmEvent =
   | { type: 'agentRecycled'; role: string; agent: string; pid: number; cause: RecycleCause; reason: string }
   | { type: 'agentRestarting'; role: string; delayMs: number }
   | { type: 'callStarted'; role: string; agent: string; method: string }
+  | { type: 'callProgress'; role: string; agent: string; method: string; fraction?: number; message?: string }
   | { type: 'callFinished'; role: string; agent: string; method: string; durationUs: number; outcome: CallOutcome }
   | { type: 'breakerChanged'; role: string; from: BreakerState; to: BreakerState }
   | { type: 'roleFailed'; role: string; reason: string }
   /** The listener fell behind and missed this many events. */
   | { type: 'lagged'; missed: number }
+
+/** What an agent reported about a call in flight (`$/progress`, docs/protocol.md). */
+export interface CallProgress {
+  /** Done so far, from 0 to 1, when the agent knows. */
+  fraction?: number
+  /** What the agent is doing. */
+  message?: string
+}
 
 /** One progress event of `runWorkflow`, with the run's totals at that moment. */
 export interface WorkflowProgress {
@@ -362,6 +371,8 @@ export interface CallOptions {
   bypassCache?: boolean
   /** Aborting it rejects the call with `SKEP_CANCELLED` and cancels it on the wire to the agent. */
   signal?: AbortSignal
+  /** Called with each progress the agent reports for the call (`$/progress`, docs/protocol.md). */
+  onProgress?: (progress: CallProgress) => void
 }
 
 /** Options of `Swarm.connect`. */

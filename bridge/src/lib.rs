@@ -9,6 +9,7 @@
 //! - `message.rs`: classifying incoming messages and writing outgoing ones.
 //! - `code.rs`: the error codes skep answers with.
 //! - `server.rs`: serving a `Methods` table on a reader and writer.
+//! - `caller.rs`: the peer a request came from, for handlers that notify it mid-call.
 //! - `stand_in.rs`: request ids jsonrpsee cannot carry (negative, fractional, past 64 bits).
 //! - `client/`: calling a peer, with timeouts, cancellation and counters.
 //! - `buffers.rs`: pooled encode buffers.
@@ -18,6 +19,7 @@
 pub mod code;
 
 mod buffers;
+mod caller;
 mod client;
 mod framing;
 mod message;
@@ -27,6 +29,7 @@ mod stdio;
 mod writer;
 
 pub use buffers::{BufferPool, PooledBuf};
+pub use caller::Caller;
 pub use client::{
     CallError, CancelStyle, Client, ClientBuilder, ClientConfig, ClientStats, MCP_CANCEL_METHOD, Notification,
     RequestOptions,

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::caller::Caller;
 use crate::code;
 use crate::framing::{DEFAULT_MAX_FRAME, Frame, FrameReader, Framing, encode_frame};
 use crate::message::{self, Incoming, Payload};
@@ -209,7 +210,8 @@ impl<R: AsyncRead + Unpin> Connection<'_, R> {
                     return self.reject(Some(&key), &overloaded(self.server.config.max_in_flight)).await;
                 }
                 self.summary.dispatched += 1;
-                let task = handle_request(self.server.clone(), frame, rewritten, self.framing(), self.out.clone());
+                let caller = Caller::new(id.to_owned(), self.framing(), self.out.clone());
+                let task = handle_request(self.server.clone(), frame, rewritten, caller);
                 let handle = self.handlers.spawn(task);
                 self.by_task.insert(handle.id(), key.clone());
                 self.by_request.insert(key, handle);
@@ -359,13 +361,13 @@ async fn handle_request(
     server: Server,
     frame: Bytes,
     rewritten: Option<(String, Box<RawValue>)>,
-    framing: Framing,
-    out: mpsc::Sender<Vec<u8>>,
+    caller: Caller,
 ) -> Finished {
+    let (framing, out) = (caller.framing(), caller.out());
     let (response, notifications) = match &rewritten {
-        None => dispatch(&server, std::str::from_utf8(&frame).expect("parse() checked UTF-8")).await,
+        None => caller.scope(dispatch(&server, std::str::from_utf8(&frame).expect("parse() checked UTF-8"))).await,
         Some((request, id)) => {
-            let (response, notifications) = dispatch(&server, request).await;
+            let (response, notifications) = caller.scope(dispatch(&server, request)).await;
             (stand_in::restore(response, id), notifications)
         }
     };

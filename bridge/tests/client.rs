@@ -156,6 +156,45 @@ async fn notifications_reach_the_handler() {
     assert_eq!(client.stats().notifications, 1);
 }
 
+/// Issue 17: a notification naming a call in flight (`$/progress`) goes to
+/// that call's caller, before its reply; others go to the client's handler.
+#[tokio::test]
+async fn notifications_naming_a_call_go_to_its_caller_before_the_reply() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (their_read, their_write) = tokio::io::split(theirs);
+    let (our_read, mut our_write) = tokio::io::split(ours);
+    let mut requests = FrameReader::new(our_read, Some(Framing::Newline), 1 << 20);
+    let (general_tx, mut general) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::builder(ClientConfig::default())
+        .on_notification(move |n| drop(general_tx.send(n)))
+        .connect(their_read, their_write);
+    let (tx, mut mine) = tokio::sync::mpsc::unbounded_channel();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call_raw_notified("work", None, RequestOptions::default(), move |n| drop(tx.send(n))).await }
+    });
+    let request = tokio::time::timeout(STEP, requests.next()).await.expect("in time").expect("readable");
+    assert!(matches!(request, Some(Frame::Message(_))));
+    for line in [
+        r#"{"jsonrpc":"2.0","method":"$/progress","params":{"id":1,"fraction":0.5,"message":"half"}}"#,
+        r#"{"jsonrpc":"2.0","method":"$/progress","params":{"id":99,"fraction":0.1}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":"done"}"#,
+        r#"{"jsonrpc":"2.0","method":"$/progress","params":{"id":1,"message":"after the reply"}}"#,
+    ] {
+        our_write.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+    }
+    let result = tokio::time::timeout(STEP, call).await.expect("in time").expect("joined").expect("answered");
+    assert_eq!(result.get(), r#""done""#);
+    // Delivered on the reader task before the reply: already there.
+    let n = mine.try_recv().expect("the call's own notification came first");
+    assert_eq!(n.params.as_deref().map(|p| p.get()), Some(r#"{"id":1,"fraction":0.5,"message":"half"}"#));
+    assert!(mine.try_recv().is_err(), "only the notification naming this call, and only while in flight");
+    let other = tokio::time::timeout(STEP, general.recv()).await.expect("in time").expect("delivered");
+    assert_eq!(other.params.as_deref().map(|p| p.get()), Some(r#"{"id":99,"fraction":0.1}"#));
+    let late = tokio::time::timeout(STEP, general.recv()).await.expect("in time").expect("delivered");
+    assert_eq!(late.params.as_deref().map(|p| p.get()), Some(r#"{"id":1,"message":"after the reply"}"#));
+}
+
 #[tokio::test]
 async fn a_killed_peer_fails_every_waiting_call_at_once() {
     let mut child = tokio::process::Command::new("sleep")

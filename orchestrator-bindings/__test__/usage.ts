@@ -1,7 +1,7 @@
 // How TypeScript code uses the package; type-checked by types.test.js with
 // `tsc --noEmit`, which proves the committed index.d.ts right. The lines
 // expected to fail show that the types are not `any`.
-import { Swarm, type SkepError, type SwarmEvent, type Settled } from 'skep'
+import { Swarm, type CallProgress, type SkepError, type SwarmEvent, type Settled } from 'skep'
 
 interface Review {
   comments: string[]
@@ -16,6 +16,11 @@ export async function main(signal: AbortSignal): Promise<void> {
   await Promise.all([shared.close(), bySocket.close()])
 
   const review = await swarm.call<Review>('reviewer', 'review', { path: 'src' }, { timeoutMs: 5000, signal })
+  const progressed = await swarm.call('reviewer', 'review', { path: 'src' }, {
+    onProgress: ({ fraction, message }: CallProgress) => console.log(fraction?.toFixed(2), message?.length),
+  })
+  // @ts-expect-error onProgress receives a CallProgress, not a string
+  await swarm.call('reviewer', 'review', {}, { onProgress: (p: string) => p })
   const firstComment: string | undefined = review.comments[0]
 
   const all: Settled[] = await swarm.fanout('reviewer', 'review', [{ path: 'a' }, { path: 'b' }], { maxParallel: 2 })

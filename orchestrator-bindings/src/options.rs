@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use skep_workflow::RunOptions;
 
 use crate::error::{Failure, invalid_arg};
+use crate::progress::{Listener, listener};
 
 /// Per-call options of `call`, `race` and `broadcast`.
 #[napi(object)]
@@ -25,6 +26,9 @@ pub struct CallOptions<'env> {
     /// Aborting it rejects the call with `SKEP_CANCELLED` and cancels it on the wire to the agent.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Object<'env>>,
+    /// Called with each progress the agent reports for the call (`$/progress`, docs/protocol.md).
+    #[napi(ts_type = "(progress: CallProgress) => void")]
+    pub on_progress: Option<Function<'env, Value, ()>>,
 }
 
 /// Options of `fanout`: those of a call, plus how many run at once.
@@ -95,29 +99,35 @@ pub struct RaceCall {
     pub params: Option<Value>,
 }
 
-/// The swarm's call options and the signal to watch, taken apart.
+/// The swarm's call options, the signal to watch and the progress listener, taken apart.
 #[allow(missing_debug_implementations, reason = "a JavaScript handle has no Debug")]
 pub struct Checked<'env> {
     pub call: skep_swarm::CallOptions,
     pub signal: Option<Object<'env>>,
+    pub progress: Option<Listener>,
 }
 
 impl<'env> TryFrom<Option<CallOptions<'env>>> for Checked<'env> {
     type Error = Failure;
 
     fn try_from(options: Option<CallOptions<'env>>) -> Result<Self, Failure> {
-        let Some(options) = options else { return Ok(Checked { call: Default::default(), signal: None }) };
+        let Some(options) = options else {
+            return Ok(Checked { call: Default::default(), signal: None, progress: None });
+        };
         let call = skep_swarm::CallOptions {
             timeout: timeout(options.timeout_ms)?,
             bypass_cache: options.bypass_cache.unwrap_or(false),
         };
-        Ok(Checked { call, signal: options.signal })
+        let progress = options.on_progress.map(listener).transpose()?;
+        Ok(Checked { call, signal: options.signal, progress })
     }
 }
 
 /// `maxParallel` and the checked rest of a fan-out's options.
 pub fn fanout_options(options: Option<FanoutOptions<'_>>) -> Result<(Option<usize>, Checked<'_>), Failure> {
-    let Some(options) = options else { return Ok((None, Checked { call: Default::default(), signal: None })) };
+    let Some(options) = options else {
+        return Ok((None, Checked { call: Default::default(), signal: None, progress: None }));
+    };
     let max_parallel = match options.max_parallel {
         None => None,
         Some(n) => Some(whole(n, "maxParallel").and_then(|n| match n {
@@ -126,7 +136,7 @@ pub fn fanout_options(options: Option<FanoutOptions<'_>>) -> Result<(Option<usiz
         })?),
     };
     let call = skep_swarm::CallOptions { timeout: timeout(options.timeout_ms)?, bypass_cache: false };
-    Ok((max_parallel, Checked { call, signal: options.signal }))
+    Ok((max_parallel, Checked { call, signal: options.signal, progress: None }))
 }
 
 fn timeout(ms: Option<f64>) -> Result<Option<Duration>, Failure> {

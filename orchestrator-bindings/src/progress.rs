@@ -1,5 +1,6 @@
-//! `runWorkflow`'s `onProgress`: a workflow's progress events delivered to a
-//! JavaScript callback from the run's task.
+//! `onProgress`: a workflow's progress events (`runWorkflow`), or an agent's
+//! progress for a call (`call`, `race`, `broadcast`), delivered to a
+//! JavaScript callback from the task doing the work.
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -25,6 +26,17 @@ pub fn send_value(listener: Option<&Listener>, progress: Value) {
     if let Some(listener) = listener {
         listener.call(progress, ThreadsafeFunctionCallMode::NonBlocking);
     }
+}
+
+/// Runs `calls` with their agents' progress queued for the callback, if there is one.
+pub async fn relayed<F: Future>(listener: Option<Listener>, calls: F) -> F::Output {
+    let Some(listener) = listener else { return calls.await };
+    let sink = move |progress: skep_swarm::Progress| {
+        if let Ok(value) = serde_json::to_value(&progress) {
+            listener.call(value, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    };
+    skep_swarm::with_progress(sink, calls).await
 }
 
 /// Queues one progress event for the callback, if there is one.

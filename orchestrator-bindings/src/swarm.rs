@@ -101,10 +101,13 @@ impl Swarm {
     ) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
-            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
+            let (params, Checked { call, signal, progress }) = (options::params(params)?, Checked::try_from(options)?);
             Ok((signal, async move {
                 match swarm {
-                    Backend::Local(swarm) => json(swarm.call(&role, &method, params.as_deref(), call).await?),
+                    Backend::Local(swarm) => {
+                        let called = async move { swarm.call(&role, &method, params.as_deref(), call).await };
+                        json(progress::relayed(progress, called).await?)
+                    }
                     Backend::Remote(remote) => {
                         let mut request = json!({ "role": role, "method": method, "params": raw(params) });
                         call_fields(&mut request, call);
@@ -129,7 +132,7 @@ impl Swarm {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
             let params = options::params_list(params)?;
-            let (max_parallel, Checked { call, signal }) = options::fanout_options(options)?;
+            let (max_parallel, Checked { call, signal, .. }) = options::fanout_options(options)?;
             Ok((signal, async move {
                 match swarm {
                     Backend::Local(swarm) => json(swarm.fanout(&role, &method, params, max_parallel, call).await?),
@@ -165,10 +168,10 @@ impl Swarm {
                     Ok(skep_swarm::RaceCall { role: c.role, method: c.method, params: options::params(c.params)? })
                 })
                 .collect::<Result<Vec<_>, Failure>>()?;
-            let Checked { call, signal } = Checked::try_from(options)?;
+            let Checked { call, signal, progress } = Checked::try_from(options)?;
             Ok((signal, async move {
                 match swarm {
-                    Backend::Local(swarm) => json(swarm.race(calls, call).await?),
+                    Backend::Local(swarm) => json(progress::relayed(progress, swarm.race(calls, call)).await?),
                     Backend::Remote(remote) => {
                         let calls: Vec<Value> = calls
                             .into_iter()
@@ -196,10 +199,13 @@ impl Swarm {
     ) -> napi::Result<PromiseRaw<'env, Value>> {
         let swarm = self.inner.clone();
         let prepared = (|| -> Prepared<'env, _> {
-            let (params, Checked { call, signal }) = (options::params(params)?, Checked::try_from(options)?);
+            let (params, Checked { call, signal, progress }) = (options::params(params)?, Checked::try_from(options)?);
             Ok((signal, async move {
                 match swarm {
-                    Backend::Local(swarm) => json(swarm.broadcast(&role, &method, params.as_deref(), call).await?),
+                    Backend::Local(swarm) => {
+                        let called = async move { swarm.broadcast(&role, &method, params.as_deref(), call).await };
+                        json(progress::relayed(progress, called).await?)
+                    }
                     Backend::Remote(remote) => {
                         let mut request = json!({ "role": role, "method": method, "params": raw(params) });
                         call_fields(&mut request, call);

@@ -39,6 +39,8 @@ pub use types::{CallError, CancelStyle, ClientConfig, ClientStats, MCP_CANCEL_ME
 
 type Reply = Result<Box<RawValue>, CallError>;
 type NotificationHandler = Box<dyn Fn(Notification) + Send + Sync>;
+/// Where notifications about one call go (see [`Client::call_raw_notified`]).
+type CallNotifications = Arc<dyn Fn(Notification) + Send + Sync>;
 
 /// A handle to one connection; clones share it. The connection closes when
 /// the last clone is dropped.
@@ -62,6 +64,8 @@ struct Shared {
 #[derive(Default)]
 struct Waiters {
     by_id: HashMap<u64, oneshot::Sender<Reply>>,
+    /// The calls whose caller wants the notifications that name them.
+    notified: HashMap<u64, CallNotifications>,
     /// Calls given up on (timed out or dropped) whose reply has not come yet:
     /// work the peer may still be doing, whatever `$/cancelRequest` asked.
     /// Capped at [`MAX_ABANDONED`]; past it, no more are remembered.
@@ -167,6 +171,31 @@ impl Client {
 
     /// Calls `method` with raw params; the result is returned undecoded.
     pub async fn call_raw(&self, method: &str, params: Option<&RawValue>, options: RequestOptions) -> Reply {
+        self.call_inner(method, params, options, None).await
+    }
+
+    /// As [`Client::call_raw`], and every notification from the peer whose
+    /// params name this call (`"id"`, as `$/progress` does) goes to
+    /// `on_notification` while the call is in flight, on the reader task (it
+    /// must not block), before the reply. Other notifications go to the
+    /// client's own handler.
+    pub async fn call_raw_notified(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        options: RequestOptions,
+        on_notification: impl Fn(Notification) + Send + Sync + 'static,
+    ) -> Reply {
+        self.call_inner(method, params, options, Some(Arc::new(on_notification))).await
+    }
+
+    async fn call_inner(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        options: RequestOptions,
+        notified: Option<CallNotifications>,
+    ) -> Reply {
         let shared = &*self.shared;
         let id = shared.next_id.fetch_add(1, Relaxed);
         let mut frame = shared.buffers.take();
@@ -179,6 +208,9 @@ impl Client {
                 return Err(CallError::Disconnected);
             }
             waiters.by_id.insert(id, tx);
+            if let Some(notified) = notified {
+                waiters.notified.insert(id, notified);
+            }
         }
         shared.counters.calls.fetch_add(1, Relaxed);
         // From here on, leaving early (timeout, or the caller dropping this
@@ -274,6 +306,7 @@ impl Drop for Pending<'_> {
         let shared = &self.client.shared;
         {
             let mut waiters = shared.lock_waiters();
+            waiters.notified.remove(&self.id);
             if waiters.by_id.remove(&self.id).is_none() {
                 return; // answered or failed in the meantime: nothing to cancel
             }
@@ -311,6 +344,7 @@ impl Shared {
                 let number = id.get().parse::<u64>().ok();
                 let waiter = number.and_then(|id| {
                     let mut waiters = self.lock_waiters();
+                    waiters.notified.remove(&id);
                     let waiter = waiters.by_id.remove(&id);
                     if waiter.is_none() {
                         // The peer finished a call its caller gave up on.
@@ -329,8 +363,11 @@ impl Shared {
             }
             Incoming::Notification { method, params } => {
                 self.counters.notifications.fetch_add(1, Relaxed);
-                if let Some(handler) = &self.on_notification {
-                    handler(Notification { method: method.into_owned(), params: params.map(ToOwned::to_owned) });
+                let notification = Notification { method: method.into_owned(), params: params.map(ToOwned::to_owned) };
+                if let Some(call) = self.notified_call(&notification) {
+                    call(notification);
+                } else if let Some(handler) = &self.on_notification {
+                    handler(notification);
                 }
             }
             Incoming::Request { id, method, .. } => {
@@ -348,6 +385,16 @@ impl Shared {
             }
             Incoming::Invalid { reason, .. } => self.noise(bytes, reason),
         }
+    }
+
+    /// The handler of the call in flight that a notification names, if any.
+    fn notified_call(&self, notification: &Notification) -> Option<CallNotifications> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            id: u64,
+        }
+        let named: Named = serde_json::from_str(notification.params.as_deref()?.get()).ok()?;
+        self.lock_waiters().notified.get(&named.id).cloned()
     }
 
     fn unexpected_reply(&self, id: &str) {
@@ -373,6 +420,7 @@ impl Shared {
             let mut waiters = self.lock_waiters();
             waiters.closed = true;
             waiters.abandoned.clear();
+            waiters.notified.clear();
             std::mem::take(&mut waiters.by_id)
         };
         for (_, waiter) in waiting {

@@ -20,7 +20,8 @@ pub struct AgentView {
     calls: u64,
     /// "rss 1.0 GiB  cpu 12%", from the last `swarm/agents`; empty before a sample.
     usage: String,
-    in_progress: Vec<(String, Instant)>,
+    /// Calls running: method, start, and the last progress the agent reported.
+    in_progress: Vec<(String, Instant, Option<String>)>,
     recent: VecDeque<String>,
     stderr: String,
     notes: Vec<String>,
@@ -55,10 +56,16 @@ impl AgentView {
             }
             "agentBusy" => self.state = "busy".into(),
             "agentIdle" => self.state = "idle".into(),
-            "callStarted" => self.in_progress.push((str_of("method"), now)),
+            "callStarted" => self.in_progress.push((str_of("method"), now, None)),
+            "callProgress" => {
+                let method = str_of("method");
+                if let Some(call) = self.in_progress.iter_mut().rev().find(|(m, ..)| *m == method) {
+                    call.2 = Some(progress_text(event));
+                }
+            }
             "callFinished" => {
                 let method = str_of("method");
-                if let Some(i) = self.in_progress.iter().position(|(m, _)| *m == method) {
+                if let Some(i) = self.in_progress.iter().position(|(m, ..)| *m == method) {
                     self.in_progress.remove(i);
                 }
                 let outcome = match &event["outcome"] {
@@ -132,9 +139,12 @@ impl AgentView {
             lines.push("orchestrator ended; this grid is closing".to_owned());
         }
         lines.extend(self.notes.iter().cloned());
-        for (method, since) in &self.in_progress {
-            let elapsed = now.saturating_duration_since(*since);
-            lines.push(format!("> {method} {}", micros(elapsed.as_micros().max(1) as u64)));
+        for (method, since, progress) in &self.in_progress {
+            let elapsed = micros(now.saturating_duration_since(*since).as_micros().max(1) as u64);
+            match progress {
+                Some(progress) => lines.push(format!("> {method} {elapsed} {progress}")),
+                None => lines.push(format!("> {method} {elapsed}")),
+            }
         }
         lines.extend(self.recent.iter().map(|r| format!("  {r}")));
         let stderr: Vec<&str> = self.stderr.lines().collect();
@@ -146,6 +156,13 @@ impl AgentView {
         lines.truncate(height.max(1));
         lines.iter().map(|l| clean(l, width)).collect()
     }
+}
+
+/// "40% loading model": an agent's last `$/progress` for a call.
+fn progress_text(event: &Value) -> String {
+    let percent = event["fraction"].as_f64().map(|f| format!("{:.0}%", f * 100.0));
+    let message = event["message"].as_str().map(str::to_owned);
+    [percent, message].into_iter().flatten().collect::<Vec<_>>().join(" ")
 }
 
 /// Printable characters only (an agent's stderr must not drive the terminal
@@ -176,6 +193,22 @@ mod tests {
         assert_eq!(frame, ["r/1  pid 42  idle  calls 1", "  review 1.5ms ok"]);
         v.apply(&json!({"type": "callFinished", "method": "x", "durationUs": 90, "outcome": {"error": -32601}}), t);
         assert_eq!(v.render(t, 80, 20)[1], "  x 90µs error -32601");
+    }
+
+    #[test]
+    fn a_running_call_shows_the_last_progress_its_agent_reported() {
+        let t = Instant::now();
+        let mut v = AgentView::new("r/1", None);
+        v.apply(&json!({"type": "callStarted", "method": "summarize"}), t);
+        let progress =
+            |f: f64, m: &str| json!({"type": "callProgress", "method": "summarize", "fraction": f, "message": m});
+        v.apply(&progress(0.25, "reading"), t);
+        v.apply(&progress(0.4, "loading model"), t);
+        assert_eq!(v.render(t + Duration::from_millis(2), 80, 20)[1], "> summarize 2.0ms 40% loading model");
+        v.apply(&json!({"type": "callProgress", "method": "summarize", "message": "no fraction"}), t);
+        assert_eq!(v.render(t + Duration::from_millis(2), 80, 20)[1], "> summarize 2.0ms no fraction");
+        v.apply(&json!({"type": "callFinished", "method": "summarize", "durationUs": 9, "outcome": "ok"}), t);
+        assert_eq!(v.render(t, 80, 20)[1], "  summarize 9µs ok");
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub enum Event {
     AgentRestarting { role: String, delay_ms: u64 },
     /// A call was handed to an agent.
     CallStarted { role: String, agent: String, method: String },
+    /// The agent reported how far a call has got (`$/progress`).
+    CallProgress {
+        role: String,
+        agent: String,
+        method: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fraction: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// A call ended: `outcome` is ok, error, timeout, crashed or cancelled.
     CallFinished { role: String, agent: String, method: String, duration_us: u64, outcome: Outcome },
     /// The role's circuit breaker changed state.
@@ -64,6 +74,7 @@ impl Event {
             | Event::AgentRecycled { role, .. }
             | Event::AgentRestarting { role, .. }
             | Event::CallStarted { role, .. }
+            | Event::CallProgress { role, .. }
             | Event::CallFinished { role, .. }
             | Event::BreakerChanged { role, .. }
             | Event::RoleFailed { role, .. } => role,
@@ -80,6 +91,7 @@ impl Event {
             | Event::AgentExited { agent, .. }
             | Event::AgentRecycled { agent, .. }
             | Event::CallStarted { agent, .. }
+            | Event::CallProgress { agent, .. }
             | Event::CallFinished { agent, .. } => Some(agent),
             Event::AgentRestarting { .. } | Event::BreakerChanged { .. } | Event::RoleFailed { .. } => None,
         }

@@ -8,6 +8,8 @@
 //! - `breaker.rs`: the per-role circuit breaker, synchronous code on an injected clock.
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
+//! - `progress.rs`: the progress an agent reports for a call, relayed to its caller and as events.
+//! - `preload.rs`: preload roles, a warm Python parent (the kit's preloader) forked per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
 //! - `pool.rs`: the handle on a role's pool.
@@ -41,7 +43,9 @@ mod launch;
 mod lease;
 mod limits;
 mod pool;
+mod preload;
 mod process;
+mod progress;
 mod reload;
 mod role_stats;
 mod route;
@@ -67,6 +71,7 @@ pub use process::{
     ChildProcess, Completed, Rlimits, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit,
     run_to_completion,
 };
+pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use reload::ReloadReport;
 pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};

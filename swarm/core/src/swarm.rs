@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use skep_bridge::{CallError, RequestOptions};
+use skep_bridge::{CallError, Notification, RequestOptions};
 use tokio::sync::broadcast;
 
 use crate::cache::CacheKey;
@@ -236,7 +236,9 @@ impl Swarm {
             started: Instant::now(),
             outcome: None,
         };
-        let answer = lease.client.call_raw(method, params, RequestOptions { timeout: Some(timeout) }).await;
+        let relay = self.progress_relay(role, &lease.agent, method);
+        let answer =
+            lease.client.call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
         let (outcome, result) = match answer {
             Ok(result) => (Outcome::Ok, Ok(result)),
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),
@@ -335,6 +337,26 @@ impl Swarm {
 
     pub(crate) fn events(&self) -> &broadcast::Sender<Event> {
         &self.inner.events
+    }
+
+    /// Where an agent's `$/progress` for this call goes: the event stream, and
+    /// the caller's sink when it runs inside [`crate::with_progress`].
+    fn progress_relay(&self, role: &str, agent: &str, method: &str) -> impl Fn(Notification) + Send + Sync + 'static {
+        let (swarm, sink) = (self.clone(), crate::progress::current_sink());
+        let (role, agent, method) = (role.to_owned(), agent.to_owned(), method.to_owned());
+        move |notification| {
+            let Some(progress) = crate::progress::parse(&notification) else { return };
+            swarm.emit(|| Event::CallProgress {
+                role: role.clone(),
+                agent: agent.clone(),
+                method: method.clone(),
+                fraction: progress.fraction,
+                message: progress.message.clone(),
+            });
+            if let Some(sink) = &sink {
+                sink(progress);
+            }
+        }
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

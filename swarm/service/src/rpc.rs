@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use skep_bridge::{ErrorObjectOwned, RpcModule, SubscriptionResult};
+use skep_bridge::{Caller, ErrorObjectOwned, RpcModule, SubscriptionResult};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use skep_swarm::{CallOptions, Event, RaceCall, Swarm};
+use skep_swarm::{CallOptions, Event, PROGRESS_METHOD, Progress, RaceCall, Swarm, with_progress};
 use skep_workflow::{History, RegressionRule, RunOptions, Workflow, run_workflow};
 
 /// What the sidecar's methods share: the swarm and the sidecar's shutdown switch.
@@ -151,6 +151,19 @@ fn options(timeout_ms: Option<u64>, cache: CacheMode) -> Result<CallOptions, Err
     Ok(CallOptions { timeout, bypass_cache: cache == CacheMode::Bypass })
 }
 
+/// Sends `$/progress {id, fraction?, message?}` for the caller's request;
+/// dropped when the caller is not reading (progress is advisory).
+fn relay_progress(caller: &Caller, progress: &Progress) {
+    #[derive(serde::Serialize)]
+    struct Relayed<'a> {
+        id: &'a RawValue,
+        #[serde(flatten)]
+        progress: &'a Progress,
+    }
+    let params = serde_json::value::to_raw_value(&Relayed { id: caller.id(), progress }).expect("progress serializes");
+    caller.notify(PROGRESS_METHOD, &params);
+}
+
 /// The sidecar's method table over `swarm`; the `shutdown` method cancels `shutdown`.
 pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sidecar> {
     let mut module = RpcModule::new(Sidecar { swarm, shutdown });
@@ -170,7 +183,13 @@ pub fn rpc_module(swarm: Swarm, shutdown: CancellationToken) -> RpcModule<Sideca
                 (_, _) => call.role,
             };
             let options = options(call.timeout_ms, call.cache)?;
-            swarm.call(&role, &call.method, call.params.as_deref(), options).await.map_err(|e| e.to_error_object())
+            let answer = swarm.call(&role, &call.method, call.params.as_deref(), options);
+            // The agent's `$/progress` goes on to whoever made this call, naming its id.
+            let answer = match Caller::current() {
+                Some(caller) => with_progress(move |p| relay_progress(&caller, &p), answer).await,
+                None => answer.await,
+            };
+            answer.map_err(|e| e.to_error_object())
         })
         .expect("fresh name");
     module

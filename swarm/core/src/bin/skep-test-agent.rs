@@ -20,7 +20,8 @@ fail {code?, message?}, initialize,
 crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest),
 open-files {n} (opens /dev/null up to n times and keeps them open; answers
 {opened, highestFd, errno}: errno is null, or why the first failed open failed),
-spin {ms} (burns CPU for ms milliseconds).
+spin {ms} (burns CPU for ms milliseconds),
+progress {steps} (sends `$/progress` for the call `steps` times, then answers steps).
 
 Flags (combinable):
   --crash-after N        exit(3) on receiving call N+1, without answering
@@ -163,6 +164,7 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
             },
         };
         let mut text = if flags.garbage_stdout { "log: hello from agent\n".to_owned() } else { String::new() };
+        text.push_str(&progress_lines(&line));
         text.push_str(&reply);
         text.push('\n');
         if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
@@ -191,6 +193,22 @@ fn echo_raw(line: &[u8]) -> Option<String> {
     }
     let (id, params) = (request.id?.get(), request.params.map_or("null", RawValue::get));
     Some(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{params}}}"#))
+}
+
+/// For a `progress {steps}` request: one `$/progress` line per step, naming it.
+fn progress_lines(line: &[u8]) -> String {
+    let Ok(request) = serde_json::from_slice::<Value>(line) else { return String::new() };
+    if request["method"] != "progress" {
+        return String::new();
+    }
+    let steps = request["params"]["steps"].as_u64().unwrap_or(0);
+    (1..=steps)
+        .map(|step| {
+            let params =
+                json!({"id": request["id"], "fraction": step as f64 / steps as f64, "message": format!("step {step}")});
+            format!("{}\n", json!({"jsonrpc": "2.0", "method": "$/progress", "params": params}))
+        })
+        .collect()
 }
 
 /// The reply to one line, or `None` for a notification.
@@ -250,6 +268,7 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             Ok(json!({"spun": ms}))
         }
         "pid" => Ok(json!(std::process::id())),
+        "progress" => Ok(params["steps"].clone()),
         "fail" => {
             let code = params.get("code").and_then(Value::as_i64).unwrap_or(-32000);
             let message = params.get("message").and_then(Value::as_str).unwrap_or("failed as asked");

@@ -9,12 +9,14 @@ use super::raw::{Opt, RawConfig, RawCost, RawDaemon, RawRlimits, RawRole};
 use super::units::{Count, Dur, Size};
 use super::{Config, ConfigError, Cost, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
 use crate::diagnostic::{Invalid, from_toml, quote, read_source};
+use crate::preload;
 use crate::process::Rlimits;
 
 const ARGV: &str = r#"a non-empty argv array such as ["python3", "agent.py"]"#;
 const VAR: &str = "an environment variable name matching [A-Za-z_][A-Za-z0-9_]*";
 const HANDSHAKE: &str = r#""none", "initialize" or "mcp""#;
-const PROTOCOL: &str = r#""jsonrpc" or "command""#;
+const PROTOCOL: &str = r#""jsonrpc", "command" or "preload""#;
+const SCRIPT: &str = r#"the path of a Python script such as "tools/summarize.py""#;
 const NAME: &str = "a role name of 1 to 64 characters from [A-Za-z0-9._-]";
 
 type Res<T> = Result<T, ConfigError>;
@@ -81,9 +83,18 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         return Err(cx.at(header, &f.key, format!("expected {NAME}, found {name:?}")));
     }
     let d = RoleConfig::with_command(&name, Vec::new());
+    let is_preload = r.protocol.as_ref().is_some_and(|p| p.get_ref() == "preload");
+    let preload_only =
+        [("script", r.script.as_ref().map(Spanned::span)), ("preload", r.preload.as_ref().map(Spanned::span))];
+    if let Some((key, span)) = preload_only.into_iter().find_map(|(k, s)| s.map(|s| (k, s))).filter(|_| !is_preload) {
+        let problem = format!("{key} is only for preload roles: add protocol = \"preload\", or leave {key} out");
+        return Err(cx.at(span, &format!("{}.{key}", f.key), problem));
+    }
     let command = match r.command {
         Some(c) if c.get_ref().first().is_some_and(|p| !p.is_empty()) => c.into_inner(),
         Some(c) => return Err(f.bad(c.span(), "command", ARGV, &format!("{:?}", c.get_ref()))),
+        // A preload role's command is only its Python interpreter.
+        None if is_preload => vec![preload::DEFAULT_INTERPRETER.to_owned()],
         None => return Err(f.bad(header, "command", ARGV, "nothing")),
     };
     let cwd = match r.cwd {
@@ -101,7 +112,10 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         Some(names) => names.into_iter().map(|k| f.var(k, "env_passthrough")).collect::<Res<_>>()?,
         None => d.env_passthrough,
     };
+    let handshake_span = r.handshake.as_ref().map(Spanned::span);
     let handshake = match r.handshake {
+        // A preload role's parent answers `initialize` once its modules are imported.
+        None if is_preload => Handshake::Initialize,
         None => Handshake::None,
         Some(h) => match h.get_ref().as_str() {
             "none" => Handshake::None,
@@ -123,9 +137,20 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         Some(p) => match p.get_ref().as_str() {
             "jsonrpc" => Protocol::JsonRpc,
             "command" => Protocol::Command,
+            "preload" => f.preload(r.script, r.preload, header, base)?,
             other => return Err(f.bad(p.span(), "protocol", PROTOCOL, &format!("{other:?}"))),
         },
     };
+    if is_preload {
+        if let Some(span) = handshake_span.filter(|_| handshake != Handshake::Initialize) {
+            let problem = "a preload role's handshake is always \"initialize\": leave it out".to_owned();
+            return Err(cx.at(span, &format!("{}.handshake", f.key), problem));
+        }
+        if let Some(shell) = r.shell.as_ref().filter(|s| *s.get_ref()) {
+            let problem = "a preload role runs a Python script, never a shell: leave shell out".to_owned();
+            return Err(cx.at(shell.span(), &format!("{}.shell", f.key), problem));
+        }
+    }
     let route = match r.route.map(Spanned::into_inner) {
         None => Vec::new(),
         Some(patterns) => patterns.into_iter().map(|p| f.pattern(p)).collect::<Res<_>>()?,
@@ -300,6 +325,33 @@ impl Fields<'_> {
                 .map(|(k, v)| Ok((k.clone(), price(v, &format!("usage.{k}"))?)))
                 .collect::<Res<_>>()?,
         })
+    }
+
+    /// A preload role's script (required) and modules.
+    fn preload(
+        &self,
+        script: Opt<String>,
+        modules: Opt<Vec<Spanned<String>>>,
+        header: Range<usize>,
+        base: &Path,
+    ) -> Res<Protocol> {
+        let script = match script {
+            Some(s) if !s.get_ref().is_empty() => base.join(s.into_inner()),
+            Some(s) => return Err(self.bad(s.span(), "script", SCRIPT, "\"\"")),
+            None => return Err(self.bad(header, "script", SCRIPT, "nothing")),
+        };
+        let modules = (modules.map(Spanned::into_inner).unwrap_or_default().into_iter())
+            .map(|m| match preload::is_module_name(m.get_ref()) {
+                true => Ok(m.into_inner()),
+                false => Err(self.bad(
+                    m.span(),
+                    "preload",
+                    "a module name such as \"my_pkg.heavy\"",
+                    &format!("{:?}", m.get_ref()),
+                )),
+            })
+            .collect::<Res<_>>()?;
+        Ok(Protocol::Preload { script, modules })
     }
 
     fn var(&self, name: Spanned<String>, field: &str) -> Res<String> {

@@ -9,6 +9,8 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use crate::preload;
+
 use crate::breaker::BreakerConfig;
 use crate::diagnostic::FileError;
 use crate::process::Rlimits;
@@ -66,13 +68,20 @@ pub enum Handshake {
 }
 
 /// How skep talks to a role's processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// Warm agents speaking JSON-RPC 2.0 on stdin/stdout.
     #[default]
     JsonRpc,
     /// A fresh process per call: params on stdin, `{exitCode, stdout, stderr}` back.
     Command,
+    /// A warm Python parent that has imported `modules`, forked per call to run `script` unchanged.
+    Preload {
+        /// The script each call runs as `__main__`, resolved against the config's directory.
+        script: PathBuf,
+        /// Modules the warm parent imports once.
+        modules: Vec<String>,
+    },
 }
 
 /// One role: how to start its agents and how to pool them.
@@ -199,9 +208,12 @@ impl RoleConfig {
         }
     }
 
-    /// The argv actually spawned: `command`, or `/bin/sh -c` with it joined
-    /// when the role opted into a shell.
+    /// The argv actually spawned: `command`, `/bin/sh -c` with it joined
+    /// when the role opted into a shell, or a preload role's warm parent.
     pub fn argv(&self) -> Vec<String> {
+        if let Protocol::Preload { script, modules } = &self.protocol {
+            return preload::argv(&self.command, script, modules, self.timeout);
+        }
         match self.shell {
             false => self.command.clone(),
             true => vec!["/bin/sh".to_owned(), "-c".to_owned(), self.command.join(" ")],

@@ -63,6 +63,8 @@ pub(super) struct RawRole {
     pub cpu_max: Opt<f64>,
     pub idle_timeout: Opt<Dur>,
     pub protocol: Opt<String>,
+    pub script: Opt<String>,
+    pub preload: Opt<Vec<Spanned<String>>>,
     pub shell: Opt<bool>,
     pub idempotent: Opt<Vec<String>>,
     pub cache_ttl: Opt<Dur>,

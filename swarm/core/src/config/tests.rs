@@ -146,7 +146,7 @@ fn mcp_roles_cache_their_tool_list_and_bad_new_keys_are_named() {
     fails(
         &with_line(r#"protocol = "grpc""#),
         3,
-        &[r#"roles.r.protocol: expected "jsonrpc" or "command", found "grpc""#],
+        &[r#"roles.r.protocol: expected "jsonrpc", "command" or "preload", found "grpc""#],
     );
     assert_eq!(role(&with_line(r#"cache_bytes = "64MiB""#), "r").cache_bytes, 64 << 20);
 }
@@ -239,8 +239,8 @@ fn unknown_keys_name_the_key_and_the_choices() {
         3,
         &[
             "roles.r.comand: unknown field `comand`, expected one of `command`, `cwd`, `env`,",
-            "`idle_timeout`, `protocol`, `shell`, `idempotent`, `cache_ttl`, `cache_capacity`, `cache_bytes`, `route`, \
-             `breaker`",
+            "`idle_timeout`, `protocol`, `script`, `preload`, `shell`, `idempotent`, `cache_ttl`, `cache_capacity`, \
+             `cache_bytes`, `route`, `breaker`",
         ],
     );
     fails(
@@ -582,4 +582,46 @@ impl<'de> serde::Deserializer<'de> for FieldProbe {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
         unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
     }
+}
+
+#[test]
+fn preload_roles_read_script_and_modules_and_default_to_python3_with_initialize() {
+    let text =
+        "[roles.p]\nprotocol = \"preload\"\nscript = \"tools/summarize.py\"\npreload = [\"json\", \"my_pkg.heavy\"]\n";
+    let p = role(text, "p");
+    let expected = Protocol::Preload {
+        script: PathBuf::from("/srv/proj/tools/summarize.py"),
+        modules: argv(&["json", "my_pkg.heavy"]),
+    };
+    assert_eq!(p.protocol, expected);
+    assert_eq!(p.command, argv(&["python3"]));
+    assert_eq!(p.handshake, Handshake::Initialize);
+    let spawned = p.argv();
+    assert_eq!(spawned[..2], ["python3", "-c"]);
+    assert_eq!(
+        spawned[3..],
+        ["--timeout-ms", "30000", "--preload", "json,my_pkg.heavy", "--", "/srv/proj/tools/summarize.py"]
+    );
+    let own = role(
+        "[roles.p]\nprotocol = \"preload\"\nscript = \"/abs/s.py\"\ncommand = [\"/opt/py/bin/python\", \"-X\", \"utf8\"]\n",
+        "p",
+    );
+    assert_eq!(own.argv()[..4], ["/opt/py/bin/python", "-X", "utf8", "-c"]);
+}
+
+#[test]
+fn preload_keys_are_checked_naming_the_line() {
+    let preload = |extra: &str| format!("[roles.r]\nprotocol = \"preload\"\n{extra}\n");
+    fails(&preload(""), 1, &["roles.r.script: expected the path of a Python script", "found nothing"]);
+    fails(&preload("script = \"\""), 3, &["roles.r.script", "found \"\""]);
+    fails(
+        &preload("script = \"s.py\"\npreload = [\"ok\", \"os;rm\"]"),
+        4,
+        &["roles.r.preload: expected a module name", "\"os;rm\""],
+    );
+    fails(&preload("script = \"s.py\"\nhandshake = \"none\""), 4, &["roles.r.handshake", "always \"initialize\""]);
+    fails(&preload("script = \"s.py\"\nshell = true"), 4, &["roles.r.shell", "never a shell"]);
+    fails(&with_line("script = \"s.py\""), 3, &["roles.r.script: script is only for preload roles"]);
+    fails(&with_line("preload = [\"json\"]"), 3, &["roles.r.preload: preload is only for preload roles"]);
+    fails(&with_line("protocol = \"fork\""), 3, &[r#"expected "jsonrpc", "command" or "preload", found "fork""#]);
 }
