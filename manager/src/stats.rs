@@ -153,14 +153,19 @@ pub fn micros(us: u64) -> String {
     }
 }
 
-/// Resident memory as "150.0 MiB"; `-` before the first sample.
+/// Resident memory as "150.0 MiB"; `-` before the first sample (a role's sum
+/// is 0 until one of its agents was sampled: no live process has no memory).
 pub fn size(bytes: &Value) -> String {
-    bytes.as_u64().map_or_else(|| "-".to_owned(), |b| bytesize::ByteSize::b(b).display().iec().to_string())
+    match bytes.as_u64() {
+        None | Some(0) => "-".to_owned(),
+        Some(b) => bytesize::ByteSize::b(b).display().iec().to_string(),
+    }
 }
 
 /// CPU use as "12%" of one CPU; `-` before there are two samples.
 pub fn percent(cpu: &Value) -> String {
-    cpu.as_f64().map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"))
+    // `max` keeps a sum of nothing (-0.0) from printing as "-0%".
+    cpu.as_f64().map_or_else(|| "-".to_owned(), |p| format!("{:.0}%", p.max(0.0) + 0.0))
 }
 
 /// Agents replaced, by cause ("memory 2, calls 1"); `-` when none was.
@@ -187,6 +192,14 @@ fn hit_rate(cache: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsampled_role_shows_dashes_and_never_minus_zero() {
+        assert_eq!(size(&json!(0)), "-");
+        assert_eq!(size(&Value::Null), "-");
+        assert_eq!(percent(&json!(-0.0)), "0%");
+        assert_eq!(percent(&json!(12.4)), "12%");
+    }
 
     #[test]
     fn table_has_a_row_per_role_and_agent() {
