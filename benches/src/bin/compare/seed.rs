@@ -3,11 +3,14 @@
 //! 300 ms init). The steps form a DAG: 1 → {2, 3, 4} → 5, so the critical
 //! path is 3 steps of work.
 //!
-//! skep runs it two ways: as a workflow file with `skep run` (which starts
-//! its agents once, then schedules the DAG), and through a warm sidecar
-//! (five `swarm/call`s one after another, or along the DAG with 2–4
-//! concurrent), which shows the cost per step once agents are warm.
+//! skep runs it three ways: as a workflow file with `skep run --no-daemon`
+//! (which starts its agents once, then schedules the DAG), with `skep run`
+//! on the config's warm daemon (docs/daemon.md: started once, before the
+//! rounds), and through a warm sidecar (five `swarm/call`s one after another,
+//! or along the DAG with 2–4 concurrent), which shows the cost per step once
+//! agents are warm.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::time::{Duration, Instant};
 
 use skep_benches::summary::{Metric, Scenario, Side, Unit};
@@ -69,8 +72,17 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
             })
             .work(work * 3)
         };
+        let on_daemon = {
+            let (flow, config) = (flow.clone(), daemon_config(env, &warm3)?);
+            start_daemon(env, &config).await?;
+            Contender::new("skep run on a warm daemon (skep up once)", Side::Skep, move || {
+                Box::pin(daemon_round(env, flow.clone(), config.clone(), work * 3))
+            })
+            .work(work * 3)
+        };
         let contenders = vec![
             run,
+            on_daemon,
             skep("skep warm, steps 2–4 in parallel (DAG)", &warm3, Shape::Dag, work * 3),
             skep("skep warm, steps one after another", &warm3, Shape::Sequential, work * 5),
             skep("skep cold: start + init once, then 5 steps", &cold1, Shape::Cold, work * 5),
@@ -126,11 +138,11 @@ async fn skep_round(
     Ok(outcome(total, ideal))
 }
 
-/// One `skep run` of the workflow file, from its start to its exit.
+/// One `skep run --no-daemon` of the workflow file, from its start to its exit.
 async fn workflow_round(env: &Env, flow: String, config: String, ideal: Duration) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let output = tokio::process::Command::new(env.exe("skep"))
-        .args(["run", &flow, "--config", &config, "--no-cache", "--jobs", "3"])
+        .args(["run", &flow, "--config", &config, "--no-cache", "--jobs", "3", "--no-daemon"])
         .stdin(std::process::Stdio::null())
         .output()
         .await?;
@@ -138,6 +150,48 @@ async fn workflow_round(env: &Env, flow: String, config: String, ideal: Duration
     anyhow::ensure!(
         output.status.success(),
         "skep run {flow} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(outcome(total, ideal))
+}
+
+/// The warm config plus a short idle exit, so the daemon the scenario
+/// starts leaves by itself soon after the last round.
+fn daemon_config(env: &Env, warm: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(warm)? + "[daemon]\nidle_exit = \"2m\"\n";
+    Ok(env.scratch_file("heavy-daemon.toml", &text)?.display().to_string())
+}
+
+/// `skep`, with the daemon's runtime and state directories inside the scratch directory.
+fn daemon_skep(env: &Env) -> anyhow::Result<tokio::process::Command> {
+    let run = env.scratch.join("daemon-run");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&run)?;
+    let mut command = tokio::process::Command::new(env.exe("skep"));
+    command
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("XDG_STATE_HOME", env.scratch.join("daemon-state"))
+        .env_remove("SKEP_NO_DAEMON")
+        .stdin(std::process::Stdio::null());
+    Ok(command)
+}
+
+/// `skep up`: the daemon and its warm agents, before any round is timed.
+async fn start_daemon(env: &Env, config: &str) -> anyhow::Result<()> {
+    let output = daemon_skep(env)?.args(["up", "--config", config]).output().await?;
+    anyhow::ensure!(output.status.success(), "skep up failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+/// One `skep run` on the warm daemon, from its start to its exit.
+async fn daemon_round(env: &Env, flow: String, config: String, ideal: Duration) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let output =
+        daemon_skep(env)?.args(["run", &flow, "--config", &config, "--no-cache", "--jobs", "3"]).output().await?;
+    let total = since(start);
+    anyhow::ensure!(
+        output.status.success(),
+        "skep run {flow} on the daemon failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
