@@ -72,8 +72,9 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
             })
             .work(work * 3)
         };
+        let daemon = daemon_config(env, &warm3)?;
         let on_daemon = {
-            let (flow, config) = (flow.clone(), daemon_config(env, &warm3)?);
+            let (flow, config) = (flow.clone(), daemon.clone());
             start_daemon(env, &config).await?;
             Contender::new("skep run on a warm daemon (skep up once)", Side::Skep, move || {
                 Box::pin(daemon_round(env, flow.clone(), config.clone(), work * 3))
@@ -91,7 +92,10 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
             })
             .work(work * 5),
         ];
-        runner::run("4 seed workflow", metrics, contenders, plan.pick(3, 2)).await
+        let scenario = runner::run("4 seed workflow", metrics, contenders, plan.pick(3, 2)).await;
+        // Nothing is left running: the idle exit is only the backstop.
+        let _ = daemon_skep(env)?.args(["down", "--config", &daemon]).output().await;
+        scenario
     })
 }
 
@@ -157,7 +161,7 @@ async fn workflow_round(env: &Env, flow: String, config: String, ideal: Duration
 }
 
 /// The warm config plus a short idle exit, so the daemon the scenario
-/// starts leaves by itself soon after the last round.
+/// starts leaves by itself even if the scenario could not stop it.
 fn daemon_config(env: &Env, warm: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(warm)? + "[daemon]\nidle_exit = \"2m\"\n";
     Ok(env.scratch_file("heavy-daemon.toml", &text)?.display().to_string())

@@ -44,7 +44,17 @@ def project(tmp_path_factory):
     (work / "node_modules" / "skep").symlink_to(REPO / "orchestrator-bindings")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PATH"] = os.pathsep.join([str(venv / "bin"), str(Path(skep_binary()).parent), env["PATH"]])
-    return work, env
+    # The doc's `skep call` starts the project's daemon (docs/daemon.md), as it
+    # would for a reader: in a runtime directory of this test's, stopped after it.
+    run = root / "run"
+    run.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(run)
+    env["XDG_STATE_HOME"] = str(root / "state")
+    env.pop("SKEP_NO_DAEMON", None)
+    yield work, env
+    subprocess.run([skep_binary(), "down"], cwd=work, env=env, timeout=60, capture_output=True)
+    leftovers = [p.name for p in (run / "skep").glob("*.sock")] if (run / "skep").exists() else []
+    assert not leftovers, f"daemons left running: {leftovers}"
 
 
 def test_every_marked_block_is_a_file_a_command_or_its_output():
