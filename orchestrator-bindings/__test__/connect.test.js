@@ -79,6 +79,22 @@ test('over the daemon, errors keep their codes, AbortSignal cancels on the agent
   await assert.rejects(swarm.call('agent', 'sleep', { ms: 300 }, { timeoutMs: 50 }), (e) => e.code === 'SKEP_TIMEOUT')
 })
 
+test('onProgress over the daemon receives what the agent reports for the call', async (t) => {
+  const { config } = world(t)
+  const swarm = await Swarm.connect({ config, skep: skepBinary() })
+  t.after(() => swarm.close())
+  const seen = []
+  assert.equal(await swarm.call('agent', 'progress', { steps: 2 }, { onProgress: (p) => seen.push(p) }), 2)
+  await waitFor('both progress reports', () => seen.length === 2)
+  assert.deepEqual(seen, [
+    { fraction: 0.5, message: 'step 1' },
+    { fraction: 1, message: 'step 2' },
+  ])
+  // Another call's progress goes to that call's listener only.
+  assert.equal(await swarm.call('agent', 'progress', { steps: 3 }), 3)
+  assert.equal(seen.length, 2)
+})
+
 test('runWorkflow over the daemon runs on its agents and streams progress', async (t) => {
   const { dir, config } = world(t)
   const wf = path.join(dir, 'wf.toml')

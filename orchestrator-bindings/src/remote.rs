@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 use skep_bridge::{CallError, Client, ClientConfig, RequestOptions};
 use skep_service::daemon::DaemonPaths;
 use skep_service::daemon::attach;
-use skep_swarm::CallOptions;
+use skep_swarm::{CallOptions, PROGRESS_METHOD};
 use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 
 use crate::error::{Failure, chain};
+use crate::progress::{self, Listener};
 
 /// Events buffered for a slow `onEvent` listener before it misses some.
 const EVENT_BUFFER: usize = 4096;
@@ -90,11 +91,39 @@ impl Remote {
 
     /// One method of the daemon's table; `timeout` bounds our wait only when the daemon does not.
     pub async fn request(&self, method: &str, params: Value, call: Option<CallOptions>) -> Result<Value, Failure> {
+        self.request_with_progress(method, params, call, None).await
+    }
+
+    /// [`Remote::request`], with the agent's `$/progress` for this call
+    /// (which the daemon relays naming our request) handed to `progress`.
+    pub async fn request_with_progress(
+        &self,
+        method: &str,
+        params: Value,
+        call: Option<CallOptions>,
+        progress: Option<Listener>,
+    ) -> Result<Value, Failure> {
         let client = self.client()?;
         let params = serde_json::value::to_raw_value(&params).map_err(|e| Failure::InvalidArg(e.to_string()))?;
         // The daemon enforces the call's deadline and answers -32001; ours only keeps a lost answer from hanging.
         let backstop = call.and_then(|c| c.timeout).map(|t| t * 2 + std::time::Duration::from_secs(5));
-        let answer = client.call_raw(method, Some(&params), RequestOptions { timeout: backstop }).await;
+        let options = RequestOptions { timeout: backstop };
+        let answer = match progress {
+            None => client.call_raw(method, Some(&params), options).await,
+            Some(listener) => {
+                let relay = move |n: skep_bridge::Notification| {
+                    if n.method != PROGRESS_METHOD {
+                        return;
+                    }
+                    if let Some(Value::Object(mut fields)) = n.params.and_then(|p| serde_json::from_str(p.get()).ok()) {
+                        // The same shape as in-process progress: the request id is the wire's business.
+                        fields.remove("id");
+                        progress::send_value(Some(&listener), Value::Object(fields));
+                    }
+                };
+                client.call_raw_notified(method, Some(&params), options, relay).await
+            }
+        };
         match answer {
             Ok(raw) => serde_json::from_str(raw.get()).map_err(|e| Failure::InvalidArg(format!("not JSON: {e}"))),
             Err(CallError::Rpc(e)) => Err(Failure::Remote(e)),

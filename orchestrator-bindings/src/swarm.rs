@@ -111,7 +111,7 @@ impl Swarm {
                     Backend::Remote(remote) => {
                         let mut request = json!({ "role": role, "method": method, "params": raw(params) });
                         call_fields(&mut request, call);
-                        remote.request("swarm/call", request, Some(call)).await
+                        remote.request_with_progress("swarm/call", request, Some(call), progress).await
                     }
                 }
             }))
