@@ -40,9 +40,8 @@ pub async fn subscribe(socket: &Path, filter: Value) -> anyhow::Result<(Client, 
     let (tx, rx) = mpsc::unbounded_channel();
     let client = Client::builder(ClientConfig::default())
         .on_notification(move |n| {
-            let event = n.params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok());
-            if let Some(mut event) = event {
-                let _ = tx.send(event["result"].take());
+            if let Some(event) = n.subscription_result() {
+                let _ = tx.send(event);
             }
         })
         .connect(reader, writer);

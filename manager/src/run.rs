@@ -232,9 +232,8 @@ async fn subscribe_run(
         let (reader, writer) = stream.into_split();
         Client::builder(ClientConfig::default())
             .on_notification(move |n| {
-                let update = n.params.and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok());
-                if let Some(mut update) = update {
-                    let _ = tx.send(update["result"].take());
+                if let Some(update) = n.subscription_result() {
+                    let _ = tx.send(update);
                 }
             })
             .connect(reader, writer)

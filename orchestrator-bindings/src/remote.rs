@@ -158,8 +158,8 @@ impl Remote {
         let (reader, writer) = stream.into_split();
         let client = Client::builder(ClientConfig::default())
             .on_notification(move |n| {
-                if let Some(mut update) = n.params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) {
-                    let _ = tx.send(update["result"].take());
+                if let Some(update) = n.subscription_result() {
+                    let _ = tx.send(update);
                 }
             })
             .connect(reader, writer);
@@ -201,11 +201,8 @@ fn event_connector(events: broadcast::Sender<Value>) -> impl Fn(UnixStream) -> C
         let (reader, writer) = stream.into_split();
         Client::builder(ClientConfig::default())
             .on_notification(move |n| {
-                if n.method != "events/event" {
-                    return;
-                }
-                if let Some(mut note) = n.params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) {
-                    let _ = events.send(note["result"].take());
+                if let Some(event) = n.subscription_result().filter(|_| n.method == "events/event") {
+                    let _ = events.send(event);
                 }
             })
             .connect(reader, writer)

@@ -113,6 +113,35 @@ pub struct Notification {
     pub params: Option<Box<RawValue>>,
 }
 
+impl Notification {
+    /// What a subscription notification carries: the `result` of its
+    /// `{"subscription", "result"}` params; `None` if it has none.
+    pub fn subscription_result(&self) -> Option<serde_json::Value> {
+        let params = self.params.as_deref()?;
+        let mut value: serde_json::Value = serde_json::from_str(params.get()).ok()?;
+        Some(value.get_mut("result")?.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_notification_yields_its_result() {
+        let note = |params: &str| Notification {
+            method: "events/event".into(),
+            params: Some(RawValue::from_string(params.to_owned()).unwrap()),
+        };
+        assert_eq!(
+            note(r#"{"subscription":1,"result":{"a":[1]}}"#).subscription_result(),
+            Some(serde_json::json!({"a":[1]}))
+        );
+        assert_eq!(note(r#"{"subscription":1}"#).subscription_result(), None);
+        assert_eq!(Notification { method: "m".into(), params: None }.subscription_result(), None);
+    }
+}
+
 /// Counters of one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
