@@ -261,8 +261,10 @@ fn a_broken_config_is_refused_and_a_changed_one_is_reloaded_before_a_call() {
     // The old config keeps serving, on the same agent.
     assert_eq!(world.call("py", "pid", "[]"), first);
     // A valid change: the next call finds the file newer than the daemon's copy and reloads first.
-    std::thread::sleep(Duration::from_millis(20));
     world.write_config(&PY_ROLE.replace("max_agents = 1", "max_agents = 1\nmax_calls = 500"));
+    // Newer by a clear margin, whatever the file system's timestamp granularity.
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    std::fs::File::options().write(true).open(world.config()).unwrap().set_modified(later).unwrap();
     let out = world.run(&["call", "py", "pid", "[]"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("reloaded"), "{}", String::from_utf8_lossy(&out.stderr));
     let second: Value = serde_json::from_slice(&out.stdout).unwrap();

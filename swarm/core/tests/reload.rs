@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use skep_swarm::{ReloadReport, RoleConfig, Swarm};
-use skep_testkit::{STEP, agent_role, call, config, start, wait_gone};
+use skep_testkit::{STEP, agent_role, call, config, eventually, start, wait_gone};
 
 fn role(name: &str, flags: &[&str]) -> RoleConfig {
     let mut role = agent_role(name, flags);
@@ -21,23 +21,33 @@ async fn pids(swarm: &Swarm, role: &str) -> BTreeSet<u32> {
     swarm.agents().await.into_iter().filter(|a| a.role == role && a.pid != 0).map(|a| a.pid).collect()
 }
 
-/// Calls `role` back to back until `stop`, counting answers and failures.
-fn stream(swarm: &Swarm, role: &'static str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+/// Calls `role` back to back until `stop`, counting answers in `answered`; its failures.
+fn stream(
+    swarm: &Swarm,
+    role: &'static str,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<String>> {
     let swarm = swarm.clone();
     tokio::spawn(async move {
-        let (mut answered, mut failures) = (0, Vec::new());
+        let mut failures = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             match call(&swarm, role, "sleep", json!({"ms": 5})).await {
-                Ok(_) => answered += 1,
+                Ok(_) => answered.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
                     failures.push(e.to_string());
                     // A removed role fails at once, forever: one failure says it.
                     break;
                 }
-            }
+            };
         }
-        (answered, failures)
+        failures
     })
+}
+
+/// The answers counted so far, per stream.
+fn counts(answered: &[Arc<AtomicUsize>]) -> Vec<usize> {
+    answered.iter().map(|n| n.load(Ordering::Relaxed)).collect()
 }
 
 #[tokio::test]
@@ -48,10 +58,14 @@ async fn reload_keeps_unchanged_roles_rolls_changed_ones_and_fails_no_call() {
     assert_eq!((steady_before.len(), changing_before.len()), (2, 2));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let streams: Vec<_> =
-        ["steady", "changing", "changing", "leaving"].map(|r| stream(&swarm, r, Arc::clone(&stop))).into();
+    let answered: Vec<Arc<AtomicUsize>> = (0..4).map(|_| Arc::default()).collect();
+    let streams: Vec<_> = ["steady", "changing", "changing", "leaving"]
+        .into_iter()
+        .zip(&answered)
+        .map(|(r, n)| stream(&swarm, r, Arc::clone(&stop), Arc::clone(n)))
+        .collect();
     // Calls are flowing on every role before the reload starts.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    eventually("every stream answered twice", STEP, || counts(&answered).iter().all(|&n| n >= 2)).await;
 
     let next = config(vec![role("steady", &[]), role("changing", &["--tag", "2"]), role("arriving", &[])]);
     let report = tokio::time::timeout(STEP, swarm.reload(next)).await.expect("reload within the bound");
@@ -64,13 +78,15 @@ async fn reload_keeps_unchanged_roles_rolls_changed_ones_and_fails_no_call() {
             removed: vec!["leaving".into()],
         }
     );
-    // Calls keep flowing on the new generation for a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Calls go on flowing on the new generation of the roles that stayed.
+    let at_swap = counts(&answered);
+    eventually("the staying streams answered twice more", STEP, || {
+        counts(&answered).iter().zip(&at_swap).take(3).all(|(now, then)| *now >= then + 2)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
-    let mut answered = AtomicUsize::new(0);
     for (i, s) in streams.into_iter().enumerate() {
-        let (ok, failures) = s.await.expect("stream task");
-        *answered.get_mut() += ok;
+        let failures = s.await.expect("stream task");
         // The leaving role's stream ends with "unknown role" once it is gone: that is the
         // config saying so, not the reload failing a call. Every other stream: zero failures.
         if i == 3 {
@@ -79,7 +95,6 @@ async fn reload_keeps_unchanged_roles_rolls_changed_ones_and_fails_no_call() {
             assert!(failures.is_empty(), "calls failed across the reload: {failures:?}");
         }
     }
-    assert!(answered.into_inner() > 20, "the streams made calls");
 
     assert_eq!(pids(&swarm, "steady").await, steady_before, "an unchanged role keeps its warm agents");
     let changing_after = pids(&swarm, "changing").await;

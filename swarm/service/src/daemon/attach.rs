@@ -4,7 +4,7 @@
 //! newer than the daemon's copy.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 use skep_bridge::{CallError, Client, ClientConfig, RequestOptions};
@@ -254,7 +254,6 @@ fn newer_than_loaded(path: &Path, status: &Value) -> bool {
     let Some(loaded) = status["configModifiedUnixMs"].as_u64() else { return false };
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     modified.and_then(|m| m.duration_since(UNIX_EPOCH).ok()).is_some_and(|m| m.as_millis() as u64 > loaded)
-        && modified.is_some_and(|m| m <= SystemTime::now())
 }
 
 /// The last `lines` lines of a log, for an error message.
