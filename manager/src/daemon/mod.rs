@@ -32,6 +32,15 @@ pub struct Which {
     pub config: Option<PathBuf>,
 }
 
+impl Which {
+    /// The config (canonical, or `None` for the demo) and its daemon's paths.
+    fn resolve(&self) -> anyhow::Result<(Option<PathBuf>, DaemonPaths)> {
+        let config = target(self.config.as_deref())?;
+        let paths = DaemonPaths::for_config(config.as_deref());
+        Ok((config, paths))
+    }
+}
+
 /// Start the shared daemon for a config, detached, and return once its warm agents are ready.
 ///
 /// Every `skep call`, `run`, `stats` and `grid` for the same config then
@@ -87,8 +96,7 @@ pub struct ReloadArgs {
 
 /// Starts the daemon, or says where the running one is.
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let config = target(args.which.config.as_deref())?;
-    let paths = DaemonPaths::for_config(config.as_deref());
+    let (config, paths) = args.which.resolve()?;
     runtime()?.block_on(async {
         let fresh = match connect(&paths.socket).await {
             Ok(_) => false,
@@ -108,8 +116,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 /// Stops the daemon, if one runs.
 pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
-    let config = target(args.which.config.as_deref())?;
-    let paths = DaemonPaths::for_config(config.as_deref());
+    let (config, paths) = args.which.resolve()?;
     runtime()?.block_on(async {
         let Ok(client) = connect(&paths.socket).await else {
             eprintln!("skep: no daemon is running for {}", paths.identity);
@@ -123,8 +130,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints the daemon's status, or exits 3 when none runs.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = target(args.which.config.as_deref())?;
-    let paths = DaemonPaths::for_config(config.as_deref());
+    let (_, paths) = args.which.resolve()?;
     runtime()?.block_on(async {
         let Ok(client) = connect(&paths.socket).await else {
             eprintln!("skep: no daemon is running for {} (start one with `skep up`)", paths.identity);
@@ -172,8 +178,7 @@ fn describe(status: &Value) -> Vec<String> {
 
 /// Prints the log, then follows it with `-f`.
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let config = target(args.which.config.as_deref())?;
-    let paths = DaemonPaths::for_config(config.as_deref());
+    let (_, paths) = args.which.resolve()?;
     let mut file = match std::fs::File::open(&paths.log) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -212,8 +217,7 @@ fn copy_from(file: &mut std::fs::File, offset: u64, path: &Path) -> anyhow::Resu
 
 /// Asks the daemon to reload its config; exits 1 with the config's error if refused.
 pub fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
-    let config = target(args.which.config.as_deref())?;
-    let paths = DaemonPaths::for_config(config.as_deref());
+    let (_, paths) = args.which.resolve()?;
     runtime()?.block_on(async {
         let client = connect(&paths.socket)
             .await
