@@ -1,0 +1,122 @@
+//! The MCP server one session talks to: rmcp's `ServerHandler` over the
+//! swarm. `initialize` and `ping` never touch an agent, so a role that is
+//! starting or failed cannot block a session's start; `tools/list` merges the
+//! roles' lists (catalog.rs); `tools/call` runs on the role's pool with its
+//! timeout, breaker and cache. A session's calls are cancelled when the client
+//! cancels them or goes away (rmcp cancels the request's token).
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::value::RawValue;
+use skep_swarm::{CallOptions, Swarm, SwarmError};
+
+use super::catalog::{self, Target};
+
+/// One MCP session's server: a handle on the swarm and the naming settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    swarm: Swarm,
+    separator: Arc<str>,
+}
+
+impl Session {
+    pub(crate) fn new(swarm: Swarm, separator: Arc<str>) -> Session {
+        Session { swarm, separator }
+    }
+
+    async fn call(&self, request: CallToolRequestParams) -> Result<CallToolResult, McpError> {
+        let roles = catalog::offering(&self.swarm);
+        let target = catalog::resolve(&roles, &self.separator, &request.name)
+            .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
+        let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let (method, params) = match &target {
+            Target::Upstream { tool, .. } => {
+                ("tools/call", serde_json::json!({ "name": tool, "arguments": arguments }))
+            }
+            Target::Method { method, .. } => (method.as_str(), arguments),
+        };
+        let params = serde_json::value::to_raw_value(&params)
+            .map_err(|e| McpError::internal_error(format!("cannot encode the arguments ({e})"), None))?;
+        let answer = self.swarm.call(target.role(), method, Some(&params), CallOptions::default()).await;
+        match (answer, &target) {
+            (Ok(raw), Target::Upstream { .. }) => upstream_result(&raw, target.role()),
+            (Ok(raw), Target::Method { .. }) => Ok(method_result(&raw)),
+            // The server itself refused the request (an unknown tool, bad
+            // arguments): a protocol error, relayed as the server said it.
+            (Err(SwarmError::Agent(e)), _) => {
+                Err(McpError::new(ErrorCode(e.code()), e.message().to_owned(), e.data().and_then(raw_json)))
+            }
+            // The server could not run it: a tool error naming it and why, so
+            // the model sees it and the other servers keep working.
+            (Err(e), _) => Ok(tool_error(target.role(), &e)),
+        }
+    }
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "skep's MCP gateway: the tools of every server skep keeps warm, each named <server>__<tool>.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(catalog::list_tools(&self.swarm, &self.separator).await))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.clone();
+        tokio::select! {
+            result = self.call(request) => result.map(CallToolResponse::from),
+            // Dropping the call cancels it on the wire to the agent (the bridge's cancel).
+            () = context.ct.cancelled() => {
+                tracing::debug!(tool = %name, "tool call cancelled by the client");
+                Err(McpError::new(ErrorCode(skep_bridge::code::REQUEST_CANCELLED), "cancelled by the client", None))
+            }
+        }
+    }
+}
+
+/// An MCP server's `tools/call` result, as it gave it.
+fn upstream_result(raw: &RawValue, role: &str) -> Result<CallToolResult, McpError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        McpError::internal_error(format!("server {role} answered tools/call with something that is not a tool result ({e})"), None)
+    })
+}
+
+/// A plain method's result as a tool result: the JSON as text, and as
+/// structured content when it is an object.
+fn method_result(raw: &RawValue) -> CallToolResult {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+    let mut result = CallToolResult::success(vec![ContentBlock::text(raw.get().to_owned())]);
+    if value.is_object() {
+        result.structured_content = Some(value);
+    }
+    result
+}
+
+/// A call the role could not run, as a tool error that names the server and why.
+pub(crate) fn tool_error(role: &str, error: &SwarmError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("server {role} could not run the tool: {error}"))])
+}
+
+fn raw_json(raw: &RawValue) -> Option<serde_json::Value> {
+    serde_json::from_str(raw.get()).ok()
+}

@@ -1,0 +1,116 @@
+//! The MCP gateway: the daemon speaks MCP to MCP clients, offering the tools
+//! of every role that has them, one list over warm, pooled servers shared by
+//! every session (docs/mcp.md).
+//!
+//! Two ways in, one server per session (`handler.rs`):
+//! - a Unix socket beside the control socket, one MCP session per
+//!   connection, which `skep mcp` relays its stdio to (`stream.rs`);
+//! - Streamable HTTP at `http://LISTEN/mcp` when `[mcp] listen` is set
+//!   (`http.rs`), behind a bearer token (`guard.rs`).
+//!
+//! # Layout
+//! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
+//! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
+//! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
+//! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
+//! - `guard.rs`: the bearer token file and its check.
+
+mod catalog;
+mod guard;
+mod handler;
+mod http;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use skep_swarm::{McpConfig, Swarm};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ObserveError;
+use crate::socket::{Presence, bind};
+
+pub use guard::{TokenError, load_or_create_token};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The session socket is unusable.
+    #[error(transparent)]
+    Socket(#[from] ObserveError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen for MCP over HTTP on {addr}")]
+    Http {
+        /// `[mcp] listen`.
+        addr: SocketAddr,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bearer token file is unusable.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// A running gateway; [`Gateway::stop`] ends its sessions and listeners.
+#[derive(Debug)]
+pub struct Gateway {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    socket: PathBuf,
+    http: Option<SocketAddr>,
+    sessions: Presence,
+}
+
+impl Gateway {
+    /// Serves MCP sessions on `socket` and, when `config.listen` is set, over
+    /// HTTP with the token kept in `token_file`.
+    pub async fn start(
+        swarm: Swarm,
+        config: &McpConfig,
+        socket: &Path,
+        token_file: &Path,
+    ) -> Result<Gateway, GatewayError> {
+        let stop = CancellationToken::new();
+        let sessions = Presence::default();
+        let separator: Arc<str> = Arc::from(config.separator.as_str());
+        let mut tasks = JoinSet::new();
+        let mut http = None;
+        if let Some(addr) = config.listen {
+            let token: Arc<str> = Arc::from(load_or_create_token(token_file)?);
+            let listener = http::bind(addr).await.map_err(|source| GatewayError::Http { addr, source })?;
+            http = Some(listener.local_addr().map_err(|source| GatewayError::Http { addr, source })?);
+            let app = http::router(swarm.clone(), config, token, stop.child_token());
+            tasks.spawn(http::serve(listener, app, stop.clone()));
+        }
+        let listener = bind(socket).await?;
+        tasks.spawn(stream::accept_sessions(listener, swarm, separator, stop.clone(), sessions.clone()));
+        tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
+        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions })
+    }
+
+    /// The HTTP front's bound address (its port resolved when `listen` asked for 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The Unix socket `skep mcp` relays to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// MCP sessions open now over the Unix socket (`skep mcp` relays).
+    pub fn relay_sessions(&self) -> usize {
+        self.sessions.now()
+    }
+
+    /// Stops accepting, ends every session (their calls are cancelled), removes the socket.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
