@@ -62,7 +62,9 @@ impl Config {
             None => DaemonConfig::default(),
         };
         let mcp = match raw.mcp {
-            Some(m) => m.into_inner().build().map_err(|(span, key, problem)| cx.at(span, &format!("mcp.{key}"), problem))?,
+            Some(m) => {
+                m.into_inner().build().map_err(|(span, key, problem)| cx.at(span, &format!("mcp.{key}"), problem))?
+            }
             None => super::McpConfig::default(),
         };
         check_tool_naming(&cx, &roles, &mcp.separator, &role_spans)?;
@@ -397,7 +399,8 @@ impl Fields<'_> {
         for (i, t) in raw.into_inner().into_iter().enumerate() {
             let header = t.span();
             let key = |field: &str| format!("{}.tools[{i}].{field}", self.key);
-            let tool = t.into_inner().build(header.clone()).map_err(|(span, field, p)| self.cx.at(span, &key(field), p))?;
+            let tool =
+                t.into_inner().build(header.clone()).map_err(|(span, field, p)| self.cx.at(span, &key(field), p))?;
             if tools.iter().any(|seen| seen.name == tool.name) {
                 let problem = format!("the tool name {:?} is already used by this role", tool.name);
                 return Err(self.cx.at(header, &key("name"), problem));

@@ -638,8 +638,14 @@ fn mcp_section_and_tools_parse_to_exact_values() {
     assert_eq!(config.mcp.allowed_origins, argv(&["http://localhost:*"]));
     let tools = &config.roles["r"].tools;
     assert_eq!(tools.len(), 2);
-    assert_eq!((tools[0].name.as_str(), tools[0].method.as_str(), tools[0].description.as_str()), ("sum", "math/sum", "adds"));
-    assert_eq!(serde_json::Value::Object(tools[0].input_schema.clone()), serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}}}));
+    assert_eq!(
+        (tools[0].name.as_str(), tools[0].method.as_str(), tools[0].description.as_str()),
+        ("sum", "math/sum", "adds")
+    );
+    assert_eq!(
+        serde_json::Value::Object(tools[0].input_schema.clone()),
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}}})
+    );
     assert_eq!(serde_json::Value::Object(tools[1].input_schema.clone()), serde_json::json!({"type": "object"}));
     let default = parse(&with_line("")).unwrap().mcp;
     assert_eq!((default.listen, default.separator.as_str(), default.max_body), (None, "__", 4 << 20));
@@ -651,9 +657,21 @@ fn mcp_naming_is_refused_at_load_naming_the_role() {
     fails("[mcp]\nseparator = \"/\"\n[roles.r]\ncommand = [\"a\"]\n", 2, &["mcp.separator"]);
     fails(&with_line("[[roles.r.tools]]\nname = \"a b\"\nmethod = \"m\""), 4, &["roles.r.tools[0].name", "\"a b\""]);
     fails(&with_line("[[roles.r.tools]]\nname = \"t\""), 3, &["roles.r.tools[0].method", "found nothing"]);
-    fails(&with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\n[[roles.r.tools]]\nname = \"t\"\nmethod = \"n\""), 6, &["roles.r.tools[1].name", "already used"]);
-    fails(&with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\ninput_schema = { type = \"string\" }"), 6, &["input_schema"]);
-    fails("[roles.m]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n[[roles.m.tools]]\nname = \"t\"\nmethod = \"m\"\n", 4, &["roles.m.tools", "leave tools out"]);
+    fails(
+        &with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\n[[roles.r.tools]]\nname = \"t\"\nmethod = \"n\""),
+        6,
+        &["roles.r.tools[1].name", "already used"],
+    );
+    fails(
+        &with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\ninput_schema = { type = \"string\" }"),
+        6,
+        &["input_schema"],
+    );
+    fails(
+        "[roles.m]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n[[roles.m.tools]]\nname = \"t\"\nmethod = \"m\"\n",
+        4,
+        &["roles.m.tools", "leave tools out"],
+    );
     // `a__b` would be ambiguous with role `a` offering `b__c`: refused, naming the role.
     fails("[roles.a__b]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n", 1, &["roles.a__b", "separator \"__\""]);
     // A role the gateway does not offer may use any valid name.

@@ -84,13 +84,41 @@ pub(crate) fn authorized(authorization: Option<&HeaderValue>, token: &str) -> bo
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The middleware: a request without the right token gets 401 and goes no further.
-pub(crate) async fn require_token(State(token): State<std::sync::Arc<str>>, request: Request, next: Next) -> Response {
-    if authorized(request.headers().get(header::AUTHORIZATION), &token) {
+/// What the guard checks a request against.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    /// The bearer token.
+    pub token: std::sync::Arc<str>,
+    /// The largest body read.
+    pub max_body: usize,
+}
+
+/// The middleware: a request without the right token gets 401 and goes no
+/// further; a POST body past the limit gets 413, and one that is not JSON a
+/// 400 with a JSON-RPC parse error (rmcp alone would answer it 415).
+pub(crate) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    if !authorized(request.headers().get(header::AUTHORIZATION), &guard.token) {
+        let body = "missing or wrong bearer token: see `skep mcp --print-config`";
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+    }
+    if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
-    let body = "missing or wrong bearer token: see `skep mcp --print-config`";
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, guard.max_body)).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let body = format!("the request body is over the limit of {} bytes ([mcp] max_body)", guard.max_body);
+            return (StatusCode::PAYLOAD_TOO_LARGE, body).into_response();
+        }
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let error = serde_json::json!({"jsonrpc": "2.0", "id": null,
+            "error": {"code": skep_bridge::code::PARSE_ERROR, "message": format!("parse error: {e}")}});
+        return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], error.to_string())
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -97,7 +97,10 @@ impl ServerHandler for Session {
 /// An MCP server's `tools/call` result, as it gave it.
 fn upstream_result(raw: &RawValue, role: &str) -> Result<CallToolResult, McpError> {
     serde_json::from_str(raw.get()).map_err(|e| {
-        McpError::internal_error(format!("server {role} answered tools/call with something that is not a tool result ({e})"), None)
+        McpError::internal_error(
+            format!("server {role} answered tools/call with something that is not a tool result ({e})"),
+            None,
+        )
     })
 }
 

@@ -3,9 +3,10 @@
 //! `Mcp-Session-Id`, protocol version negotiation, Host and Origin checks,
 //! the body limit) mounted at `/mcp` on axum, behind the bearer-token guard.
 //!
-//! Statuses a client can get from us rather than from MCP: 401 (token), 403
-//! (foreign Origin or Host), 404 (unknown session id, or a path other than
-//! `/mcp`), 413 (body past `max_body`).
+//! Statuses a client can get from us rather than from MCP: 400 (a body that
+//! is not JSON, with a JSON-RPC parse error), 401 (token), 403 (foreign Origin
+//! or Host), 404 (unknown session id, or a path other than `/mcp`), 413 (body
+//! past `max_body`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub(crate) fn router(swarm: Swarm, config: &McpConfig, token: Arc<str>, stop: Ca
     );
     Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(token, guard::require_token))
+        .layer(axum::middleware::from_fn_with_state(guard::Guard { token, max_body: config.max_body }, guard::guard))
 }
 
 /// Binds the HTTP front's address.
