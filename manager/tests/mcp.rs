@@ -338,6 +338,47 @@ fn ten_sessions_opened_and_closed_leave_the_pool_as_it_was_and_no_fd_behind() {
     poll("the daemon's descriptors to come back", || open_fds(daemon) <= fds);
 }
 
+/// Live processes whose command line has `arg`.
+fn with_arg(arg: &str) -> Vec<u64> {
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|&pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid)
+    })
+    .map(u64::from)
+    .collect()
+}
+
+#[test]
+fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
+    let world = World::new("isolation", "");
+    let marker = format!("--solo-{}", world.root.file_name().unwrap().to_string_lossy());
+    let script = clients_dir().join("state-server.mjs").display().to_string();
+    let solo = format!(
+        "\n[roles.solo]\ncommand = [\"node\", \"{script}\", \"{marker}\"]\nhandshake = \"mcp\"\nshare = \"session\"\nmin_warm = 2\nmax_agents = 4\n"
+    );
+    let config = std::fs::read_to_string(world.config()).unwrap() + &solo;
+    std::fs::write(world.config(), config).unwrap();
+    world.skep(&["up"]);
+    let spares = with_arg(&marker);
+    assert_eq!(spares.len(), 2, "min_warm spares are started with the daemon: {spares:?}");
+    for transport in ["stdio", "http"] {
+        let r = world.ts("isolation", transport);
+        let (a, b) = (r["pidA"].as_u64().unwrap(), r["pidB"].as_u64().unwrap());
+        assert_ne!(a, b, "{transport}: two sessions, two agents: {r}");
+        assert_eq!(r["recallA"], "only-a", "{transport}: {r}");
+        assert_eq!(r["recallB"], Value::Null, "{transport}: state never leaks to another session: {r}");
+        if transport == "stdio" {
+            assert!(spares.contains(&a) && spares.contains(&b), "both came from the warm spares {spares:?}: {r}");
+        }
+        // Each session's agent is stopped with it, never handed to the next one.
+        poll("the sessions' agents to stop", || !alive(a as u32) && !alive(b as u32));
+        poll("the spares to be back", || with_arg(&marker).len() == 2);
+    }
+    // The shared pool never saw the per-session role.
+    assert!(world.agent_pids("solo").is_empty());
+}
+
 /// One raw HTTP/1.1 request to the gateway; the status code and body.
 fn http(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let authority = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/mcp")).expect("http://HOST:PORT/mcp");

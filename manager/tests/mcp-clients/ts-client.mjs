@@ -18,6 +18,11 @@ async function connect () {
     ? new StdioClientTransport({ command: target, args: ['mcp', '--config', extra], stderr: 'inherit' })
     : new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers: { Authorization: `Bearer ${extra}` } } })
   await client.connect(t)
+  // A well-behaved HTTP client ends its session (DELETE) rather than leaving it to time out.
+  client.end = async () => {
+    if (transport !== 'stdio') await t.terminateSession()
+    await client.close()
+  }
   return client
 }
 
@@ -73,14 +78,14 @@ async function main () {
       return r.isError ? null : json(r)
     })
     out.unknownTool = await call(a, 'nobody__nothing').then((r) => ({ isError: r.isError, text: text(r) }), (e) => ({ error: e.code }))
-    await a.close()
-    await b.close()
+    await a.end()
+    await b.end()
   } else if (scenario === 'sessions') {
     out.pids = []
     for (let i = 0; i < 10; i++) {
       const c = await connect()
       out.pids.push(json(await call(c, 'state__whoami')).pid)
-      await c.close()
+      await c.end()
     }
   } else if (scenario === 'isolation') {
     const a = await connect()
@@ -90,8 +95,8 @@ async function main () {
     out.pidB = json(await call(b, 'solo__whoami')).pid
     out.recallA = json(await call(a, 'solo__recall', { key: 'k' })).value
     out.recallB = json(await call(b, 'solo__recall', { key: 'k' })).value
-    await a.close()
-    await b.close()
+    await a.end()
+    await b.end()
   } else {
     throw new Error(`unknown scenario ${scenario}`)
   }

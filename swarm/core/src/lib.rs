@@ -59,7 +59,7 @@ pub use breaker::{
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
     Config, ConfigError, Cost, DEFAULT_MAX_BODY, DEFAULT_RECYCLE_JITTER, DEFAULT_SEPARATOR, DaemonConfig, Handshake,
-    MAX_DURATION, MAX_SIZE, McpConfig, Protocol, RoleConfig, ToolConfig, is_valid_name, is_valid_tool_name,
+    MAX_DURATION, MAX_SIZE, McpConfig, Protocol, RoleConfig, Share, ToolConfig, is_valid_name, is_valid_tool_name,
     parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};

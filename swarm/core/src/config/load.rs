@@ -239,6 +239,13 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
     };
     let cost = r.cost.map(|c| f.cost(c.into_inner())).transpose()?;
     let tools = f.tools(r.tools, handshake)?;
+    let share = match r.share {
+        None => super::Share::Pool,
+        Some(s) => match super::Share::parse(s.get_ref()) {
+            Some(share) => share,
+            None => return Err(f.bad(s.span(), "share", r#""pool" or "session""#, &format!("{:?}", s.get_ref()))),
+        },
+    };
     Ok(RoleConfig {
         command,
         cwd,
@@ -269,6 +276,7 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         breaker,
         cost,
         tools,
+        share,
         name,
     })
 }

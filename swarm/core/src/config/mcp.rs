@@ -43,6 +43,26 @@ impl Default for McpConfig {
     }
 }
 
+/// How the MCP gateway shares a role's agents between MCP sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Share {
+    /// Every session's calls spread over the role's pool.
+    #[default]
+    Pool,
+    /// Each session gets an agent of its own, from warm spares, stopped when the session ends.
+    Session,
+}
+
+impl Share {
+    pub(super) fn parse(text: &str) -> Option<Share> {
+        match text {
+            "pool" => Some(Share::Pool),
+            "session" => Some(Share::Session),
+            _ => None,
+        }
+    }
+}
+
 /// `[[roles.NAME.tools]]`: one method of a (non-MCP) role offered as an MCP tool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolConfig {

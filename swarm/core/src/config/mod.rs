@@ -24,7 +24,7 @@ mod units;
 #[cfg(test)]
 mod tests;
 
-pub use mcp::{DEFAULT_MAX_BODY, DEFAULT_SEPARATOR, McpConfig, ToolConfig, is_valid_tool_name};
+pub use mcp::{DEFAULT_MAX_BODY, DEFAULT_SEPARATOR, McpConfig, Share, ToolConfig, is_valid_tool_name};
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
 
 /// The default `recycle_jitter`: up to a tenth of `max_calls` and `max_lifetime` off per agent.
@@ -153,6 +153,8 @@ pub struct RoleConfig {
     pub cost: Option<Cost>,
     /// `[[roles.NAME.tools]]`: methods offered as MCP tools by the gateway.
     pub tools: Vec<ToolConfig>,
+    /// How the MCP gateway shares the role's agents between sessions.
+    pub share: Share,
 }
 
 /// A price list, in whatever unit the user prices in: per second of call
@@ -213,6 +215,7 @@ impl RoleConfig {
             breaker: BreakerConfig::default(),
             cost: None,
             tools: Vec::new(),
+            share: Share::Pool,
         }
     }
 

@@ -75,6 +75,7 @@ pub(super) struct RawRole {
     pub breaker: Opt<RawBreaker>,
     pub cost: Opt<RawCost>,
     pub tools: Opt<Vec<Spanned<super::mcp::RawTool>>>,
+    pub share: Opt<String>,
 }
 
 /// `[roles.NAME.cost]`.

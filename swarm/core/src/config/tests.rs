@@ -129,6 +129,7 @@ route = ["^review\\b", "lint"]
         breaker: BreakerConfig::default(),
         cost: None,
         tools: Vec::new(),
+        share: super::Share::Pool,
     };
     assert_eq!(role(text, "w"), expected);
     assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));
@@ -674,6 +675,9 @@ fn mcp_naming_is_refused_at_load_naming_the_role() {
     );
     // `a__b` would be ambiguous with role `a` offering `b__c`: refused, naming the role.
     fails("[roles.a__b]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n", 1, &["roles.a__b", "separator \"__\""]);
+    fails(&with_line("share = \"private\""), 3, &["roles.r.share", r#"expected "pool" or "session", found "private""#]);
+    assert_eq!(role(&with_line("share = \"session\""), "r").share, super::Share::Session);
+    assert_eq!(role(&with_line(""), "r").share, super::Share::Pool);
     // A role the gateway does not offer may use any valid name.
     assert!(parse("[roles.a__b]\ncommand = [\"a\"]\n").is_ok());
 }

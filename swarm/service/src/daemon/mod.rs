@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ObserveError;
-use crate::mcp::{Gateway, GatewayError};
+use crate::mcp::{Gateway, GatewayError, split_session_roles};
 use crate::observe::agent_counts;
 use crate::observe_dir::{ensure_private_dir, observe_dir};
 use crate::rpc::{Sidecar, rpc_module};
@@ -156,10 +156,13 @@ impl Daemon {
         if mcp_config.listen.is_some() {
             daemon_config.idle_exit = None;
         }
-        let swarm = Swarm::start(spec.config).await?;
+        let mut config = spec.config;
+        let session_roles = split_session_roles(&mut config);
+        let swarm = Swarm::start(config).await?;
         // We hold the lock: a socket file left behind is a dead daemon's.
         let listener = bind(&paths.socket).await?;
-        let mcp = Gateway::start(swarm.clone(), &mcp_config, &paths.mcp_socket, &paths.mcp_token).await?;
+        let mcp =
+            Gateway::start(swarm.clone(), session_roles, &mcp_config, &paths.mcp_socket, &paths.mcp_token).await?;
         let mcp_status = json!({
             "socket": mcp.socket(),
             "http": mcp.http_addr().map(|a| format!("http://{a}/mcp")),
@@ -251,10 +254,12 @@ impl State {
             return Err("the built-in demo has no config file to reload".to_owned());
         };
         let seen = modified(path);
-        let config = Config::load(path).map_err(|e| {
+        let mut config = Config::load(path).map_err(|e| {
             tracing::warn!("reload refused, still serving the previous config: {e}");
             e.to_string()
         })?;
+        // The gateway's per-session roles are kept as started (docs/mcp.md).
+        split_session_roles(&mut config);
         let report = self.swarm.reload(config).await;
         *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
         Ok(report)

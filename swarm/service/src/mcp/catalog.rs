@@ -70,7 +70,7 @@ pub(crate) fn resolve(roles: &[Arc<RoleConfig>], separator: &str, name: &str) ->
     }
 }
 
-/// The roles whose tools the gateway offers.
+/// The roles of `swarm` whose tools the gateway offers.
 pub(crate) fn offering(swarm: &Swarm) -> Vec<Arc<RoleConfig>> {
     let config = swarm.config();
     (config.roles.into_values())
@@ -79,12 +79,20 @@ pub(crate) fn offering(swarm: &Swarm) -> Vec<Arc<RoleConfig>> {
         .collect()
 }
 
-/// Every offered tool, renamed. A role that fails or is slow to list is left
-/// out (and logged) rather than failing the whole list: one broken server
-/// must not hide the others.
-pub(crate) async fn list_tools(swarm: &Swarm, separator: &str) -> Vec<Tool> {
-    let roles = offering(swarm);
-    let lists = futures::future::join_all(roles.iter().map(|role| role_tools(swarm, role, separator))).await;
+/// Every offered tool, renamed: each role listed on the swarm that serves it
+/// here. A role that fails or is slow to list is left out (and logged) rather
+/// than failing the whole list: one broken server must not hide the others.
+pub(crate) async fn list_tools(roles: Vec<(Arc<RoleConfig>, Result<Swarm, SwarmError>)>, separator: &str) -> Vec<Tool> {
+    let lists = futures::future::join_all(roles.iter().map(|(role, swarm)| async move {
+        match swarm {
+            Ok(swarm) => role_tools(swarm, role, separator).await,
+            Err(e) => {
+                tracing::warn!(role = %role.name, "no agent to list its tools; they are left out: {e}");
+                Vec::new()
+            }
+        }
+    }))
+    .await;
     lists.into_iter().flatten().collect()
 }
 

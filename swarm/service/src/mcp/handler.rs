@@ -5,6 +5,7 @@
 //! timeout, breaker and cache. A session's calls are cancelled when the client
 //! cancels them or goes away (rmcp cancels the request's token).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -14,25 +15,59 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::value::RawValue;
-use skep_swarm::{CallOptions, Swarm, SwarmError};
+use skep_swarm::{CallOptions, RoleConfig, Swarm, SwarmError};
 
 use super::catalog::{self, Target};
+use super::spares::{Held, Spares};
 
-/// One MCP session's server: a handle on the swarm and the naming settings.
+/// What every session of one gateway shares: the swarm, the spares of
+/// `share = "session"` roles, the naming settings.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub swarm: Swarm,
+    pub spares: Spares,
+    pub separator: Arc<str>,
+}
+
+/// One MCP session's server. Clones (rmcp may make them) share the
+/// session's own agents, which stop when the last clone goes, that is, when
+/// the session ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
-    swarm: Swarm,
-    separator: Arc<str>,
+    shared: Arc<Shared>,
+    own: Arc<tokio::sync::Mutex<HashMap<String, Arc<Held>>>>,
 }
 
 impl Session {
-    pub(crate) fn new(swarm: Swarm, separator: Arc<str>) -> Session {
-        Session { swarm, separator }
+    pub(crate) fn new(shared: Arc<Shared>) -> Session {
+        Session { shared, own: Arc::default() }
+    }
+
+    /// Every role offering tools, from the shared swarm and the per-session ones.
+    fn roles(&self) -> Vec<Arc<RoleConfig>> {
+        let mut roles = catalog::offering(&self.shared.swarm);
+        roles.extend(self.shared.spares.configs());
+        roles
+    }
+
+    /// The swarm that serves `role` to this session: the shared one, or this
+    /// session's own agent of a `share = "session"` role (taken on first use).
+    async fn swarm_for(&self, role: &str) -> Result<Swarm, SwarmError> {
+        if !self.shared.spares.serves(role) {
+            return Ok(self.shared.swarm.clone());
+        }
+        // Held across the take, so two concurrent first calls take one agent, not two.
+        let mut own = self.own.lock().await;
+        if let Some(held) = own.get(role) {
+            return Ok(held.swarm().clone());
+        }
+        let held = Arc::new(self.shared.spares.take(role).await?);
+        own.insert(role.to_owned(), Arc::clone(&held));
+        Ok(held.swarm().clone())
     }
 
     async fn call(&self, request: CallToolRequestParams) -> Result<CallToolResult, McpError> {
-        let roles = catalog::offering(&self.swarm);
-        let target = catalog::resolve(&roles, &self.separator, &request.name)
+        let target = catalog::resolve(&self.roles(), &self.shared.separator, &request.name)
             .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
         let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
         let (method, params) = match &target {
@@ -43,7 +78,10 @@ impl Session {
         };
         let params = serde_json::value::to_raw_value(&params)
             .map_err(|e| McpError::internal_error(format!("cannot encode the arguments ({e})"), None))?;
-        let answer = self.swarm.call(target.role(), method, Some(&params), CallOptions::default()).await;
+        let answer = match self.swarm_for(target.role()).await {
+            Ok(swarm) => swarm.call(target.role(), method, Some(&params), CallOptions::default()).await,
+            Err(e) => Err(e),
+        };
         match (answer, &target) {
             (Ok(raw), Target::Upstream { .. }) => upstream_result(&raw, target.role()),
             (Ok(raw), Target::Method { .. }) => Ok(method_result(&raw)),
@@ -74,7 +112,12 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(catalog::list_tools(&self.swarm, &self.separator).await))
+        let mut roles = Vec::new();
+        for role in self.roles() {
+            let swarm = self.swarm_for(&role.name).await;
+            roles.push((role, swarm));
+        }
+        Ok(ListToolsResult::with_all_items(catalog::list_tools(roles, &self.shared.separator).await))
     }
 
     async fn call_tool(

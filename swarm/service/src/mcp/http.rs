@@ -14,16 +14,15 @@ use std::sync::Arc;
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use skep_swarm::{McpConfig, Swarm};
+use skep_swarm::McpConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::guard;
-use super::handler::Session;
+use super::handler::{Session, Shared};
 
 /// The app served on the HTTP listener.
-pub(crate) fn router(swarm: Swarm, config: &McpConfig, token: Arc<str>, stop: CancellationToken) -> Router {
-    let separator: Arc<str> = Arc::from(config.separator.as_str());
+pub(crate) fn router(shared: Arc<Shared>, config: &McpConfig, token: Arc<str>, stop: CancellationToken) -> Router {
     let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if let Some(listen) = config.listen.filter(|addr| !addr.ip().is_unspecified()) {
         allowed_hosts.push(listen.ip().to_string());
@@ -36,7 +35,7 @@ pub(crate) fn router(swarm: Swarm, config: &McpConfig, token: Arc<str>, stop: Ca
         .with_max_request_body_bytes(config.max_body)
         .with_cancellation_token(stop);
     let service = StreamableHttpService::new(
-        move || Ok(Session::new(swarm.clone(), Arc::clone(&separator))),
+        move || Ok(Session::new(Arc::clone(&shared))),
         Arc::new(LocalSessionManager::default()),
         http,
     );

@@ -11,6 +11,7 @@
 //! # Layout
 //! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
+//! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
 //! - `guard.rs`: the bearer token file and its check.
@@ -19,18 +20,21 @@ mod catalog;
 mod guard;
 mod handler;
 mod http;
+mod spares;
 mod stream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use skep_swarm::{McpConfig, Swarm};
+use skep_swarm::{Config, McpConfig, RoleConfig, Share, Swarm};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ObserveError;
 use crate::socket::{Presence, bind};
+use handler::Shared;
+use spares::Spares;
 
 pub use guard::{TokenError, load_or_create_token};
 
@@ -63,33 +67,37 @@ pub struct Gateway {
     socket: PathBuf,
     http: Option<SocketAddr>,
     sessions: Presence,
+    shared: Arc<Shared>,
 }
 
 impl Gateway {
     /// Serves MCP sessions on `socket` and, when `config.listen` is set, over
-    /// HTTP with the token kept in `token_file`.
+    /// HTTP with the token kept in `token_file`. `session_roles` (`share =
+    /// "session"`, see [`split_session_roles`]) get their spares started first.
     pub async fn start(
         swarm: Swarm,
+        session_roles: Vec<RoleConfig>,
         config: &McpConfig,
         socket: &Path,
         token_file: &Path,
     ) -> Result<Gateway, GatewayError> {
         let stop = CancellationToken::new();
         let sessions = Presence::default();
-        let separator: Arc<str> = Arc::from(config.separator.as_str());
+        let spares = Spares::start(session_roles, &stop).await;
+        let shared = Arc::new(Shared { swarm, spares, separator: Arc::from(config.separator.as_str()) });
         let mut tasks = JoinSet::new();
         let mut http = None;
         if let Some(addr) = config.listen {
             let token: Arc<str> = Arc::from(load_or_create_token(token_file)?);
             let listener = http::bind(addr).await.map_err(|source| GatewayError::Http { addr, source })?;
             http = Some(listener.local_addr().map_err(|source| GatewayError::Http { addr, source })?);
-            let app = http::router(swarm.clone(), config, token, stop.child_token());
+            let app = http::router(Arc::clone(&shared), config, token, stop.child_token());
             tasks.spawn(http::serve(listener, app, stop.clone()));
         }
         let listener = bind(socket).await?;
-        tasks.spawn(stream::accept_sessions(listener, swarm, separator, stop.clone(), sessions.clone()));
+        tasks.spawn(stream::accept_sessions(listener, Arc::clone(&shared), stop.clone(), sessions.clone()));
         tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
-        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions })
+        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared })
     }
 
     /// The HTTP front's bound address (its port resolved when `listen` asked for 0).
@@ -111,6 +119,15 @@ impl Gateway {
     pub async fn stop(mut self) {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+        self.shared.spares.stop().await;
         let _ = std::fs::remove_file(&self.socket);
     }
+}
+
+/// Takes the `share = "session"` roles out of `config`: the gateway serves
+/// them, an agent per MCP session, and the shared swarm never pools them.
+pub fn split_session_roles(config: &mut Config) -> Vec<RoleConfig> {
+    let names: Vec<String> =
+        config.roles.values().filter(|r| r.share == Share::Session).map(|r| r.name.clone()).collect();
+    names.into_iter().filter_map(|name| config.roles.remove(&name)).collect()
 }

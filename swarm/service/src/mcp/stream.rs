@@ -6,19 +6,17 @@
 
 use std::sync::Arc;
 
-use skep_swarm::Swarm;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use super::handler::Session;
+use super::handler::{Session, Shared};
 use crate::observe_dir::uid;
 use crate::socket::{Presence, admit};
 
 /// Serves sessions until `stop`, then waits for every session to end.
 pub(crate) async fn accept_sessions(
     listener: UnixListener,
-    swarm: Swarm,
-    separator: Arc<str>,
+    shared: Arc<Shared>,
     stop: CancellationToken,
     sessions: Presence,
 ) {
@@ -32,7 +30,7 @@ pub(crate) async fn accept_sessions(
                         tracing::warn!("refused an MCP session: {refusal}");
                         continue;
                     }
-                    let session = Session::new(swarm.clone(), Arc::clone(&separator));
+                    let session = Session::new(Arc::clone(&shared));
                     let (entered, stop) = (sessions.enter(), stop.child_token());
                     running.spawn(async move {
                         let _entered = entered;
