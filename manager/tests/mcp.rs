@@ -272,6 +272,12 @@ fn check_main_scenario(world: &World, r: &Value) {
     // Two sessions share the pooled server: one process, one state.
     assert_eq!(r["whoA"]["pid"], r["whoB"]["pid"], "{r}");
     assert_eq!(r["recallB"]["value"], "from-a");
+    // The server's progress reached the session that made the call, in order.
+    // (The SDK client may drop the last one when it lands just before the
+    // answer: the SDK handles notifications a tick after responses. The raw
+    // stdio test below checks that every one is sent, before the answer.)
+    let progress = r["progress"].as_array().unwrap();
+    assert!(!progress.is_empty() && progress.iter().zip([1, 2, 3]).all(|(p, n)| *p == n), "{r}");
     // The client's cancel reached the server's own call.
     assert_eq!(r["cancelledUpstream"], true, "{r}");
     // Killed mid-call: a tool error naming the server and why, then a fresh one.
@@ -336,6 +342,76 @@ fn ten_sessions_opened_and_closed_leave_the_pool_as_it_was_and_no_fd_behind() {
     assert_eq!(world.agent_pids("state"), pool, "the pool is as it was");
     poll("every relay to exit", || relays(&world.config()).is_empty());
     poll("the daemon's descriptors to come back", || open_fds(daemon) <= fds);
+}
+
+/// A child killed (and reaped) on drop, so a failed test leaves no process.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_stdio_relay_carries_progress_before_the_answer_under_the_clients_token() {
+    use std::io::BufRead;
+    let world = World::new("progress", "");
+    let mut relay = Reaped(
+        world
+            .stripped(SKEP)
+            .args(["mcp", "--config"])
+            .arg(world.config())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = relay.0.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(relay.0.stdout.take().unwrap());
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "state__slow", "arguments": {"ms": 300, "steps": 3}, "_meta": {"progressToken": "mine"}}}),
+    ];
+    for line in lines {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    // The relay blocks on its daemon; a hang here is bounded by the reader thread and LIMIT.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let message: Value = serde_json::from_str(&line).unwrap();
+            let done = message["id"] == 2;
+            let _ = tx.send(message);
+            if done {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let message = rx.recv_timeout(LIMIT).expect("the relay answers within the limit");
+        if message["id"] == 2 {
+            assert!(message["result"]["structuredContent"]["slept"] == 300, "{message}");
+            break;
+        }
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "mine", "{message}");
+            seen.push(message["params"]["progress"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(seen, vec![1.0, 2.0, 3.0], "every progress notification, in order, before the answer");
+    drop(stdin);
+    let deadline = Instant::now() + LIMIT;
+    while relay.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the relay exits when its client closes stdin");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Live processes whose command line has `arg`.

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde_json::value::RawValue;
-use skep_swarm::{CallOptions, RoleConfig, Swarm, SwarmError};
+use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
 
 use super::catalog::{self, Target};
 use super::spares::{Held, Spares};
@@ -66,13 +66,18 @@ impl Session {
         Ok(held.swarm().clone())
     }
 
-    async fn call(&self, request: CallToolRequestParams) -> Result<CallToolResult, McpError> {
+    /// Runs a tool call; `progress` is the token the upstream request carries, if the client asked for progress.
+    async fn call(&self, request: CallToolRequestParams, progress: Option<&str>) -> Result<CallToolResult, McpError> {
         let target = catalog::resolve(&self.roles(), &self.shared.separator, &request.name)
             .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
         let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
         let (method, params) = match &target {
             Target::Upstream { tool, .. } => {
-                ("tools/call", serde_json::json!({ "name": tool, "arguments": arguments }))
+                let mut params = serde_json::json!({ "name": tool, "arguments": arguments });
+                if let Some(token) = progress {
+                    params["_meta"] = serde_json::json!({ "progressToken": token });
+                }
+                ("tools/call", params)
             }
             Target::Method { method, .. } => (method.as_str(), arguments),
         };
@@ -126,15 +131,48 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.clone();
-        tokio::select! {
-            result = self.call(request) => result.map(CallToolResponse::from),
+        // The client asked for progress: relay the upstream server's, renamed to the client's token.
+        let asked = context.meta.get_progress_token().or_else(|| request.meta.as_ref()?.get_progress_token());
+        let relay = asked.map(|token| progress_relay(token, context.peer.clone()));
+        let upstream_token = relay.as_ref().map(|(watch, _)| watch.token().to_owned());
+        let result = tokio::select! {
+            result = self.call(request, upstream_token.as_deref()) => result.map(CallToolResponse::from),
             // Dropping the call cancels it on the wire to the agent (the bridge's cancel).
             () = context.ct.cancelled() => {
                 tracing::debug!(tool = %name, "tool call cancelled by the client");
                 Err(McpError::new(ErrorCode(skep_bridge::code::REQUEST_CANCELLED), "cancelled by the client", None))
             }
+        };
+        if let Some((watch, forwarder)) = relay {
+            // Every notification already received is sent before the answer.
+            drop(watch);
+            let _ = forwarder.await;
         }
+        result
     }
+}
+
+/// Watches an upstream progress token and forwards what comes to `peer`
+/// under the client's own `token`, in order; ends when the watch is dropped.
+fn progress_relay(token: ProgressToken, peer: Peer<RoleServer>) -> (McpProgressWatch, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let watch = McpProgressWatch::new(move |params| {
+        let _ = tx.send(params);
+    });
+    let forwarder = tokio::spawn(async move {
+        while let Some(mut params) = rx.recv().await {
+            params["progressToken"] = serde_json::to_value(&token).unwrap_or_default();
+            match serde_json::from_value::<ProgressNotificationParam>(params) {
+                Ok(progress) => {
+                    if peer.notify_progress(progress).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!(%e, "an upstream progress notification that is not MCP's shape is dropped"),
+            }
+        }
+    });
+    (watch, forwarder)
 }
 
 /// An MCP server's `tools/call` result, as it gave it.
