@@ -248,7 +248,7 @@ fn relays(config: &Path) -> Vec<u32> {
     pids.filter(|&pid| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        args.get(1) == Some(&b"mcp".as_slice()) && args.iter().any(|a| *a == config.as_bytes()) && alive(pid)
+        args.get(1) == Some(&b"mcp".as_slice()) && args.contains(&config.as_bytes()) && alive(pid)
     })
     .collect()
 }
@@ -307,6 +307,23 @@ fn the_official_typescript_client_over_streamable_http() {
     world.skep(&["up"]);
     let r = world.ts("main", "http");
     check_main_scenario(&world, &r);
+}
+
+#[test]
+fn print_config_gives_the_entries_for_both_transports() {
+    let world = World::new("print-config", "");
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let printed = world.skep(&["mcp", "--print-config"]);
+    let servers = &printed["mcpServers"];
+    let config = world.config().display().to_string();
+    assert_eq!(servers["skep"], json!({"command": SKEP, "args": ["mcp", "--config", config]}), "{printed}");
+    let http = json!({"type": "http", "url": url, "headers": {"Authorization": format!("Bearer {token}")}});
+    assert_eq!(servers["skep-http"], http, "{printed}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(world.status()["daemon"]["mcp"]["token"].as_str().unwrap()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the token file is the user's alone");
 }
 
 #[test]
@@ -406,12 +423,14 @@ fn the_stdio_relay_carries_progress_before_the_answer_under_the_clients_token() 
         }
     }
     assert_eq!(seen, vec![1.0, 2.0, 3.0], "every progress notification, in order, before the answer");
+    assert_eq!(world.status()["daemon"]["mcp"]["sessions"]["stdio"], 1, "`skep status` shows the open session");
     drop(stdin);
     let deadline = Instant::now() + LIMIT;
     while relay.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the relay exits when its client closes stdin");
         std::thread::sleep(Duration::from_millis(20));
     }
+    poll("the ended session to leave `skep status`", || world.status()["daemon"]["mcp"]["sessions"]["stdio"] == 0);
 }
 
 /// Live processes whose command line has `arg`.
@@ -438,6 +457,8 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
     world.skep(&["up"]);
     let spares = with_arg(&marker);
     assert_eq!(spares.len(), 2, "min_warm spares are started with the daemon: {spares:?}");
+    let shown = &world.status()["daemon"]["mcp"]["perSession"];
+    assert_eq!(*shown, json!([{"role": "solo", "sessionAgents": 0, "spares": 2}]), "`skep status` shows them");
     for transport in ["stdio", "http"] {
         let r = world.ts("isolation", transport);
         let (a, b) = (r["pidA"].as_u64().unwrap(), r["pidB"].as_u64().unwrap());
@@ -496,7 +517,8 @@ fn bad_http_input_gets_its_documented_status_and_the_gateway_lives_on() {
         h.push(("Authorization", bearer.as_str()));
         h
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("no token", json_headers(&[]), init.clone().into_bytes(), 401),
         ("a wrong token", json_headers(&[("Authorization", "Bearer 0123")]), init.clone().into_bytes(), 401),
         ("a foreign Origin", with_token(&[("Origin", "http://evil.example")]), init.clone().into_bytes(), 403),

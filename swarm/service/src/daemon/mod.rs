@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ObserveError;
-use crate::mcp::{Gateway, GatewayError, split_session_roles};
+use crate::mcp::{Gateway, GatewayError, GatewayView, split_session_roles};
 use crate::observe::agent_counts;
 use crate::observe_dir::{ensure_private_dir, observe_dir};
 use crate::rpc::{Sidecar, rpc_module};
@@ -128,8 +128,8 @@ struct State {
     config_modified: Mutex<Option<SystemTime>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
-    /// The MCP gateway's ways in, for `daemon/status`.
-    mcp: Value,
+    /// The MCP gateway's ways in and sessions, for `daemon/status`.
+    mcp: GatewayView,
 }
 
 impl Daemon {
@@ -163,11 +163,7 @@ impl Daemon {
         let listener = bind(&paths.socket).await?;
         let mcp =
             Gateway::start(swarm.clone(), session_roles, &mcp_config, &paths.mcp_socket, &paths.mcp_token).await?;
-        let mcp_status = json!({
-            "socket": mcp.socket(),
-            "http": mcp.http_addr().map(|a| format!("http://{a}/mcp")),
-            "token": mcp.http_addr().map(|_| paths.mcp_token.clone()),
-        });
+        let mcp_view = mcp.view();
         let state = Arc::new(State {
             swarm,
             paths,
@@ -179,7 +175,7 @@ impl Daemon {
             presence: Presence::default(),
             config_modified: Mutex::new(config_modified),
             reloading: tokio::sync::Mutex::new(()),
-            mcp: mcp_status,
+            mcp: mcp_view,
         });
         let shutdown = CancellationToken::new();
         let server_config = ServerConfig {
@@ -265,6 +261,14 @@ impl State {
         Ok(report)
     }
 
+    async fn mcp_status(&self) -> Value {
+        let mut status = self.mcp.status().await;
+        if !status["http"].is_null() {
+            status["token"] = json!(self.paths.mcp_token);
+        }
+        status
+    }
+
     async fn status(&self) -> Value {
         let stats = self.swarm.stats().await;
         let modified = *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -285,7 +289,7 @@ impl State {
             "idleExitMs": self.idle_exit.map(|d| d.as_millis() as u64),
             "roles": stats.roles.len(),
             "agents": agent_counts(&stats),
-            "mcp": self.mcp,
+            "mcp": self.mcp_status().await,
         })
     }
 }

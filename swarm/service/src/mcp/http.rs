@@ -22,7 +22,13 @@ use super::guard;
 use super::handler::{Session, Shared};
 
 /// The app served on the HTTP listener.
-pub(crate) fn router(shared: Arc<Shared>, config: &McpConfig, token: Arc<str>, stop: CancellationToken) -> Router {
+pub(crate) fn router(
+    shared: Arc<Shared>,
+    sessions: Arc<LocalSessionManager>,
+    config: &McpConfig,
+    token: Arc<str>,
+    stop: CancellationToken,
+) -> Router {
     let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if let Some(listen) = config.listen.filter(|addr| !addr.ip().is_unspecified()) {
         allowed_hosts.push(listen.ip().to_string());
@@ -34,11 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>, config: &McpConfig, token: Arc<str>, s
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body)
         .with_cancellation_token(stop);
-    let service = StreamableHttpService::new(
-        move || Ok(Session::new(Arc::clone(&shared))),
-        Arc::new(LocalSessionManager::default()),
-        http,
-    );
+    let service = StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared))), sessions, http);
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(guard::Guard { token, max_body: config.max_body }, guard::guard))

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ObserveError;
 use crate::socket::{Presence, bind};
 use handler::Shared;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use spares::Spares;
 
 pub use guard::{TokenError, load_or_create_token};
@@ -68,6 +69,7 @@ pub struct Gateway {
     http: Option<SocketAddr>,
     sessions: Presence,
     shared: Arc<Shared>,
+    http_sessions: Arc<LocalSessionManager>,
 }
 
 impl Gateway {
@@ -85,19 +87,20 @@ impl Gateway {
         let sessions = Presence::default();
         let spares = Spares::start(session_roles, &stop).await;
         let shared = Arc::new(Shared { swarm, spares, separator: Arc::from(config.separator.as_str()) });
+        let http_sessions = Arc::new(LocalSessionManager::default());
         let mut tasks = JoinSet::new();
         let mut http = None;
         if let Some(addr) = config.listen {
             let token: Arc<str> = Arc::from(load_or_create_token(token_file)?);
             let listener = http::bind(addr).await.map_err(|source| GatewayError::Http { addr, source })?;
             http = Some(listener.local_addr().map_err(|source| GatewayError::Http { addr, source })?);
-            let app = http::router(Arc::clone(&shared), config, token, stop.child_token());
+            let app = http::router(Arc::clone(&shared), Arc::clone(&http_sessions), config, token, stop.child_token());
             tasks.spawn(http::serve(listener, app, stop.clone()));
         }
         let listener = bind(socket).await?;
         tasks.spawn(stream::accept_sessions(listener, Arc::clone(&shared), stop.clone(), sessions.clone()));
         tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
-        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared })
+        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared, http_sessions })
     }
 
     /// The HTTP front's bound address (its port resolved when `listen` asked for 0).
@@ -110,9 +113,15 @@ impl Gateway {
         &self.socket
     }
 
-    /// MCP sessions open now over the Unix socket (`skep mcp` relays).
-    pub fn relay_sessions(&self) -> usize {
-        self.sessions.now()
+    /// A handle on the gateway's live figures, for `daemon/status`.
+    pub fn view(&self) -> GatewayView {
+        GatewayView {
+            relay_sessions: self.sessions.clone(),
+            http_sessions: Arc::clone(&self.http_sessions),
+            shared: Arc::clone(&self.shared),
+            socket: self.socket.clone(),
+            http: self.http,
+        }
     }
 
     /// Stops accepting, ends every session (their calls are cancelled), removes the socket.
@@ -121,6 +130,32 @@ impl Gateway {
         while self.tasks.join_next().await.is_some() {}
         self.shared.spares.stop().await;
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// What `daemon/status` shows of the gateway; clones share the live figures.
+#[derive(Debug, Clone)]
+pub struct GatewayView {
+    relay_sessions: Presence,
+    http_sessions: Arc<LocalSessionManager>,
+    shared: Arc<Shared>,
+    socket: PathBuf,
+    http: Option<SocketAddr>,
+}
+
+impl GatewayView {
+    /// The ways in, the sessions open now, and the per-session roles' agents.
+    pub async fn status(&self) -> serde_json::Value {
+        let http_sessions = self.http_sessions.sessions.read().await.len();
+        let per_session: Vec<serde_json::Value> = (self.shared.spares.counts().into_iter())
+            .map(|(role, held, spare)| serde_json::json!({ "role": role, "sessionAgents": held, "spares": spare }))
+            .collect();
+        serde_json::json!({
+            "socket": self.socket,
+            "http": self.http.map(|a| format!("http://{a}/mcp")),
+            "sessions": { "stdio": self.relay_sessions.now(), "http": http_sessions },
+            "perSession": per_session,
+        })
     }
 }
 

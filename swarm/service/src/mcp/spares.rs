@@ -100,6 +100,12 @@ impl Spares {
         Ok(held)
     }
 
+    /// Per role: agents held by sessions now, and spares ready.
+    pub(crate) fn counts(&self) -> Vec<(String, usize, usize)> {
+        let counts = self.roles.values().map(|r| (r.role.name.clone(), r.held.load(Ordering::SeqCst), r.ready_now()));
+        counts.collect()
+    }
+
     /// Stops every spare (sessions' own agents stop with their sessions).
     pub(crate) async fn stop(&self) {
         for spares in self.roles.values() {
