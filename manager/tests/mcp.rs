@@ -481,8 +481,10 @@ fn http(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let authority = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/mcp")).expect("http://HOST:PORT/mcp");
     let mut stream = TcpStream::connect(authority).unwrap();
     stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut request =
-        format!("POST /mcp HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut request = format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    if !headers.iter().any(|(name, _)| *name == "Host") {
+        request.push_str(&format!("Host: {authority}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -523,6 +525,8 @@ fn bad_http_input_gets_its_documented_status_and_the_gateway_lives_on() {
         ("a wrong token", json_headers(&[("Authorization", "Bearer 0123")]), init.clone().into_bytes(), 401),
         ("a foreign Origin", with_token(&[("Origin", "http://evil.example")]), init.clone().into_bytes(), 403),
         ("malformed JSON", with_token(&[]), b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\"".to_vec(), 400),
+        ("a DNS-rebinding Host", with_token(&[("Host", "evil.example")]), init.clone().into_bytes(), 403),
+        ("no session id after initialize", with_token(&[]), list.clone().into_bytes(), 400),
         ("an unknown session id", with_token(&[("Mcp-Session-Id", "no-such-session")]), list.clone().into_bytes(), 404),
         ("a body over max_body", with_token(&[]), vec![b' '; 65 * 1024], 413),
     ];

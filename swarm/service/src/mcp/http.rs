@@ -53,6 +53,13 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `app` until `stop` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    use axum::serve::ListenerExt;
+    // Small JSON-RPC messages: without TCP_NODELAY, Nagle and delayed ACKs hold answers back.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
     if let Err(e) = served {
         tracing::warn!(%e, "the MCP HTTP front stopped with an error");
