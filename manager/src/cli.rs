@@ -12,11 +12,12 @@ use crate::daemon::{DaemonArgs, DownArgs, LogsArgs, ReloadArgs, StatusArgs, UpAr
 use crate::demo::DemoArgs;
 use crate::grid::{GridArgs, GridPaneArgs, GridStatusArgs};
 use crate::ls::LsArgs;
+use crate::mcp::McpArgs;
 use crate::profile::ProfileArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
-use crate::{agent, call, daemon, demo, grid, ls, profile, run as run_cmd, serve, stats};
+use crate::{agent, call, daemon, demo, grid, ls, mcp, profile, run as run_cmd, serve, stats};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -31,6 +32,7 @@ Examples:
   skep serve --config skep.toml             # the sidecar: JSON-RPC on stdin/stdout
   skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
   skep grid --config skep.toml              # watch a live swarm in tmux
+  skep mcp --print-config                   # put the config's MCP servers behind one MCP endpoint
 
 Without --config, commands use ./skep.toml or the nearest one up the tree, else
 the built-in demo role. call, run, stats and grid attach to that config's
@@ -61,6 +63,7 @@ enum Command {
     Logs(LogsArgs),
     Reload(ReloadArgs),
     Daemon(DaemonArgs),
+    Mcp(McpArgs),
     Demo(DemoArgs),
     Agent(AgentArgs),
     Run(RunArgs),
@@ -83,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => daemon::logs(args),
         Command::Reload(args) => daemon::reload(args),
         Command::Daemon(args) => daemon::run_daemon(args),
+        Command::Mcp(args) => mcp::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Run(args) => run_cmd::run(args),

@@ -8,6 +8,7 @@
 //! - `signals.rs`: SIGTERM, SIGINT and SIGHUP, which stop `serve` and `run` in order.
 //! - `call.rs`: `skep call`, one call through the config's daemon (or a `skep serve` child).
 //! - `daemon/`: `skep up`, `down`, `status`, `logs`, `reload`, attaching to a daemon, and the daemon process.
+//! - `mcp.rs`: `skep mcp`, the stdio relay to the daemon's MCP gateway, and `--print-config`.
 //! - `demo.rs`: `skep demo`, warm agents against a fresh process per call.
 //! - `agent.rs`: `skep agent demo`, the demo role's agent process.
 //! - `run.rs`: `skep run FILE`, a workflow over a swarm, its progress and profile.
@@ -25,6 +26,7 @@ mod daemon;
 mod demo;
 mod grid;
 mod ls;
+mod mcp;
 mod observer;
 mod output;
 mod profile;

@@ -171,6 +171,12 @@ fn describe(status: &Value) -> Vec<String> {
             a["idle"], a["busy"], a["starting"], a["stopping"], status["roles"]
         ),
         format!("socket   {}", status["socket"].as_str().unwrap_or("?")),
+        format!(
+            "mcp      {} stdio and {} http sessions; http {}",
+            status["mcp"]["sessions"]["stdio"],
+            status["mcp"]["sessions"]["http"],
+            status["mcp"]["http"].as_str().unwrap_or("off ([mcp] listen)")
+        ),
         format!("log      {}", status["log"].as_str().unwrap_or("?")),
         format!("idle exit after {idle} with no client"),
     ]

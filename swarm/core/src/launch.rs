@@ -82,7 +82,11 @@ pub(crate) async fn start(
         Handshake::None | Handshake::Initialize => CancelStyle::Lsp,
     };
     let config = ClientConfig { framing: Framing::Newline, timeout: role.timeout, cancel, ..ClientConfig::default() };
-    let client = Client::connect(stdout, stdin, config);
+    let client = match role.handshake {
+        // An MCP server names progress by token, not by request id: the token's watcher gets it.
+        Handshake::Mcp => Client::builder(config).on_notification(crate::mcp_progress::deliver).connect(stdout, stdin),
+        Handshake::None | Handshake::Initialize => Client::connect(stdout, stdin, config),
+    };
     if role.handshake != Handshake::None
         && let Err(reason) = handshake(role, &client, &mut process).await
     {

@@ -9,6 +9,7 @@
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `progress.rs`: the progress an agent reports for a call, relayed to its caller and as events.
+//! - `mcp_progress.rs`: MCP servers' `notifications/progress`, relayed by progress token.
 //! - `preload.rs`: preload roles, a warm Python parent (the kit's preloader) forked per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
@@ -42,6 +43,7 @@ mod events;
 mod launch;
 mod lease;
 mod limits;
+mod mcp_progress;
 mod pool;
 mod preload;
 mod process;
@@ -58,8 +60,9 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Cost, DEFAULT_RECYCLE_JITTER, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol,
-    RoleConfig, is_valid_name, parse_duration, parse_size,
+    Config, ConfigError, Cost, DEFAULT_MAX_BODY, DEFAULT_RECYCLE_JITTER, DEFAULT_SEPARATOR, DaemonConfig, Handshake,
+    MAX_DURATION, MAX_SIZE, McpConfig, Protocol, RoleConfig, Share, ToolConfig, is_valid_name, is_valid_tool_name,
+    parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
@@ -67,6 +70,7 @@ pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
 pub use limits::RecycleCause;
+pub use mcp_progress::{MCP_PROGRESS_METHOD, McpProgressWatch};
 pub use process::{
     ChildProcess, Completed, Rlimits, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit,
     run_to_completion,

@@ -10,9 +10,11 @@
 //! - `observe.rs`: the observe socket: read-only methods and events for `skep ls`, `stats` and `grid`.
 //! - `observe_dir.rs`: the private per-user directory observe sockets live in.
 //! - `socket.rs`: serving a method table on a private Unix socket (bind, peer-uid check, accept loop).
+//! - `mcp/`: the MCP gateway: the roles' tools as one MCP server, over a Unix socket and Streamable HTTP.
 //! - `daemon/`: the shared daemon: its control socket, lock, idle exit, reload, log and detached start.
 
 pub mod daemon;
+pub mod mcp;
 mod observe;
 mod observe_dir;
 mod rpc;

@@ -6,13 +6,28 @@ use std::path::{Path, PathBuf};
 
 use crate::observe::ObserveError;
 
-/// The directory for this user's observe sockets (and grids' tmux sockets):
-/// `$XDG_RUNTIME_DIR/skep`, else `/tmp/skep-<uid>`.
+/// The directory for this user's observe sockets (and grids' tmux sockets,
+/// and daemons' sockets): `$XDG_RUNTIME_DIR/skep`, else `/run/user/<uid>/skep`
+/// when that runtime directory exists, else `/tmp/skep-<uid>`.
+///
+/// MCP clients start `skep mcp` with a stripped environment (no
+/// `XDG_RUNTIME_DIR`): falling back to the directory the login session's
+/// `XDG_RUNTIME_DIR` normally is lets it find the daemon a terminal started.
 pub fn observe_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => Path::new(&dir).join("skep"),
-        _ => PathBuf::from(format!("/tmp/skep-{}", uid())),
+    let login_runtime = PathBuf::from(format!("/run/user/{}", uid()));
+    runtime_dir(std::env::var_os("XDG_RUNTIME_DIR").as_deref(), &login_runtime, uid())
+}
+
+fn runtime_dir(xdg: Option<&std::ffi::OsStr>, login_runtime: &Path, uid: u32) -> PathBuf {
+    match xdg {
+        Some(dir) if Path::new(dir).is_absolute() => Path::new(dir).join("skep"),
+        _ if owned_dir(login_runtime, uid) => login_runtime.join("skep"),
+        _ => PathBuf::from(format!("/tmp/skep-{uid}")),
     }
+}
+
+fn owned_dir(dir: &Path, uid: u32) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid)
 }
 
 /// The real uid of this process.
@@ -58,6 +73,22 @@ mod tests {
         let tmp = tempfile::Builder::new().prefix("skep-observe-dir-").tempdir().unwrap();
         let dir = tmp.path().join(name);
         (tmp, dir)
+    }
+
+    #[test]
+    fn without_xdg_runtime_dir_the_login_runtime_dir_is_used_when_it_is_ours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = uid();
+        let login = tmp.path().join("run-user");
+        let xdg = tmp.path().join("xdg");
+        assert_eq!(runtime_dir(Some(xdg.as_os_str()), &login, me), xdg.join("skep"));
+        assert_eq!(runtime_dir(None, &login, me), PathBuf::from(format!("/tmp/skep-{me}")));
+        std::fs::create_dir(&login).unwrap();
+        // A stripped environment (no XDG_RUNTIME_DIR) finds what a login session's would have named.
+        assert_eq!(runtime_dir(None, &login, me), login.join("skep"));
+        assert_eq!(runtime_dir(Some(std::ffi::OsStr::new("relative")), &login, me), login.join("skep"));
+        // Someone else's directory is never used.
+        assert_eq!(runtime_dir(None, &login, me + 1), PathBuf::from(format!("/tmp/skep-{}", me + 1)));
     }
 
     #[test]

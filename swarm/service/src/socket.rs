@@ -26,7 +26,7 @@ impl Default for Presence {
 
 impl Presence {
     /// Counts one connection until the guard is dropped.
-    fn enter(&self) -> Entered {
+    pub(crate) fn enter(&self) -> Entered {
         self.0.send_modify(|n| *n += 1);
         Entered(self.clone())
     }
@@ -42,7 +42,7 @@ impl Presence {
     }
 }
 
-struct Entered(Presence);
+pub(crate) struct Entered(Presence);
 
 impl Drop for Entered {
     fn drop(&mut self) {
@@ -73,7 +73,7 @@ pub(crate) async fn bind(path: &Path) -> Result<UnixListener, ObserveError> {
 }
 
 /// Only the orchestrator's own user may observe it.
-fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), String> {
+pub(crate) fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), String> {
     match peer_uid {
         Ok(uid) if uid == me => Ok(()),
         Ok(uid) => Err(format!("peer uid {uid} is not this orchestrator's uid {me}")),

@@ -5,9 +5,12 @@ use std::{collections::BTreeMap, ops::Range, path::Path};
 
 use toml::Spanned;
 
+use super::mcp::RawTool;
 use super::raw::{Opt, RawConfig, RawCost, RawDaemon, RawRlimits, RawRole};
 use super::units::{Count, Dur, Size};
-use super::{Config, ConfigError, Cost, DaemonConfig, Handshake, Protocol, RoleConfig, is_env_name, is_valid_name};
+use super::{
+    Config, ConfigError, Cost, DaemonConfig, Handshake, Protocol, RoleConfig, ToolConfig, is_env_name, is_valid_name,
+};
 use crate::diagnostic::{Invalid, from_toml, quote, read_source};
 use crate::preload;
 use crate::process::Rlimits;
@@ -42,6 +45,7 @@ impl Config {
             let problem = "expected at least one table such as [roles.worker], found none";
             return Err(cx.at(at..at, "roles", problem.to_owned()));
         }
+        let role_spans = raw_roles.iter().map(|(n, r)| (n.clone(), r.span())).collect();
         let roles = (raw_roles.into_iter())
             .map(|(n, raw)| build_role(&cx, n, raw, base_dir).map(|r| (r.name.clone(), r)))
             .collect::<Res<_>>()?;
@@ -57,7 +61,35 @@ impl Config {
             Some(d) => build_daemon(&cx, d)?,
             None => DaemonConfig::default(),
         };
-        Ok(Config { roles, source: None, observe, daemon })
+        let mcp = match raw.mcp {
+            Some(m) => {
+                m.into_inner().build().map_err(|(span, key, problem)| cx.at(span, &format!("mcp.{key}"), problem))?
+            }
+            None => super::McpConfig::default(),
+        };
+        check_tool_naming(&cx, &roles, &mcp.separator, &role_spans)?;
+        Ok(Config { roles, source: None, observe, daemon, mcp })
+    }
+}
+
+/// A role whose tools the gateway offers must not contain the separator, so
+/// that `<role><sep><tool>` names one role only and no two roles' tools collide.
+fn check_tool_naming(
+    cx: &Ctx<'_>,
+    roles: &BTreeMap<String, RoleConfig>,
+    separator: &str,
+    spans: &BTreeMap<String, Range<usize>>,
+) -> Res<()> {
+    let offered = |r: &RoleConfig| r.handshake == Handshake::Mcp || !r.tools.is_empty();
+    match roles.values().find(|r| offered(r) && r.name.contains(separator)) {
+        None => Ok(()),
+        Some(r) => {
+            let problem = format!(
+                "the role name {:?} contains the MCP tool separator {separator:?}, so its tools' names would be ambiguous: rename the role or set [mcp] separator",
+                r.name
+            );
+            Err(cx.at(spans.get(&r.name).cloned().unwrap_or(0..0), &format!("roles.{}", quote(&r.name)), problem))
+        }
     }
 }
 
@@ -206,6 +238,14 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         Some(size) => usize::try_from(size.into_inner().0).unwrap_or(usize::MAX),
     };
     let cost = r.cost.map(|c| f.cost(c.into_inner())).transpose()?;
+    let tools = f.tools(r.tools, handshake)?;
+    let share = match r.share {
+        None => super::Share::Pool,
+        Some(s) => match super::Share::parse(s.get_ref()) {
+            Some(share) => share,
+            None => return Err(f.bad(s.span(), "share", r#""pool" or "session""#, &format!("{:?}", s.get_ref()))),
+        },
+    };
     Ok(RoleConfig {
         command,
         cwd,
@@ -235,6 +275,8 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         route,
         breaker,
         cost,
+        tools,
+        share,
         name,
     })
 }
@@ -352,6 +394,28 @@ impl Fields<'_> {
             })
             .collect::<Res<_>>()?;
         Ok(Protocol::Preload { script, modules })
+    }
+
+    /// `[[roles.NAME.tools]]`: each valid, no name twice, and none on an MCP role (its server lists its own).
+    fn tools(&self, raw: Opt<Vec<Spanned<RawTool>>>, handshake: Handshake) -> Res<Vec<ToolConfig>> {
+        let Some(raw) = raw else { return Ok(Vec::new()) };
+        if handshake == Handshake::Mcp {
+            let problem = "an MCP role's tools come from its server: leave tools out".to_owned();
+            return Err(self.cx.at(raw.span(), &format!("{}.tools", self.key), problem));
+        }
+        let mut tools: Vec<ToolConfig> = Vec::new();
+        for (i, t) in raw.into_inner().into_iter().enumerate() {
+            let header = t.span();
+            let key = |field: &str| format!("{}.tools[{i}].{field}", self.key);
+            let tool =
+                t.into_inner().build(header.clone()).map_err(|(span, field, p)| self.cx.at(span, &key(field), p))?;
+            if tools.iter().any(|seen| seen.name == tool.name) {
+                let problem = format!("the tool name {:?} is already used by this role", tool.name);
+                return Err(self.cx.at(header, &key("name"), problem));
+            }
+            tools.push(tool);
+        }
+        Ok(tools)
     }
 
     fn var(&self, name: Spanned<String>, field: &str) -> Res<String> {

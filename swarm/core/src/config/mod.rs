@@ -6,6 +6,7 @@
 //! - `load.rs`: reading a file and building each role, with its range checks.
 //! - `raw.rs`: the file's shape as serde sees it (every key optional and spanned).
 //! - `units.rs`: durations, sizes and counts, with their bounds.
+//! - `mcp.rs`: `[mcp]` and `[[roles.NAME.tools]]`, the MCP gateway's naming.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -16,12 +17,14 @@ use crate::diagnostic::FileError;
 use crate::process::Rlimits;
 
 mod load;
+mod mcp;
 mod raw;
 mod units;
 
 #[cfg(test)]
 mod tests;
 
+pub use mcp::{DEFAULT_MAX_BODY, DEFAULT_SEPARATOR, McpConfig, Share, ToolConfig, is_valid_tool_name};
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
 
 /// The default `recycle_jitter`: up to a tenth of `max_calls` and `max_lifetime` off per agent.
@@ -38,6 +41,8 @@ pub struct Config {
     pub observe: Option<PathBuf>,
     /// `[daemon]`: how the shared daemon for this config behaves.
     pub daemon: DaemonConfig,
+    /// `[mcp]`: the daemon's MCP gateway.
+    pub mcp: McpConfig,
 }
 
 /// `[daemon]`: the shared daemon's own settings (docs/daemon.md).
@@ -146,6 +151,10 @@ pub struct RoleConfig {
     pub breaker: BreakerConfig,
     /// What a call costs, for the profiler's estimates; none when not priced.
     pub cost: Option<Cost>,
+    /// `[[roles.NAME.tools]]`: methods offered as MCP tools by the gateway.
+    pub tools: Vec<ToolConfig>,
+    /// How the MCP gateway shares the role's agents between sessions.
+    pub share: Share,
 }
 
 /// A price list, in whatever unit the user prices in: per second of call
@@ -205,6 +214,8 @@ impl RoleConfig {
             route: Vec::new(),
             breaker: BreakerConfig::default(),
             cost: None,
+            tools: Vec::new(),
+            share: Share::Pool,
         }
     }
 

@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub roles: Opt<BTreeMap<String, Spanned<RawRole>>>,
     pub observe: Opt<RawObserve>,
     pub daemon: Opt<RawDaemon>,
+    pub mcp: Opt<super::mcp::RawMcp>,
 }
 
 /// `[daemon]`.
@@ -73,6 +74,8 @@ pub(super) struct RawRole {
     pub route: Opt<Vec<Spanned<String>>>,
     pub breaker: Opt<RawBreaker>,
     pub cost: Opt<RawCost>,
+    pub tools: Opt<Vec<Spanned<super::mcp::RawTool>>>,
+    pub share: Opt<String>,
 }
 
 /// `[roles.NAME.cost]`.

@@ -128,6 +128,8 @@ route = ["^review\\b", "lint"]
         route: argv(&["^review\\b", "lint"]),
         breaker: BreakerConfig::default(),
         cost: None,
+        tools: Vec::new(),
+        share: super::Share::Pool,
     };
     assert_eq!(role(text, "w"), expected);
     assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));
@@ -531,6 +533,8 @@ fn every_key_the_loader_accepts_is_documented_and_no_other() {
         ("[roles.NAME.breaker]".to_owned(), field_names::<RawBreaker>()),
         ("[roles.NAME.cost]".to_owned(), field_names::<RawCost>()),
         ("[roles.NAME.rlimits]".to_owned(), field_names::<RawRlimits>()),
+        ("[mcp]".to_owned(), field_names::<super::mcp::RawMcp>()),
+        ("[[roles.NAME.tools]]".to_owned(), field_names::<super::mcp::RawTool>()),
     ]);
     assert_eq!(documented_keys(), accepted);
 }
@@ -624,4 +628,56 @@ fn preload_keys_are_checked_naming_the_line() {
     fails(&with_line("script = \"s.py\""), 3, &["roles.r.script: script is only for preload roles"]);
     fails(&with_line("preload = [\"json\"]"), 3, &["roles.r.preload: preload is only for preload roles"]);
     fails(&with_line("protocol = \"fork\""), 3, &[r#"expected "jsonrpc", "command" or "preload", found "fork""#]);
+}
+
+#[test]
+fn mcp_section_and_tools_parse_to_exact_values() {
+    let text = "[mcp]\nlisten = \"127.0.0.1:8808\"\nseparator = \"-\"\nmax_body = \"64KiB\"\nallowed_origins = [\"http://localhost:*\"]\n\n[roles.r]\ncommand = [\"agent\"]\n[[roles.r.tools]]\nname = \"sum\"\ndescription = \"adds\"\nmethod = \"math/sum\"\ninput_schema = { type = \"object\", properties = { a = { type = \"number\" } } }\n[[roles.r.tools]]\nname = \"bare\"\nmethod = \"bare\"\n";
+    let config = parse(text).unwrap();
+    assert_eq!(config.mcp.listen, Some("127.0.0.1:8808".parse().unwrap()));
+    assert_eq!((config.mcp.separator.as_str(), config.mcp.max_body), ("-", 64 * 1024));
+    assert_eq!(config.mcp.allowed_origins, argv(&["http://localhost:*"]));
+    let tools = &config.roles["r"].tools;
+    assert_eq!(tools.len(), 2);
+    assert_eq!(
+        (tools[0].name.as_str(), tools[0].method.as_str(), tools[0].description.as_str()),
+        ("sum", "math/sum", "adds")
+    );
+    assert_eq!(
+        serde_json::Value::Object(tools[0].input_schema.clone()),
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}}})
+    );
+    assert_eq!(serde_json::Value::Object(tools[1].input_schema.clone()), serde_json::json!({"type": "object"}));
+    let default = parse(&with_line("")).unwrap().mcp;
+    assert_eq!((default.listen, default.separator.as_str(), default.max_body), (None, "__", 4 << 20));
+}
+
+#[test]
+fn mcp_naming_is_refused_at_load_naming_the_role() {
+    fails("[mcp]\nlisten = \"localhost\"\n[roles.r]\ncommand = [\"a\"]\n", 2, &["mcp.listen", "\"localhost\""]);
+    fails("[mcp]\nseparator = \"/\"\n[roles.r]\ncommand = [\"a\"]\n", 2, &["mcp.separator"]);
+    fails(&with_line("[[roles.r.tools]]\nname = \"a b\"\nmethod = \"m\""), 4, &["roles.r.tools[0].name", "\"a b\""]);
+    fails(&with_line("[[roles.r.tools]]\nname = \"t\""), 3, &["roles.r.tools[0].method", "found nothing"]);
+    fails(
+        &with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\n[[roles.r.tools]]\nname = \"t\"\nmethod = \"n\""),
+        6,
+        &["roles.r.tools[1].name", "already used"],
+    );
+    fails(
+        &with_line("[[roles.r.tools]]\nname = \"t\"\nmethod = \"m\"\ninput_schema = { type = \"string\" }"),
+        6,
+        &["input_schema"],
+    );
+    fails(
+        "[roles.m]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n[[roles.m.tools]]\nname = \"t\"\nmethod = \"m\"\n",
+        4,
+        &["roles.m.tools", "leave tools out"],
+    );
+    // `a__b` would be ambiguous with role `a` offering `b__c`: refused, naming the role.
+    fails("[roles.a__b]\ncommand = [\"a\"]\nhandshake = \"mcp\"\n", 1, &["roles.a__b", "separator \"__\""]);
+    fails(&with_line("share = \"private\""), 3, &["roles.r.share", r#"expected "pool" or "session", found "private""#]);
+    assert_eq!(role(&with_line("share = \"session\""), "r").share, super::Share::Session);
+    assert_eq!(role(&with_line(""), "r").share, super::Share::Pool);
+    // A role the gateway does not offer may use any valid name.
+    assert!(parse("[roles.a__b]\ncommand = [\"a\"]\n").is_ok());
 }

@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ObserveError;
+use crate::mcp::{Gateway, GatewayError, GatewayView, split_session_roles};
 use crate::observe::agent_counts;
 use crate::observe_dir::{ensure_private_dir, observe_dir};
 use crate::rpc::{Sidecar, rpc_module};
@@ -87,6 +88,9 @@ pub enum DaemonError {
     /// The swarm did not start.
     #[error("cannot start the swarm")]
     Swarm(#[from] SwarmError),
+    /// The MCP gateway did not start.
+    #[error("cannot start the MCP gateway")]
+    Mcp(#[from] GatewayError),
 }
 
 /// Why [`Daemon::stopped`] returned.
@@ -105,6 +109,7 @@ pub struct Daemon {
     shutdown: CancellationToken,
     stop_accepting: CancellationToken,
     accept: JoinHandle<()>,
+    mcp: Gateway,
     _lock: DaemonLock,
 }
 
@@ -123,6 +128,8 @@ struct State {
     config_modified: Mutex<Option<SystemTime>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The MCP gateway's ways in and sessions, for `daemon/status`.
+    mcp: GatewayView,
 }
 
 impl Daemon {
@@ -143,10 +150,20 @@ impl Daemon {
             Err(source) => return Err(DaemonError::Lock { path: paths.lock.clone(), source }),
         };
         let config_modified = spec.config_path.as_deref().and_then(modified);
-        let daemon_config = spec.config.daemon;
-        let swarm = Swarm::start(spec.config).await?;
+        let mut daemon_config = spec.config.daemon;
+        let mcp_config = spec.config.mcp.clone();
+        // HTTP clients hold no connection the idle watch can see: a daemon serving them stays up.
+        if mcp_config.listen.is_some() {
+            daemon_config.idle_exit = None;
+        }
+        let mut config = spec.config;
+        let session_roles = split_session_roles(&mut config);
+        let swarm = Swarm::start(config).await?;
         // We hold the lock: a socket file left behind is a dead daemon's.
         let listener = bind(&paths.socket).await?;
+        let mcp =
+            Gateway::start(swarm.clone(), session_roles, &mcp_config, &paths.mcp_socket, &paths.mcp_token).await?;
+        let mcp_view = mcp.view();
         let state = Arc::new(State {
             swarm,
             paths,
@@ -158,6 +175,7 @@ impl Daemon {
             presence: Presence::default(),
             config_modified: Mutex::new(config_modified),
             reloading: tokio::sync::Mutex::new(()),
+            mcp: mcp_view,
         });
         let shutdown = CancellationToken::new();
         let server_config = ServerConfig {
@@ -170,12 +188,17 @@ impl Daemon {
         let stop_accepting = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(listener, server, stop_accepting.clone(), state.presence.clone()));
         tracing::info!(socket = %state.paths.socket.display(), config = %state.paths.identity, "daemon ready");
-        Ok(Daemon { state, shutdown, stop_accepting, accept, _lock: lock })
+        Ok(Daemon { state, shutdown, stop_accepting, accept, mcp, _lock: lock })
     }
 
     /// The control socket.
     pub fn socket(&self) -> &Path {
         &self.state.paths.socket
+    }
+
+    /// Its MCP gateway.
+    pub fn mcp(&self) -> &Gateway {
+        &self.mcp
     }
 
     /// The swarm it serves.
@@ -212,6 +235,7 @@ impl Daemon {
     /// stops every agent, and removes the socket.
     pub async fn stop(self) {
         self.stop_accepting.cancel();
+        self.mcp.stop().await;
         let _ = self.accept.await;
         let _ = std::fs::remove_file(&self.state.paths.socket);
         self.state.swarm.shutdown().await;
@@ -226,13 +250,23 @@ impl State {
             return Err("the built-in demo has no config file to reload".to_owned());
         };
         let seen = modified(path);
-        let config = Config::load(path).map_err(|e| {
+        let mut config = Config::load(path).map_err(|e| {
             tracing::warn!("reload refused, still serving the previous config: {e}");
             e.to_string()
         })?;
+        // The gateway's per-session roles are kept as started (docs/mcp.md).
+        split_session_roles(&mut config);
         let report = self.swarm.reload(config).await;
         *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
         Ok(report)
+    }
+
+    async fn mcp_status(&self) -> Value {
+        let mut status = self.mcp.status().await;
+        if !status["http"].is_null() {
+            status["token"] = json!(self.paths.mcp_token);
+        }
+        status
     }
 
     async fn status(&self) -> Value {
@@ -255,6 +289,7 @@ impl State {
             "idleExitMs": self.idle_exit.map(|d| d.as_millis() as u64),
             "roles": stats.roles.len(),
             "agents": agent_counts(&stats),
+            "mcp": self.mcp_status().await,
         })
     }
 }

@@ -26,6 +26,10 @@ pub struct DaemonPaths {
     pub lock: PathBuf,
     /// The daemon's log, bounded (rotated past [`super::log::LOG_LIMIT`]).
     pub log: PathBuf,
+    /// The MCP gateway's session socket, which `skep mcp` relays to (beside the control socket).
+    pub mcp_socket: PathBuf,
+    /// The MCP HTTP front's bearer token (mode 0600, under the state directory).
+    pub mcp_token: PathBuf,
 }
 
 impl DaemonPaths {
@@ -39,6 +43,8 @@ impl DaemonPaths {
             socket: runtime.join(format!("daemon-{key}.sock")),
             lock: runtime.join(format!("daemon-{key}.lock")),
             log: state_dir().join(format!("daemon-{key}.log")),
+            mcp_socket: runtime.join(format!("daemon-{key}.mcp.sock")),
+            mcp_token: state_dir().join(format!("mcp-{key}.token")),
             identity,
         }
     }

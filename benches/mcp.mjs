@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// The MCP gateway against calling the same MCP server directly, side by
+// side in one run (docs/benchmarks.md), with the official TypeScript SDK
+// client on every side:
+//   direct   the SDK spawns the server (state-server.mjs) and talks stdio to it;
+//   relay    the SDK spawns `skep mcp`, which relays to the daemon's gateway;
+//   http     the SDK talks Streamable HTTP to the daemon's gateway.
+// 1. one tool call at a time: p50 and p99 per side, in alternating rounds;
+// 2. a new session's first call: spawn/connect, initialize, one call, close.
+// Usage (after `cd manager/tests/mcp-clients && npm ci` and a release build):
+//   node benches/mcp.mjs [--skep target/release/skep] [--calls 2000] [--rounds 5] [--sessions 20]
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const clients = path.join(here, '..', 'manager', 'tests', 'mcp-clients')
+const sdk = (p) => import(path.join(clients, 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm', p))
+const { Client } = await sdk('client/index.js')
+const { StdioClientTransport } = await sdk('client/stdio.js')
+const { StreamableHTTPClientTransport } = await sdk('client/streamableHttp.js')
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? process.argv[i + 1] : fallback
+}
+const skep = path.resolve(arg('skep', path.join(here, '..', 'target', 'release', 'skep')))
+const calls = Number(arg('calls', 2000))
+const rounds = Number(arg('rounds', 5))
+const sessions = Number(arg('sessions', 20))
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skep-bench-mcp-'))
+fs.mkdirSync(path.join(root, 'run'), { mode: 0o700 })
+const server = path.join(clients, 'state-server.mjs')
+const config = path.join(root, 'skep.toml')
+fs.writeFileSync(config, `[mcp]\nlisten = "127.0.0.1:0"\n\n[roles.state]\ncommand = ["node", "${server}"]\nhandshake = "mcp"\nmin_warm = 1\nmax_agents = 1\nconcurrency = 4\n`)
+const env = { ...process.env, XDG_RUNTIME_DIR: path.join(root, 'run'), XDG_STATE_HOME: path.join(root, 'state'), HOME: process.env.HOME ?? root }
+const run = (...args) => {
+  const r = spawnSync(skep, [...args, '--config', config], { env, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`skep ${args.join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
+
+run('up')
+const status = JSON.parse(run('status', '--json')).daemon.mcp
+const url = status.http
+const token = fs.readFileSync(status.token, 'utf8').trim()
+
+const sides = {
+  direct: () => new StdioClientTransport({ command: 'node', args: [server] }),
+  relay: () => new StdioClientTransport({ command: skep, args: ['mcp', '--config', config], env }),
+  http: () => new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }),
+}
+const tool = { direct: 'whoami', relay: 'state__whoami', http: 'state__whoami' }
+
+async function open (side) {
+  const client = new Client({ name: 'bench', version: '1' })
+  const transport = sides[side]()
+  await client.connect(transport)
+  return { client, transport }
+}
+async function close ({ client, transport }) {
+  if (transport.terminateSession) await transport.terminateSession()
+  await client.close()
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+const ms = (ns) => Number(ns) / 1e6
+
+// 1. One call at a time on an open session.
+const open_ = {}
+for (const side of Object.keys(sides)) open_[side] = await open(side)
+const lat = { direct: [], relay: [], http: [] }
+for (const side of Object.keys(sides)) { // warm-up
+  for (let i = 0; i < 200; i++) await open_[side].client.callTool({ name: tool[side], arguments: {} })
+}
+for (let r = 0; r < rounds; r++) {
+  for (const side of Object.keys(sides)) {
+    const { client } = open_[side]
+    for (let i = 0; i < calls / rounds; i++) {
+      const t = process.hrtime.bigint()
+      await client.callTool({ name: tool[side], arguments: {} })
+      lat[side].push(ms(process.hrtime.bigint() - t))
+    }
+  }
+}
+for (const side of Object.keys(sides)) await close(open_[side])
+
+// 2. A new session's first call (the server's start included on the direct side).
+const first = { direct: [], relay: [], http: [] }
+for (let i = 0; i < sessions; i++) {
+  for (const side of Object.keys(sides)) {
+    const t = process.hrtime.bigint()
+    const s = await open(side)
+    await s.client.callTool({ name: tool[side], arguments: {} })
+    first[side].push(ms(process.hrtime.bigint() - t))
+    await close(s)
+  }
+}
+run('down')
+fs.rmSync(root, { recursive: true, force: true })
+
+const row = (side) => ({
+  side,
+  callP50Ms: +pct(lat[side], 50).toFixed(3),
+  callP99Ms: +pct(lat[side], 99).toFixed(3),
+  addedP50Ms: +(pct(lat[side], 50) - pct(lat.direct, 50)).toFixed(3),
+  firstCallP50Ms: +pct(first[side], 50).toFixed(1),
+})
+console.log(JSON.stringify({ calls, rounds, sessions, rows: Object.keys(sides).map(row) }, null, 1))

@@ -1,0 +1,55 @@
+// A small MCP stdio server for the gateway's tests, built on the official SDK:
+// it keeps per-process state (a counter and a key/value map), reports its
+// pid, and has a slow tool that reports progress and notices cancellation.
+import { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
+import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+
+const state = { calls: 0, cancelled: 0, memory: {} }
+const object = (properties = {}) => ({ type: 'object', properties })
+const tools = [
+  { name: 'whoami', description: 'This process: its pid and counters', inputSchema: object() },
+  { name: 'remember', description: 'Keeps a value in this process', inputSchema: object({ key: { type: 'string' }, value: { type: 'string' } }) },
+  { name: 'recall', description: 'A value this process keeps', inputSchema: object({ key: { type: 'string' } }) },
+  { name: 'slow', description: 'Waits ms, reporting progress each step', inputSchema: object({ ms: { type: 'number' }, steps: { type: 'number' } }) },
+]
+
+const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: {} } })
+server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }))
+server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+  state.calls += 1
+  const args = request.params.arguments ?? {}
+  const text = (value) => ({ content: [{ type: 'text', text: JSON.stringify(value) }], structuredContent: value })
+  switch (request.params.name) {
+    case 'whoami':
+      return text({ pid: process.pid, calls: state.calls, cancelled: state.cancelled })
+    case 'remember':
+      state.memory[args.key] = args.value
+      return text({ pid: process.pid, kept: args.key })
+    case 'recall':
+      return text({ pid: process.pid, value: state.memory[args.key] ?? null })
+    case 'slow': {
+      const steps = args.steps ?? 1
+      const token = request.params._meta?.progressToken
+      for (let i = 1; i <= steps; i++) {
+        const waited = await new Promise((resolve) => {
+          const timer = setTimeout(() => resolve(true), (args.ms ?? 1000) / steps)
+          extra.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(false) }, { once: true })
+        })
+        if (!waited) {
+          state.cancelled += 1
+          throw new Error('cancelled')
+        }
+        if (token !== undefined) {
+          await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: steps } })
+        }
+      }
+      return text({ pid: process.pid, slept: args.ms })
+    }
+    default:
+      throw new Error(`no tool ${request.params.name}`)
+  }
+})
+await server.connect(new StdioServerTransport())
+// Exit on stdin EOF, as skep's agents must.
+process.stdin.on('end', () => process.exit(0))

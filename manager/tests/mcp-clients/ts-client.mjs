@@ -1,0 +1,109 @@
+// The official MCP TypeScript SDK's client against skep's gateway, for
+// manager/tests/mcp.rs. It runs one scenario and prints what it saw as one
+// JSON line; the Rust test judges it. Usage:
+//   node ts-client.mjs SCENARIO stdio SKEP CONFIG
+//   node ts-client.mjs SCENARIO http URL TOKEN
+// stdio servers are spawned the SDK's way: with its default environment only
+// (HOME, LOGNAME, PATH, SHELL, TERM, USER), as MCP clients do.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+
+const [scenario, transport, target, extra] = process.argv.slice(2)
+const DEADLINE_MS = 30000
+
+async function connect () {
+  const client = new Client({ name: 'skep-test', version: '1.0.0' })
+  const t = transport === 'stdio'
+    ? new StdioClientTransport({ command: target, args: ['mcp', '--config', extra], stderr: 'inherit' })
+    : new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers: { Authorization: `Bearer ${extra}` } } })
+  await client.connect(t)
+  // A well-behaved HTTP client ends its session (DELETE) rather than leaving it to time out.
+  client.end = async () => {
+    if (transport !== 'stdio') await t.terminateSession()
+    await client.close()
+  }
+  return client
+}
+
+const text = (result) => result.content?.map((c) => c.text ?? '').join('') ?? ''
+const json = (result) => result.structuredContent ?? JSON.parse(text(result))
+const call = (client, name, args = {}, options) => client.callTool({ name, arguments: args }, undefined, options)
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+async function until (what, check) {
+  const end = Date.now() + DEADLINE_MS
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+async function main () {
+  const out = {}
+  if (scenario === 'main') {
+    const a = await connect()
+    out.server = a.getServerVersion()
+    out.tools = (await a.listTools()).tools.map((t) => t.name).sort()
+    out.whoA = json(await call(a, 'state__whoami'))
+    out.fs = text(await call(a, 'fs__list_allowed_directories'))
+    out.memory = json(await call(a, 'memory__read_graph'))
+    out.words = json(await call(a, 'words__count', { text: 'one two three' }))
+    const b = await connect()
+    out.whoB = json(await call(b, 'state__whoami'))
+    await call(a, 'state__remember', { key: 'k', value: 'from-a' })
+    out.recallB = json(await call(b, 'state__recall', { key: 'k' }))
+    // Progress: notifications/progress for this call, relayed to this session.
+    out.progress = []
+    await call(a, 'state__slow', { ms: 300, steps: 3 }, { onprogress: (p) => out.progress.push(p.progress) })
+    // Cancellation: the upstream call notices once the client aborts.
+    const before = json(await call(b, 'state__whoami'))
+    const abort = new AbortController()
+    const slow = call(a, 'state__slow', { ms: 60000 }, { signal: abort.signal }).then(() => 'finished', (e) => String(e))
+    await until('the slow call to reach the server', async () => json(await call(b, 'state__whoami')).calls >= before.calls + 2)
+    abort.abort('test')
+    out.aborted = await slow
+    out.cancelledUpstream = await until('the server to see the cancel', async () => json(await call(b, 'state__whoami')).cancelled > before.cancelled)
+    // A server killed mid-call: a tool error naming it, then a fresh server.
+    const seen = json(await call(b, 'state__whoami'))
+    const doomed = call(a, 'state__slow', { ms: 60000 })
+    await until('the doomed call to reach the server', async () => json(await call(b, 'state__whoami')).calls >= seen.calls + 2)
+    process.kill(seen.pid, 'SIGKILL')
+    const killed = await doomed
+    out.killed = { isError: killed.isError === true, text: text(killed) }
+    out.recovered = await until('a fresh state server', async () => {
+      const r = await call(b, 'state__whoami')
+      return r.isError ? null : json(r)
+    })
+    out.unknownTool = await call(a, 'nobody__nothing').then((r) => ({ isError: r.isError, text: text(r) }), (e) => ({ error: e.code }))
+    await a.end()
+    await b.end()
+  } else if (scenario === 'sessions') {
+    out.pids = []
+    for (let i = 0; i < 10; i++) {
+      const c = await connect()
+      out.pids.push(json(await call(c, 'state__whoami')).pid)
+      await c.end()
+    }
+  } else if (scenario === 'isolation') {
+    const a = await connect()
+    const b = await connect()
+    await call(a, 'solo__remember', { key: 'k', value: 'only-a' })
+    out.pidA = json(await call(a, 'solo__whoami')).pid
+    out.pidB = json(await call(b, 'solo__whoami')).pid
+    out.recallA = json(await call(a, 'solo__recall', { key: 'k' })).value
+    out.recallB = json(await call(b, 'solo__recall', { key: 'k' })).value
+    await a.end()
+    await b.end()
+  } else {
+    throw new Error(`unknown scenario ${scenario}`)
+  }
+  process.stdout.write(JSON.stringify(out) + '\n')
+}
+
+main().then(() => process.exit(0), (e) => {
+  process.stderr.write(`ts-client: ${e.stack ?? e}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,551 @@
+//! The MCP gateway with real clients and real servers: the official
+//! TypeScript SDK client and the official Python SDK, over `skep mcp` (stdio,
+//! spawned by the SDKs with their stripped default environment) and over
+//! Streamable HTTP, against a daemon fronting two published MCP servers from
+//! npm (filesystem, memory; tests/mcp-clients/package-lock.json), one we
+//! wrote (tests/mcp-clients/state-server.mjs: per-process state, its pid, a
+//! slow tool) and a plain agent offered as a tool.
+//!
+//! Every world runs with exactly the environment MCP clients give (HOME,
+//! PATH, USER, SHELL, TERM; no XDG_RUNTIME_DIR), so the daemon the relays
+//! start and the one `skep status` finds are the same by construction of
+//! where sockets live, not by a variable a client strips.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap here is a failed test
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SKEP: &str = env!("CARGO_BIN_EXE_skep");
+/// Bound on anything a test waits for, the clients' whole scenarios included.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The test clients and servers, installed from their lock file (by .ci/test, or here when missing).
+fn clients_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-clients");
+    if !dir.join("node_modules/@modelcontextprotocol/sdk").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node and npm are needed for this test)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    dir
+}
+
+/// A test's private world: a HOME, a skep.toml, a directory the filesystem
+/// server may see, and the daemon (stopped, or killed, on drop).
+struct World {
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(name: &str, extra_roles: &str) -> World {
+        let clients = clients_dir();
+        let dir = tempfile::Builder::new().prefix(&format!("skep-mcp-{name}-")).tempdir().expect("scratch");
+        let root = dir.path().canonicalize().expect("canonical scratch");
+        for sub in ["home", "files"] {
+            std::fs::create_dir(root.join(sub)).expect("scratch dirs");
+        }
+        let node = |script: &str| format!("[\"node\", \"{}\"]", clients.join(script).display());
+        let config = format!(
+            r#"[mcp]
+listen = "127.0.0.1:0"
+max_body = "64KiB"
+
+[roles.state]
+command = {state}
+handshake = "mcp"
+max_agents = 1
+concurrency = 4
+
+[roles.fs]
+command = {fs_server}
+handshake = "mcp"
+
+[roles.memory]
+command = {memory}
+handshake = "mcp"
+env = {{ MEMORY_FILE_PATH = "{root}/memory.jsonl" }}
+
+[roles.words]
+command = ["{SKEP}", "agent", "demo"]
+[[roles.words.tools]]
+name = "count"
+description = "Counts words"
+method = "wordcount"
+input_schema = {{ type = "object", properties = {{ text = {{ type = "string" }} }} }}
+{extra_roles}"#,
+            state = node("state-server.mjs"),
+            fs_server = node("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+                .replace("\"]", &format!("\", \"{}\"]", root.join("files").display())),
+            memory = node("node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
+            root = root.display(),
+        );
+        std::fs::write(root.join("skep.toml"), config).expect("config written");
+        World { root, _dir: dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.root.join("skep.toml")
+    }
+
+    /// `program` with exactly what MCP clients pass their servers (and so
+    /// what the SDKs pass `skep mcp`): HOME, PATH, USER, SHELL, TERM.
+    fn stripped(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.env_clear().env("HOME", self.root.join("home")).env("TERM", "dumb").env("SHELL", "/bin/sh");
+        for var in ["PATH", "USER"] {
+            if let Some(value) = std::env::var_os(var) {
+                command.env(var, value);
+            }
+        }
+        command.current_dir(&self.root).stdin(Stdio::null());
+        command
+    }
+
+    fn skep(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        let config = self.config().display().to_string();
+        all.extend(["--config", &config]);
+        let out = bounded(self.stripped(SKEP).args(&all));
+        serde_json::from_str(&out).unwrap_or(Value::String(out))
+    }
+
+    fn status(&self) -> Value {
+        self.skep(&["status", "--json"])
+    }
+
+    /// The daemon's HTTP endpoint and bearer token.
+    fn http(&self) -> (String, String) {
+        let status = self.status();
+        let url = status["daemon"]["mcp"]["http"].as_str().expect("an HTTP endpoint").to_owned();
+        let token = std::fs::read_to_string(status["daemon"]["mcp"]["token"].as_str().expect("a token file")).unwrap();
+        (url, token.trim().to_owned())
+    }
+
+    fn agent_pids(&self, role: &str) -> Vec<u64> {
+        let status = self.status();
+        let agents = status["agents"].as_array().expect("agents").iter();
+        agents.filter(|a| a["role"] == role && a["pid"] != 0).map(|a| a["pid"].as_u64().unwrap()).collect()
+    }
+
+    fn daemon_pid(&self) -> u32 {
+        self.status()["daemon"]["pid"].as_u64().expect("a daemon pid") as u32
+    }
+
+    /// The official TypeScript client's `scenario` over `transport`, its report.
+    fn ts(&self, scenario: &str, transport: &str) -> Value {
+        let (target, extra) = self.target(transport);
+        let script = clients_dir().join("ts-client.mjs").display().to_string();
+        report(&bounded(self.stripped("node").args([&script, scenario, transport, &target, &extra])))
+    }
+
+    /// The official Python client over `transport`, its report.
+    fn py(&self, transport: &str) -> Value {
+        let (target, extra) = self.target(transport);
+        let script = clients_dir().join("py-client.py").display().to_string();
+        report(&bounded(self.stripped(&python()).args([&script, transport, &target, &extra])))
+    }
+
+    fn target(&self, transport: &str) -> (String, String) {
+        match transport {
+            "stdio" => (SKEP.to_owned(), self.config().display().to_string()),
+            _ => self.http(),
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let pid = self.status()["daemon"]["pid"].as_u64();
+        let _ = self.stripped(SKEP).args(["down", "--config"]).arg(self.config()).stderr(Stdio::null()).status();
+        if let Some(pid) = pid.filter(|&p| alive(p as u32)) {
+            // SAFETY: a plain kill of the pid this test's daemon reported.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The Python interpreter itself (not a pyenv shim, which needs variables
+/// the stripped env lacks), with the official SDK (installed by .ci/test, or
+/// here when missing).
+fn python() -> String {
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3");
+    let python = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    if !Command::new(&python).args(["-c", "import mcp"]).stderr(Stdio::null()).status().unwrap().success() {
+        let pip = [&python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "mcp==2.3.0"];
+        let status = Command::new(pip[0]).args(&pip[1..]).status().expect("pip runs");
+        assert!(status.success(), "pip install mcp failed");
+    }
+    python
+}
+
+/// Runs `command` to its end within [`LIMIT`] (killed past it); its stdout.
+fn bounded(command: &mut Command) -> String {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawns");
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {LIMIT:?}: {}", err.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    // `skep status` exits 3 when no daemon runs; callers judge the output.
+    assert!(status.success() || status.code() == Some(3), "{command:?} failed ({status}): {err}");
+    out
+}
+
+fn report(out: &str) -> Value {
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON report ({e}): {out:?}"))
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn poll(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Live `skep mcp` relays for `config`.
+fn relays(config: &Path) -> Vec<u32> {
+    let config = config.display().to_string();
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|&pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        args.get(1) == Some(&b"mcp".as_slice()) && args.contains(&config.as_bytes()) && alive(pid)
+    })
+    .collect()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// What every scenario of the TypeScript client must have seen, on either transport.
+fn check_main_scenario(world: &World, r: &Value) {
+    assert_eq!(r["server"]["name"], "skep");
+    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for expected in
+        ["state__whoami", "state__slow", "fs__list_allowed_directories", "memory__read_graph", "words__count"]
+    {
+        assert!(tools.contains(&expected), "{expected} missing from tools/list: {tools:?}");
+    }
+    assert!(r["fs"].as_str().unwrap().contains(&world.root.join("files").display().to_string()), "{r}");
+    assert_eq!(r["memory"], json!({"entities": [], "relations": []}));
+    assert_eq!(r["words"], json!({"words": 3}));
+    // Two sessions share the pooled server: one process, one state.
+    assert_eq!(r["whoA"]["pid"], r["whoB"]["pid"], "{r}");
+    assert_eq!(r["recallB"]["value"], "from-a");
+    // The server's progress reached the session that made the call, in order.
+    // (The SDK client may drop the last one when it lands just before the
+    // answer: the SDK handles notifications a tick after responses. The raw
+    // stdio test below checks that every one is sent, before the answer.)
+    let progress = r["progress"].as_array().unwrap();
+    assert!(!progress.is_empty() && progress.iter().zip([1, 2, 3]).all(|(p, n)| *p == n), "{r}");
+    // The client's cancel reached the server's own call.
+    assert_eq!(r["cancelledUpstream"], true, "{r}");
+    // Killed mid-call: a tool error naming the server and why, then a fresh one.
+    assert_eq!(r["killed"]["isError"], true, "{r}");
+    let why = r["killed"]["text"].as_str().unwrap();
+    assert!(why.contains("server state") && why.contains("crashed") && why.contains("SIGKILL"), "{why}");
+    assert_ne!(r["recovered"]["pid"], r["whoA"]["pid"]);
+    assert!(!alive(r["whoA"]["pid"].as_u64().unwrap() as u32), "the killed server is gone");
+    assert_eq!(world.agent_pids("state"), vec![r["recovered"]["pid"].as_u64().unwrap()], "the pool is back to one");
+    assert_eq!(r["unknownTool"], json!({"error": -32602}));
+}
+
+#[test]
+fn the_official_typescript_client_over_the_stdio_relay_with_a_stripped_environment() {
+    let world = World::new("ts-stdio", "");
+    // The relay starts the daemon on first use, with nothing but a stripped environment to find it by.
+    let r = world.ts("main", "stdio");
+    check_main_scenario(&world, &r);
+    let daemon = world.daemon_pid();
+    assert!(alive(daemon), "the relay's daemon is the one `skep status` finds");
+    poll("every relay to exit with its client", || relays(&world.config()).is_empty());
+}
+
+#[test]
+fn the_official_typescript_client_over_streamable_http() {
+    let world = World::new("ts-http", "");
+    world.skep(&["up"]);
+    let r = world.ts("main", "http");
+    check_main_scenario(&world, &r);
+}
+
+#[test]
+fn print_config_gives_the_entries_for_both_transports() {
+    let world = World::new("print-config", "");
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let printed = world.skep(&["mcp", "--print-config"]);
+    let servers = &printed["mcpServers"];
+    let config = world.config().display().to_string();
+    assert_eq!(servers["skep"], json!({"command": SKEP, "args": ["mcp", "--config", config]}), "{printed}");
+    let http = json!({"type": "http", "url": url, "headers": {"Authorization": format!("Bearer {token}")}});
+    assert_eq!(servers["skep-http"], http, "{printed}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(world.status()["daemon"]["mcp"]["token"].as_str().unwrap()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the token file is the user's alone");
+}
+
+#[test]
+fn the_official_python_client_over_both_transports() {
+    let world = World::new("py", "");
+    for transport in ["stdio", "http"] {
+        let r = world.py(transport);
+        assert_eq!(r["server"], "skep", "{transport}: {r}");
+        let tools = r["tools"].as_array().unwrap();
+        assert!(tools.contains(&json!("state__whoami")) && tools.contains(&json!("memory__read_graph")), "{r}");
+        assert!(r["who"]["pid"].as_u64().is_some_and(|p| alive(p as u32)), "{transport}: {r}");
+        assert!(r["fs"].as_str().unwrap().contains("files"), "{transport}: {r}");
+    }
+    poll("every relay to exit with its client", || relays(&world.config()).is_empty());
+}
+
+#[test]
+fn ten_sessions_opened_and_closed_leave_the_pool_as_it_was_and_no_fd_behind() {
+    let world = World::new("sessions", "");
+    world.skep(&["up"]);
+    let daemon = world.daemon_pid();
+    // One session first, so that what a first session sets up once (the HTTP
+    // listener's first connection, caches) is in the baseline.
+    let warm = world.ts("sessions", "http");
+    let pool = world.agent_pids("state");
+    let fds = open_fds(daemon);
+    for transport in ["stdio", "http"] {
+        let r = world.ts("sessions", transport);
+        let pids = r["pids"].as_array().unwrap();
+        assert_eq!(pids.len(), 10);
+        assert!(pids.iter().all(|p| *p == warm["pids"][0]), "{transport}: one warm server served them all: {r}");
+    }
+    assert_eq!(world.agent_pids("state"), pool, "the pool is as it was");
+    poll("every relay to exit", || relays(&world.config()).is_empty());
+    poll("the daemon's descriptors to come back", || open_fds(daemon) <= fds);
+}
+
+/// A child killed (and reaped) on drop, so a failed test leaves no process.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_stdio_relay_carries_progress_before_the_answer_under_the_clients_token() {
+    use std::io::BufRead;
+    let world = World::new("progress", "");
+    let mut relay = Reaped(
+        world
+            .stripped(SKEP)
+            .args(["mcp", "--config"])
+            .arg(world.config())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = relay.0.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(relay.0.stdout.take().unwrap());
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "state__slow", "arguments": {"ms": 300, "steps": 3}, "_meta": {"progressToken": "mine"}}}),
+    ];
+    for line in lines {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    // The relay blocks on its daemon; a hang here is bounded by the reader thread and LIMIT.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let message: Value = serde_json::from_str(&line).unwrap();
+            let done = message["id"] == 2;
+            let _ = tx.send(message);
+            if done {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let message = rx.recv_timeout(LIMIT).expect("the relay answers within the limit");
+        if message["id"] == 2 {
+            assert!(message["result"]["structuredContent"]["slept"] == 300, "{message}");
+            break;
+        }
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "mine", "{message}");
+            seen.push(message["params"]["progress"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(seen, vec![1.0, 2.0, 3.0], "every progress notification, in order, before the answer");
+    assert_eq!(world.status()["daemon"]["mcp"]["sessions"]["stdio"], 1, "`skep status` shows the open session");
+    drop(stdin);
+    let deadline = Instant::now() + LIMIT;
+    while relay.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the relay exits when its client closes stdin");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    poll("the ended session to leave `skep status`", || world.status()["daemon"]["mcp"]["sessions"]["stdio"] == 0);
+}
+
+/// Live processes whose command line has `arg`.
+fn with_arg(arg: &str) -> Vec<u64> {
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|&pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid)
+    })
+    .map(u64::from)
+    .collect()
+}
+
+#[test]
+fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
+    let world = World::new("isolation", "");
+    let marker = format!("--solo-{}", world.root.file_name().unwrap().to_string_lossy());
+    let script = clients_dir().join("state-server.mjs").display().to_string();
+    let solo = format!(
+        "\n[roles.solo]\ncommand = [\"node\", \"{script}\", \"{marker}\"]\nhandshake = \"mcp\"\nshare = \"session\"\nmin_warm = 2\nmax_agents = 4\n"
+    );
+    let config = std::fs::read_to_string(world.config()).unwrap() + &solo;
+    std::fs::write(world.config(), config).unwrap();
+    world.skep(&["up"]);
+    let spares = with_arg(&marker);
+    assert_eq!(spares.len(), 2, "min_warm spares are started with the daemon: {spares:?}");
+    let shown = &world.status()["daemon"]["mcp"]["perSession"];
+    assert_eq!(*shown, json!([{"role": "solo", "sessionAgents": 0, "spares": 2}]), "`skep status` shows them");
+    for transport in ["stdio", "http"] {
+        let r = world.ts("isolation", transport);
+        let (a, b) = (r["pidA"].as_u64().unwrap(), r["pidB"].as_u64().unwrap());
+        assert_ne!(a, b, "{transport}: two sessions, two agents: {r}");
+        assert_eq!(r["recallA"], "only-a", "{transport}: {r}");
+        assert_eq!(r["recallB"], Value::Null, "{transport}: state never leaks to another session: {r}");
+        if transport == "stdio" {
+            assert!(spares.contains(&a) && spares.contains(&b), "both came from the warm spares {spares:?}: {r}");
+        }
+        // Each session's agent is stopped with it, never handed to the next one.
+        poll("the sessions' agents to stop", || !alive(a as u32) && !alive(b as u32));
+        poll("the spares to be back", || with_arg(&marker).len() == 2);
+    }
+    // The shared pool never saw the per-session role.
+    assert!(world.agent_pids("solo").is_empty());
+}
+
+/// One raw HTTP/1.1 request to the gateway; the status code and body.
+fn http(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let authority = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/mcp")).expect("http://HOST:PORT/mcp");
+    let mut stream = TcpStream::connect(authority).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut request = format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    if !headers.iter().any(|(name, _)| *name == "Host") {
+        request.push_str(&format!("Host: {authority}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // A server may answer before reading a body it refuses.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text:?}"));
+    (status, text)
+}
+
+#[test]
+fn bad_http_input_gets_its_documented_status_and_the_gateway_lives_on() {
+    let world = World::new("bad-http", "");
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let json_headers = |extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+        h.extend_from_slice(extra);
+        h
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    .to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let with_token = |extra: &[(&'static str, &'static str)]| {
+        let mut h = json_headers(extra);
+        h.push(("Authorization", bearer.as_str()));
+        h
+    };
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        ("no token", json_headers(&[]), init.clone().into_bytes(), 401),
+        ("a wrong token", json_headers(&[("Authorization", "Bearer 0123")]), init.clone().into_bytes(), 401),
+        ("a foreign Origin", with_token(&[("Origin", "http://evil.example")]), init.clone().into_bytes(), 403),
+        ("malformed JSON", with_token(&[]), b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\"".to_vec(), 400),
+        ("a DNS-rebinding Host", with_token(&[("Host", "evil.example")]), init.clone().into_bytes(), 403),
+        ("no session id after initialize", with_token(&[]), list.clone().into_bytes(), 400),
+        ("an unknown session id", with_token(&[("Mcp-Session-Id", "no-such-session")]), list.clone().into_bytes(), 404),
+        ("a body over max_body", with_token(&[]), vec![b' '; 65 * 1024], 413),
+    ];
+    for (what, headers, body, expected) in &cases {
+        let (status, text) = http(&url, headers, body);
+        assert_eq!(status, *expected, "{what}: {text}");
+    }
+    // After all that, a well-formed session starts and lists tools.
+    let (status, text) = http(&url, &with_token(&[]), init.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let session = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("mcp-session-id: ").map(|_| l[16..].trim().to_owned()))
+        .expect("a session id");
+    let mut headers = with_token(&[]);
+    headers.push(("Mcp-Session-Id", session.as_str()));
+    let (status, text) = http(&url, &headers, list.as_bytes());
+    // The session is not initialized (no notifications/initialized): still an answer, not a crash.
+    assert!(status < 500, "{text}");
+    let r = world.ts("sessions", "http");
+    assert_eq!(r["pids"].as_array().unwrap().len(), 10, "the gateway serves on: {r}");
+}

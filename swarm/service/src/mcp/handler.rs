@@ -1,0 +1,206 @@
+//! The MCP server one session talks to: rmcp's `ServerHandler` over the
+//! swarm. `initialize` and `ping` never touch an agent, so a role that is
+//! starting or failed cannot block a session's start; `tools/list` merges the
+//! roles' lists (catalog.rs); `tools/call` runs on the role's pool with its
+//! timeout, breaker and cache. A session's calls are cancelled when the client
+//! cancels them or goes away (rmcp cancels the request's token).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
+use serde_json::value::RawValue;
+use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
+
+use super::catalog::{self, Target};
+use super::spares::{Held, Spares};
+
+/// What every session of one gateway shares: the swarm, the spares of
+/// `share = "session"` roles, the naming settings.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub swarm: Swarm,
+    pub spares: Spares,
+    pub separator: Arc<str>,
+}
+
+/// One MCP session's server. Clones (rmcp may make them) share the
+/// session's own agents, which stop when the last clone goes, that is, when
+/// the session ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    own: Arc<tokio::sync::Mutex<HashMap<String, Arc<Held>>>>,
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>) -> Session {
+        Session { shared, own: Arc::default() }
+    }
+
+    /// Every role offering tools, from the shared swarm and the per-session ones.
+    fn roles(&self) -> Vec<Arc<RoleConfig>> {
+        let mut roles = catalog::offering(&self.shared.swarm);
+        roles.extend(self.shared.spares.configs());
+        roles
+    }
+
+    /// The swarm that serves `role` to this session: the shared one, or this
+    /// session's own agent of a `share = "session"` role (taken on first use).
+    async fn swarm_for(&self, role: &str) -> Result<Swarm, SwarmError> {
+        if !self.shared.spares.serves(role) {
+            return Ok(self.shared.swarm.clone());
+        }
+        // Held across the take, so two concurrent first calls take one agent, not two.
+        let mut own = self.own.lock().await;
+        if let Some(held) = own.get(role) {
+            return Ok(held.swarm().clone());
+        }
+        let held = Arc::new(self.shared.spares.take(role).await?);
+        own.insert(role.to_owned(), Arc::clone(&held));
+        Ok(held.swarm().clone())
+    }
+
+    /// Runs a tool call; `progress` is the token the upstream request carries, if the client asked for progress.
+    async fn call(&self, request: CallToolRequestParams, progress: Option<&str>) -> Result<CallToolResult, McpError> {
+        let target = catalog::resolve(&self.roles(), &self.shared.separator, &request.name)
+            .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
+        let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let (method, params) = match &target {
+            Target::Upstream { tool, .. } => {
+                let mut params = serde_json::json!({ "name": tool, "arguments": arguments });
+                if let Some(token) = progress {
+                    params["_meta"] = serde_json::json!({ "progressToken": token });
+                }
+                ("tools/call", params)
+            }
+            Target::Method { method, .. } => (method.as_str(), arguments),
+        };
+        let params = serde_json::value::to_raw_value(&params)
+            .map_err(|e| McpError::internal_error(format!("cannot encode the arguments ({e})"), None))?;
+        let answer = match self.swarm_for(target.role()).await {
+            Ok(swarm) => swarm.call(target.role(), method, Some(&params), CallOptions::default()).await,
+            Err(e) => Err(e),
+        };
+        match (answer, &target) {
+            (Ok(raw), Target::Upstream { .. }) => upstream_result(&raw, target.role()),
+            (Ok(raw), Target::Method { .. }) => Ok(method_result(&raw)),
+            // The server itself refused the request (an unknown tool, bad
+            // arguments): a protocol error, relayed as the server said it.
+            (Err(SwarmError::Agent(e)), _) => {
+                Err(McpError::new(ErrorCode(e.code()), e.message().to_owned(), e.data().and_then(raw_json)))
+            }
+            // The server could not run it: a tool error naming it and why, so
+            // the model sees it and the other servers keep working.
+            (Err(e), _) => Ok(tool_error(target.role(), &e)),
+        }
+    }
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "skep's MCP gateway: the tools of every server skep keeps warm, each named <server>__<tool>.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let mut roles = Vec::new();
+        for role in self.roles() {
+            let swarm = self.swarm_for(&role.name).await;
+            roles.push((role, swarm));
+        }
+        Ok(ListToolsResult::with_all_items(catalog::list_tools(roles, &self.shared.separator).await))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.clone();
+        // The client asked for progress: relay the upstream server's, renamed to the client's token.
+        let asked = context.meta.get_progress_token().or_else(|| request.meta.as_ref()?.get_progress_token());
+        let relay = asked.map(|token| progress_relay(token, context.peer.clone()));
+        let upstream_token = relay.as_ref().map(|(watch, _)| watch.token().to_owned());
+        let result = tokio::select! {
+            result = self.call(request, upstream_token.as_deref()) => result.map(CallToolResponse::from),
+            // Dropping the call cancels it on the wire to the agent (the bridge's cancel).
+            () = context.ct.cancelled() => {
+                tracing::debug!(tool = %name, "tool call cancelled by the client");
+                Err(McpError::new(ErrorCode(skep_bridge::code::REQUEST_CANCELLED), "cancelled by the client", None))
+            }
+        };
+        if let Some((watch, forwarder)) = relay {
+            // Every notification already received is sent before the answer.
+            drop(watch);
+            let _ = forwarder.await;
+        }
+        result
+    }
+}
+
+/// Watches an upstream progress token and forwards what comes to `peer`
+/// under the client's own `token`, in order; ends when the watch is dropped.
+fn progress_relay(token: ProgressToken, peer: Peer<RoleServer>) -> (McpProgressWatch, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let watch = McpProgressWatch::new(move |params| {
+        let _ = tx.send(params);
+    });
+    let forwarder = tokio::spawn(async move {
+        while let Some(mut params) = rx.recv().await {
+            params["progressToken"] = serde_json::to_value(&token).unwrap_or_default();
+            match serde_json::from_value::<ProgressNotificationParam>(params) {
+                Ok(progress) => {
+                    if peer.notify_progress(progress).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!(%e, "an upstream progress notification that is not MCP's shape is dropped"),
+            }
+        }
+    });
+    (watch, forwarder)
+}
+
+/// An MCP server's `tools/call` result, as it gave it.
+fn upstream_result(raw: &RawValue, role: &str) -> Result<CallToolResult, McpError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        McpError::internal_error(
+            format!("server {role} answered tools/call with something that is not a tool result ({e})"),
+            None,
+        )
+    })
+}
+
+/// A plain method's result as a tool result: the JSON as text, and as
+/// structured content when it is an object.
+fn method_result(raw: &RawValue) -> CallToolResult {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+    let mut result = CallToolResult::success(vec![ContentBlock::text(raw.get().to_owned())]);
+    if value.is_object() {
+        result.structured_content = Some(value);
+    }
+    result
+}
+
+/// A call the role could not run, as a tool error that names the server and why.
+pub(crate) fn tool_error(role: &str, error: &SwarmError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("server {role} could not run the tool: {error}"))])
+}
+
+fn raw_json(raw: &RawValue) -> Option<serde_json::Value> {
+    serde_json::from_str(raw.get()).ok()
+}
