@@ -16,7 +16,8 @@ use crate::profile::ProfileArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
-use crate::{agent, call, daemon, demo, grid, ls, profile, run as run_cmd, serve, stats};
+use crate::worker::WorkerArgs;
+use crate::{agent, call, daemon, demo, grid, ls, profile, run as run_cmd, serve, stats, worker};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -31,6 +32,7 @@ Examples:
   skep serve --config skep.toml             # the sidecar: JSON-RPC on stdin/stdout
   skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
   skep grid --config skep.toml              # watch a live swarm in tmux
+  skep worker --nats nats://HOST:4222       # serve this host's roles to a cluster
 
 Without --config, commands use ./skep.toml or the nearest one up the tree, else
 the built-in demo role. call, run, stats and grid attach to that config's
@@ -70,6 +72,7 @@ enum Command {
     Grid(GridArgs),
     GridPane(GridPaneArgs),
     GridStatus(GridStatusArgs),
+    Worker(WorkerArgs),
 }
 
 /// Runs the command.
@@ -92,5 +95,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Grid(args) => grid::run(args),
         Command::GridPane(args) => grid::run_pane(args),
         Command::GridStatus(args) => grid::run_status(args),
+        Command::Worker(args) => worker::run(args),
     }
 }

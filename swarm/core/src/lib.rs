@@ -13,6 +13,7 @@
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
 //! - `pool.rs`: the handle on a role's pool.
+//! - `remote.rs`: `RemoteCalls`, the seam through which `remote = true` roles are called (`skep-cluster`).
 //! - `limits/`: recycling by calls, lifetime (with jitter) and memory; each agent's RSS and CPU
 //!   from /proc; whether cgroup v2 is delegated here.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
@@ -47,6 +48,7 @@ mod preload;
 mod process;
 mod progress;
 mod reload;
+mod remote;
 mod role_stats;
 mod route;
 mod stderr_ring;
@@ -58,8 +60,9 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Cost, DEFAULT_RECYCLE_JITTER, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol,
-    RoleConfig, is_valid_name, parse_duration, parse_size,
+    ClusterConfig, Config, ConfigError, Cost, DEFAULT_CLUSTER_NAME, DEFAULT_HEARTBEAT, DEFAULT_RECYCLE_JITTER,
+    DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, Protocol, RoleConfig, Secret, TlsConfig, is_subject_token,
+    is_valid_name, parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
 pub use demo_role::{DEMO_ROLE, demo_agent_module, demo_config};
@@ -73,6 +76,7 @@ pub use process::{
 };
 pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use reload::ReloadReport;
+pub use remote::RemoteCalls;
 pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

@@ -5,6 +5,7 @@
 //! - `mod.rs`: the loaded types.
 //! - `load.rs`: reading a file and building each role, with its range checks.
 //! - `raw.rs`: the file's shape as serde sees it (every key optional and spanned).
+//! - `cluster.rs`: `[cluster]`, the NATS server remote roles and workers meet on.
 //! - `units.rs`: durations, sizes and counts, with their bounds.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -15,6 +16,7 @@ use crate::breaker::BreakerConfig;
 use crate::diagnostic::FileError;
 use crate::process::Rlimits;
 
+mod cluster;
 mod load;
 mod raw;
 mod units;
@@ -22,6 +24,7 @@ mod units;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_NAME, DEFAULT_HEARTBEAT, Secret, TlsConfig, is_subject_token};
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
 
 /// The default `recycle_jitter`: up to a tenth of `max_calls` and `max_lifetime` off per agent.
@@ -38,6 +41,8 @@ pub struct Config {
     pub observe: Option<PathBuf>,
     /// `[daemon]`: how the shared daemon for this config behaves.
     pub daemon: DaemonConfig,
+    /// `[cluster]`: the NATS server remote roles and `skep worker` meet on; `None`: no cluster.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[daemon]`: the shared daemon's own settings (docs/daemon.md).
@@ -82,6 +87,8 @@ pub enum Protocol {
         /// Modules the warm parent imports once.
         modules: Vec<String>,
     },
+    /// Agents on other hosts: each call goes over NATS to a `skep worker` serving the role.
+    Remote,
 }
 
 /// One role: how to start its agents and how to pool them.
