@@ -168,3 +168,95 @@ pub(super) fn build(cx: &Ctx<'_>, raw: Spanned<RawCluster>, base: &Path) -> Resu
 fn empty(expected: &str) -> String {
     format!("expected {expected}, found an empty string")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, Protocol};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "skep.toml", Path::new("/srv/proj"))
+    }
+
+    fn fails(text: &str, fragments: &[&str]) {
+        let err = parse(text).expect_err("config should be rejected").to_string();
+        for fragment in fragments {
+            assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
+        }
+    }
+
+    const REMOTE: &str = "[roles.r]\nremote = true\n";
+
+    #[test]
+    fn a_cluster_parses_to_exact_values_and_hides_its_secrets() {
+        let text = r#"
+[cluster]
+nats = "nats://10.0.0.5:4222"
+name = "farm"
+token = "t0ken"
+user = "alice"
+password = "pw"
+creds = "keys/skep.creds"
+heartbeat = "250ms"
+tls = { required = true, ca = "ca.pem", cert = "c.pem", key = "k.pem" }
+[roles.r]
+remote = true
+timeout = "2s"
+idempotent = ["lookup"]
+"#;
+        let config = parse(text).expect("parses");
+        let cluster = config.cluster.clone().expect("a cluster");
+        assert_eq!(
+            cluster,
+            ClusterConfig {
+                nats: "nats://10.0.0.5:4222".into(),
+                name: "farm".into(),
+                token: Some(Secret::new("t0ken".into())),
+                user: Some("alice".into()),
+                password: Some(Secret::new("pw".into())),
+                creds: Some("/srv/proj/keys/skep.creds".into()),
+                heartbeat: Duration::from_millis(250),
+                tls: TlsConfig {
+                    required: true,
+                    ca: Some("/srv/proj/ca.pem".into()),
+                    cert: Some("/srv/proj/c.pem".into()),
+                    key: Some("/srv/proj/k.pem".into()),
+                },
+            }
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("t0ken") && !shown.contains("\"pw\""), "{shown}");
+        let role = &config.roles["r"];
+        assert_eq!((role.protocol.clone(), role.min_warm, role.command.len()), (Protocol::Remote, 0, 0));
+        assert_eq!(role.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_cluster_has_defaults_and_is_optional() {
+        let cluster = parse(&format!("[cluster]\nnats = \"nats://h:4222\"\n{REMOTE}")).expect("parses").cluster;
+        assert_eq!(cluster, Some(ClusterConfig::new("nats://h:4222")));
+        assert_eq!(parse("[roles.r]\ncommand = [\"a\"]\n").expect("parses").cluster, None);
+    }
+
+    #[test]
+    fn wrong_cluster_and_remote_keys_are_refused_with_their_key() {
+        fails(REMOTE, &["cluster", "role r is remote = true", "[cluster]"]);
+        fails(&format!("[cluster]\nname = \"x\"\n{REMOTE}"), &["cluster.nats", "found nothing"]);
+        fails(&format!("[cluster]\nnats = \"\"\n{REMOTE}"), &["cluster.nats", "empty string"]);
+        fails(&format!("[cluster]\nnats = \"n\"\nname = \"a.b\"\n{REMOTE}"), &["cluster.name", "no dots"]);
+        fails(&format!("[cluster]\nnats = \"n\"\npassword = \"p\"\n{REMOTE}"), &["cluster.password", "user"]);
+        fails(&format!("[cluster]\nnats = \"n\"\nheartbeat = \"5ms\"\n{REMOTE}"), &["cluster.heartbeat", "50ms"]);
+        fails(
+            &format!("[cluster]\nnats = \"n\"\ntls = {{ cert = \"c\" }}\n{REMOTE}"),
+            &["cluster.tls", "cert and key"],
+        );
+        fails(&format!("[cluster]\nnats = \"n\"\nport = 1\n{REMOTE}"), &["port"]);
+        let cluster = "[cluster]\nnats = \"n\"\n";
+        fails(&format!("{cluster}{REMOTE}command = [\"a\"]\n"), &["roles.r.command", "leave command out"]);
+        fails(&format!("{cluster}{REMOTE}protocol = \"command\"\n"), &["roles.r.protocol", "leave protocol out"]);
+        fails(&format!("{cluster}{REMOTE}min_warm = 1\n"), &["roles.r.min_warm", "from 0 to 0"]);
+        fails(&format!("{cluster}[roles.\"a.b\"]\nremote = true\n"), &["no dots"]);
+    }
+}
