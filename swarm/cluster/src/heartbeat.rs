@@ -83,12 +83,14 @@ impl Workers {
         Ok(Workers { seen, task })
     }
 
-    /// Workers heard from within the last few of their intervals, by id.
+    /// Workers heard from within the last few of their intervals and not draining, by id.
     pub fn alive(&self) -> Vec<Heartbeat> {
         let now = Instant::now();
         let seen = self.seen.borrow();
         seen.values()
-            .filter(|(beat, at)| now.duration_since(*at) < Duration::from_millis(beat.interval_ms) * MISSED)
+            .filter(|(beat, at)| {
+                !beat.draining && now.duration_since(*at) < Duration::from_millis(beat.interval_ms) * MISSED
+            })
             .map(|(beat, _)| beat.clone())
             .collect()
     }
