@@ -59,7 +59,7 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
     // Before any agent starts: a wrong token must fail fast and loudly.
     let client = connect(&cluster, &format!("skep worker {}", std::process::id())).await?;
     let swarm = Swarm::start(config).await.context("cannot start the swarm")?;
-    let worker = Worker::start(client, swarm.clone(), &cluster, WorkerOptions { grace: args.grace })
+    let worker = Worker::start(client, swarm, &cluster, WorkerOptions { grace: args.grace })
         .await
         .context("cannot serve on the cluster")?;
     tracing::info!(worker = worker.id(), nats = %redact_url(&cluster.nats), cluster = %cluster.name, "worker ready");
@@ -69,6 +69,5 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
     if report.abandoned > 0 {
         tracing::warn!(abandoned = report.abandoned, "calls still running at the end of the grace period fail now");
     }
-    swarm.shutdown().await;
     Ok(())
 }

@@ -13,8 +13,8 @@
 //!   local call, which sends `$/cancelRequest` to its agent (bridge invariant 4).
 //! - **Drain.** Unsubscribe each role (NATS drain: messages already on their
 //!   way are still delivered and served), wait for calls in flight up to a
-//!   grace period, then stop heartbeats; stopping the agents is the caller's
-//!   `Swarm::shutdown`.
+//!   grace period, stop the agents (what still runs fails, and its caller is
+//!   answered), then send a last heartbeat saying so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +38,9 @@ use crate::wire;
 /// How long past the caller's deadline a call may run before the worker ends it itself.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
+/// How long calls cut off by the agents' stop have to send their error replies.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+
 /// How a worker serves.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -56,6 +59,7 @@ impl Default for WorkerOptions {
 pub struct Worker {
     id: String,
     client: Client,
+    swarm: Swarm,
     roles: Vec<ServedRole>,
     stop: CancellationToken,
     loops: Vec<JoinHandle<()>>,
@@ -92,7 +96,8 @@ struct Context {
 }
 
 impl Worker {
-    /// Serves every local role of `swarm` (not its remote ones) on `cluster`.
+    /// Serves every local role of `swarm` (not its remote ones) on `cluster`;
+    /// [`Worker::drain`] stops the swarm's agents.
     pub async fn start(
         client: Client,
         swarm: Swarm,
@@ -113,8 +118,12 @@ impl Worker {
         }
         let stop = CancellationToken::new();
         let in_flight: InFlight = Arc::default();
-        let cx =
-            Context { client: client.clone(), swarm, in_flight: Arc::clone(&in_flight), worker: id.clone().into() };
+        let cx = Context {
+            client: client.clone(),
+            swarm: swarm.clone(),
+            in_flight: Arc::clone(&in_flight),
+            worker: id.clone().into(),
+        };
         // Cancellations first: one must never find us not yet listening.
         let cancel_subject = subjects.cancel();
         let cancel_sub = client
@@ -139,7 +148,7 @@ impl Worker {
             tracing::warn!(%e, "cannot flush the subscriptions");
         }
         tracing::info!(worker = %id, roles = roles.len(), "serving over NATS");
-        Ok(Worker { id, client, roles, stop, loops, heartbeat, cancels, grace: options.grace })
+        Ok(Worker { id, client, swarm, roles, stop, loops, heartbeat, cancels, grace: options.grace })
     }
 
     /// The worker's id (`host-pid`), as its heartbeats carry it.
@@ -148,23 +157,23 @@ impl Worker {
     }
 
     /// Stops taking calls, lets those in flight finish within the grace
-    /// period, and stops heartbeats. The agents are left to the swarm's owner.
+    /// period, stops the agents (calls still running then fail, and their
+    /// callers are told so), and stops heartbeats.
     pub async fn drain(self) -> DrainReport {
         self.stop.cancel();
         for handle in self.loops {
             let _ = handle.await;
         }
-        let waited = async {
-            for role in &self.roles {
-                let all = u32::try_from(role.capacity).unwrap_or(u32::MAX);
-                // Closed only with the semaphore, which nothing here closes.
-                let _ = role.slots.acquire_many(all).await;
-            }
-        };
-        let abandoned = match tokio::time::timeout(self.grace, waited).await {
+        let abandoned = match tokio::time::timeout(self.grace, all_returned(&self.roles)).await {
             Ok(()) => 0,
             Err(_) => self.roles.iter().map(|r| r.capacity - r.slots.available_permits()).sum(),
         };
+        self.swarm.shutdown().await;
+        // The calls cut off by the shutdown answer their callers now; without
+        // this their replies could die with the process.
+        if tokio::time::timeout(REPLY_GRACE, all_returned(&self.roles)).await.is_err() {
+            tracing::warn!("calls still unanswered after the agents stopped");
+        }
         let _ = self.heartbeat.await;
         self.cancels.abort();
         if let Err(e) = self.client.flush().await {
@@ -172,6 +181,15 @@ impl Worker {
         }
         tracing::info!(worker = %self.id, abandoned, "drained");
         DrainReport { abandoned }
+    }
+}
+
+/// Resolves once every role's slots are back: no call is in flight.
+async fn all_returned(roles: &[ServedRole]) {
+    for role in roles {
+        let all = u32::try_from(role.capacity).unwrap_or(u32::MAX);
+        // Closed only with the semaphore, which nothing here closes; dropped at once.
+        let _ = role.slots.acquire_many(all).await;
     }
 }
 
