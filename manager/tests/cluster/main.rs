@@ -40,7 +40,7 @@ async fn three_workers_share_a_thousand_calls_and_every_result_is_exact() {
     let mut workers: Vec<Proc> =
         (0..3).map(|i| worker(&nats, &config, TOKEN, &scratch.path(&format!("w{i}.log")))).collect();
     let (swarm, heard) = orchestrator(&nats, "[roles.echo]\nremote = true\n").await;
-    wait_workers(&heard, 3).await;
+    wait_workers(heard.workers(), 3).await;
 
     let answers: Vec<(i64, Result<Value, SwarmError>)> = futures::stream::iter(0..1000_i64)
         .map(|i| {
@@ -82,7 +82,7 @@ async fn a_worker_killed_under_load_loses_no_idempotent_call_and_runs_none_twice
     let roles = "[roles.idem]\nremote = true\ntimeout = \"1s\"\nidempotent = [\"sleep\"]\n\
                  [roles.once]\nremote = true\ntimeout = \"1s\"\n";
     let (swarm, heard) = orchestrator(&nats, roles).await;
-    wait_workers(&heard, 3).await;
+    wait_workers(heard.workers(), 3).await;
     let victim_agents: BTreeSet<u32> = {
         let journals = scratch.journals();
         journals.keys().copied().filter(|a| parent_of(*a) == Some(workers[0].pid())).collect()
@@ -160,7 +160,7 @@ async fn with_every_worker_gone_a_call_fails_at_once_and_a_new_worker_is_used() 
     let mut first = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
     // A long timeout: an answer other than "no workers" would take 20 s to come.
     let (swarm, heard) = orchestrator(&nats, "[roles.echo]\nremote = true\ntimeout = \"20s\"\n").await;
-    wait_workers(&heard, 1).await;
+    wait_workers(heard.workers(), 1).await;
     assert_eq!(call(&swarm, "echo", "echo", json!(["one"])).await.expect("served"), json!(["one"]));
     first.signal(libc::SIGTERM);
     assert!(first.exited().await.success());
@@ -171,7 +171,7 @@ async fn with_every_worker_gone_a_call_fails_at_once_and_a_new_worker_is_used() 
     assert!(err.to_string().contains("role echo"), "{err}");
 
     let mut second = worker(&nats, &config, TOKEN, &scratch.path("w1.log"));
-    let again = heard.wait_for(LIMIT, |alive| alive.iter().any(|w| w.pid == second.pid())).await;
+    let again = heard.workers().wait_for(LIMIT, |alive| alive.iter().any(|w| w.pid == second.pid())).await;
     assert!(again, "the new worker's heartbeat");
     assert_eq!(call(&swarm, "echo", "echo", json!(["three"])).await.expect("served again"), json!(["three"]));
     let journals = scratch.journals();
@@ -189,7 +189,7 @@ async fn a_worker_drained_by_sigterm_finishes_its_calls_in_flight() {
     let config = scratch.worker_config(&[("slow", "min_warm = 4\nmax_agents = 4")]);
     let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
     let (swarm, heard) = orchestrator(&nats, "[roles.slow]\nremote = true\ntimeout = \"20s\"\n").await;
-    wait_workers(&heard, 1).await;
+    wait_workers(heard.workers(), 1).await;
     let calls: Vec<_> = (0..4)
         .map(|n| {
             let swarm = swarm.clone();
@@ -215,7 +215,7 @@ async fn a_remote_call_that_times_out_is_cancelled_at_its_agent() {
     let config = scratch.worker_config(&[("slow", "min_warm = 1\nmax_agents = 1")]);
     let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
     let (swarm, heard) = orchestrator(&nats, "[roles.slow]\nremote = true\ntimeout = \"300ms\"\n").await;
-    wait_workers(&heard, 1).await;
+    wait_workers(heard.workers(), 1).await;
     let err = call(&swarm, "slow", "sleep", json!({"ms": 2000})).await.expect_err("it times out");
     assert!(matches!(&err, SwarmError::RemoteLost { role, .. } if role == "slow"), "{err:?}");
     // The agent reads the cancellation once its sleep ends; it was not killed for it.
@@ -266,4 +266,33 @@ async fn a_wrong_token_is_refused_loudly_by_the_worker_and_the_orchestrator() {
     let said = std::fs::read_to_string(scratch.path("serve.log")).expect("serve's log");
     assert!(said.contains("refused our credentials"), "{said}");
     assert!(!said.contains("not-the-token"), "the token was logged: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_taken_by_a_worker_that_dies_fails_at_its_missed_heartbeats_not_at_its_timeout() {
+    let nats = Nats::start().await;
+    let scratch = Scratch::new();
+    let config = scratch.worker_config_in("heartbeat = \"100ms\"", &[("slow", "min_warm = 1\nmax_agents = 1")]);
+    let mut doomed = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
+    let (swarm, heard) = orchestrator(&nats, "[roles.slow]\nremote = true\ntimeout = \"25s\"\n").await;
+    wait_workers(heard.workers(), 1).await;
+    let running = {
+        let swarm = swarm.clone();
+        tokio::spawn(async move { call(&swarm, "slow", "sleep", json!({"ms": 20_000})).await })
+    };
+    eventually("the call reached the agent", LIMIT, || ran(&scratch.journals(), "sleep").len() == 1).await;
+    doomed.signal(libc::SIGKILL);
+    doomed.exited().await;
+    // Not the timeout's error (25 s away): the heartbeats' (a few 100 ms away).
+    let err = running.await.expect("joined").expect_err("its worker died");
+    match &err {
+        SwarmError::RemoteLost { role, reason, .. } => {
+            assert_eq!(role, "slow");
+            assert!(reason.contains("missed its heartbeats"), "{reason}");
+        }
+        other => panic!("expected RemoteLost, got {other:?}"),
+    }
+    let agents: Vec<u32> = scratch.journals().keys().copied().collect();
+    wait_gone(&agents, "the dead worker's agents").await;
+    swarm.shutdown().await;
 }

@@ -111,6 +111,11 @@ impl Scratch {
 
     /// A worker config serving `roles` (name, extra TOML lines) with the test agent journaling here.
     pub fn worker_config(&self, roles: &[(&str, &str)]) -> PathBuf {
+        self.worker_config_in("", roles)
+    }
+
+    /// The same, with `cluster` (TOML lines) as its `[cluster]` table when not empty.
+    pub fn worker_config_in(&self, cluster: &str, roles: &[(&str, &str)]) -> PathBuf {
         let journal = self.path("journal");
         std::fs::create_dir_all(&journal).expect("journal dir");
         let agent = skep_testkit::test_agent();
@@ -124,7 +129,12 @@ impl Scratch {
             })
             .collect();
         let path = self.path("worker.toml");
-        std::fs::write(&path, text).expect("config written");
+        // `--nats` gives the server; the table is only for the other keys.
+        let cluster = match cluster {
+            "" => String::new(),
+            keys => format!("[cluster]\nnats = \"nats://set-by-the-command-line\"\n{keys}\n"),
+        };
+        std::fs::write(&path, cluster + &text).expect("config written");
         path
     }
 
@@ -159,17 +169,17 @@ pub fn worker(nats: &Nats, config: &Path, token: &str, log: &Path) -> Proc {
     Proc { child }
 }
 
-/// An orchestrator with `roles` (TOML with remote roles) calling over `nats`, and the table of workers it hears.
-pub async fn orchestrator(nats: &Nats, roles: &str) -> (Swarm, Workers) {
+/// An orchestrator with `roles` (TOML with remote roles) calling over `nats`, and its client (with the workers it hears).
+pub async fn orchestrator(nats: &Nats, roles: &str) -> (Swarm, Arc<RemoteClient>) {
     let text = format!("[cluster]\nnats = {:?}\n{roles}", nats.url);
     let mut config = Config::parse(&text, "<test>", Path::new("/")).expect("the orchestrator's config parses");
     config.cluster = None;
     let cluster = nats.cluster();
     let remote = RemoteClient::connect(&cluster, "test orchestrator").await.expect("the orchestrator connects");
-    let workers = Workers::listen(remote.nats(), &cluster.name).await.expect("heartbeats");
+    let remote = Arc::new(remote);
     let swarm = Swarm::start(config).await.expect("the orchestrator starts");
-    assert!(swarm.set_remote(Arc::new(remote)));
-    (swarm, workers)
+    assert!(swarm.set_remote(remote.clone()));
+    (swarm, remote)
 }
 
 /// Waits until exactly `n` live workers have sent a heartbeat.

@@ -6,15 +6,19 @@
 //! - no responders: no worker serves the role; the call fails at once (-32003);
 //! - a worker answers -32004 or -32005: it did not run the call, so it is
 //!   tried once more, whatever the method;
-//! - no answer in time (the worker died, or is slow): the call may have run.
-//!   A method the role declares idempotent is tried once more; any other
-//!   fails with an error that says it may have run. Either way the worker is
-//!   told to cancel it.
+//! - no answer in time (the worker died, or is slow), or the worker that
+//!   took it stopped sending heartbeats: the call may have run. A method the
+//!   role declares idempotent is tried once more; any other fails with an
+//!   error that says it may have run. Either way the worker is told to cancel it.
+//!
+//! A worker that takes a call whose deadline is longer than its missed-heartbeat
+//! bound first says so (a "taken" notice naming it), so the caller can watch
+//! that worker's heartbeats and give up on a dead one early.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::{Client, HeaderMap, Request, RequestErrorKind};
+use async_nats::{Client, HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
@@ -22,6 +26,8 @@ use skep_bridge::ErrorObjectOwned;
 use skep_swarm::{ClusterConfig, RemoteCalls, RoleConfig, SwarmError};
 
 use crate::error::ClusterError;
+use crate::heartbeat::Workers;
+use crate::inbox::Inbox;
 
 use crate::subjects::{self, Subjects};
 use crate::wire;
@@ -31,6 +37,8 @@ use crate::wire;
 pub struct RemoteClient {
     client: Client,
     subjects: Subjects,
+    inbox: Inbox,
+    workers: Workers,
     /// Unique per client, so call ids from different orchestrators never collide.
     prefix: String,
     next_id: AtomicU64,
@@ -45,14 +53,24 @@ enum Attempt {
 }
 
 impl RemoteClient {
-    /// A client for the cluster `cluster` over `client`.
-    pub fn new(client: Client, cluster: &str) -> RemoteClient {
-        RemoteClient {
+    /// A client for the cluster `cluster` over `client`: its reply inbox and
+    /// its table of workers are subscribed before this returns.
+    pub async fn new(client: Client, cluster: &str) -> Result<RemoteClient, ClusterError> {
+        let inbox = Inbox::open(&client).await?;
+        let workers = Workers::listen(&client, cluster).await?;
+        Ok(RemoteClient {
             client,
             subjects: Subjects::new(cluster),
+            inbox,
+            workers,
             prefix: nuid::next().to_string(),
             next_id: AtomicU64::new(1),
-        }
+        })
+    }
+
+    /// The workers heard from, by their heartbeats.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     async fn call_with_retry(
@@ -100,24 +118,52 @@ impl RemoteClient {
         headers.insert(subjects::CALL_ID, id.as_str());
         headers.insert(subjects::DEADLINE_MS, timeout.as_millis().to_string().as_str());
         let payload = params.map_or_else(Bytes::new, |p| Bytes::copy_from_slice(p.get().as_bytes()));
-        let request = Request::new().headers(headers).payload(payload).timeout(Some(timeout));
-        // Armed until an answer arrives: a timeout, or the caller dropping
-        // this future, tells the worker to cancel the call.
+        let mut replies = self.inbox.register();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let sent = self.client.publish_with_reply_and_headers(
+            self.subjects.call(role),
+            replies.subject.clone(),
+            headers,
+            payload,
+        );
+        if let Err(e) = sent.await {
+            return Attempt::Lost(format!("the request could not be sent: {e}"));
+        }
+        // Armed until an answer arrives: a timeout, a dead worker, or the
+        // caller dropping this future tells the worker to cancel the call.
         let mut cancel = CancelOnDrop { client: &self.client, subject: self.subjects.cancel(), id: Some(id) };
-        let answer = self.client.send_request(self.subjects.call(role), request).await;
-        match answer {
-            Ok(message) => {
-                cancel.id = None;
-                Attempt::Answered(wire::decode(&message.payload))
-            }
-            Err(e) => match e.kind() {
-                RequestErrorKind::NoResponders => {
-                    cancel.id = None;
-                    Attempt::NoWorkers
+        let mut taken_by: Option<String> = None;
+        loop {
+            let gone = async {
+                match &taken_by {
+                    Some(worker) => self.workers.gone(worker).await,
+                    None => std::future::pending().await,
                 }
-                RequestErrorKind::TimedOut => Attempt::Lost("the worker did not answer in time".to_owned()),
-                _ => Attempt::Lost(format!("the request failed: {e}")),
-            },
+            };
+            tokio::select! {
+                message = replies.messages.recv() => {
+                    let Some(message) = message else {
+                        return Attempt::Lost("the reply inbox closed".to_owned());
+                    };
+                    if message.status == Some(StatusCode::NO_RESPONDERS) {
+                        cancel.id = None;
+                        return Attempt::NoWorkers;
+                    }
+                    let taken = message.headers.as_ref().and_then(|h| h.get(subjects::TAKEN_BY));
+                    if let Some(worker) = taken {
+                        taken_by = Some(worker.as_str().to_owned());
+                        continue;
+                    }
+                    cancel.id = None;
+                    return Attempt::Answered(wire::decode(&message.payload));
+                }
+                () = &mut deadline => return Attempt::Lost("the worker did not answer in time".to_owned()),
+                () = gone => {
+                    let worker = taken_by.unwrap_or_default();
+                    return Attempt::Lost(format!("worker {worker} that took the call missed its heartbeats"));
+                }
+            }
         }
     }
 }
@@ -159,7 +205,7 @@ impl RemoteClient {
     /// Connects to `config`'s server (see [`crate::connect`]) and makes a client over it.
     pub async fn connect(config: &ClusterConfig, name: &str) -> Result<RemoteClient, ClusterError> {
         let client = crate::connect::connect(config, name).await?;
-        Ok(RemoteClient::new(client, &config.name))
+        RemoteClient::new(client, &config.name).await
     }
 
     /// The NATS connection, for listening to heartbeats on it too.

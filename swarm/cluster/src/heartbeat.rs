@@ -46,7 +46,7 @@ pub struct RoleLoad {
 }
 
 /// Heartbeats missed before a worker counts as gone.
-const MISSED: u32 = 3;
+pub(crate) const MISSED: u32 = 3;
 
 /// The workers an orchestrator has heard from, kept current by a task that
 /// reads their heartbeats; dropping it stops the task.
@@ -93,6 +93,31 @@ impl Workers {
             })
             .map(|(beat, _)| beat.clone())
             .collect()
+    }
+
+    /// Resolves once worker `id` has missed [`MISSED`] heartbeats in a row;
+    /// never for a worker not heard from yet (its calls end at their timeout).
+    pub(crate) async fn gone(&self, id: &str) {
+        let mut seen = self.seen.clone();
+        loop {
+            let due = seen
+                .borrow_and_update()
+                .get(id)
+                .map(|(beat, at)| *at + Duration::from_millis(beat.interval_ms) * MISSED);
+            let news = async {
+                if seen.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match due {
+                Some(due) if Instant::now() >= due => return,
+                Some(due) => tokio::select! {
+                    () = tokio::time::sleep_until(due.into()) => {}
+                    () = news => {}
+                },
+                None => news.await,
+            }
+        }
     }
 
     /// Waits until `ready` holds for the live workers, or `within` passes; returns whether it held.

@@ -7,6 +7,8 @@
 pub const METHOD: &str = "Skep-Method";
 /// The header carrying a call's id, which its cancellation names.
 pub const CALL_ID: &str = "Skep-Call-Id";
+/// The header of a worker's notice that it took a call: its id, whose heartbeats the caller then watches.
+pub const TAKEN_BY: &str = "Skep-Taken-By";
 /// The header carrying the caller's deadline: milliseconds the call may still take.
 pub const DEADLINE_MS: &str = "Skep-Deadline-Ms";
 

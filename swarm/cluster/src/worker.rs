@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClusterError;
-use crate::heartbeat::{Heartbeat, RoleLoad, hostname};
+use crate::heartbeat::{Heartbeat, MISSED, RoleLoad, hostname};
 use crate::subjects::{self, Subjects};
 use crate::wire;
 
@@ -93,6 +93,9 @@ struct Context {
     swarm: Swarm,
     in_flight: InFlight,
     worker: Arc<str>,
+    /// Calls with a deadline past this (the missed-heartbeat bound) are
+    /// first answered with a "taken" notice, so their caller can tell if we die.
+    notice_after: Duration,
 }
 
 impl Worker {
@@ -123,6 +126,7 @@ impl Worker {
             swarm: swarm.clone(),
             in_flight: Arc::clone(&in_flight),
             worker: id.clone().into(),
+            notice_after: cluster.heartbeat * MISSED,
         };
         // Cancellations first: one must never find us not yet listening.
         let cancel_subject = subjects.cancel();
@@ -217,7 +221,7 @@ async fn role_loop(cx: Context, role: ServedRole, mut sub: Subscriber, stop: Can
                 let cx = cx.clone();
                 let name = role.name.clone();
                 tokio::spawn(async move {
-                    let answer = serve_call(&cx, &name, message).await;
+                    let answer = serve_call(&cx, &name, &reply, message).await;
                     drop(slot);
                     publish(&cx.client, reply.to_string(), answer).await;
                 });
@@ -236,7 +240,7 @@ async fn role_loop(cx: Context, role: ServedRole, mut sub: Subscriber, stop: Can
 }
 
 /// Runs one call on the local pool and returns the reply's bytes.
-async fn serve_call(cx: &Context, role: &str, message: Message) -> Bytes {
+async fn serve_call(cx: &Context, role: &str, reply: &str, message: Message) -> Bytes {
     let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
     let Some(method) = header(subjects::METHOD) else {
         let error = ErrorObjectOwned::owned(code::INVALID_REQUEST, "a call without a method header", None::<()>);
@@ -253,6 +257,13 @@ async fn serve_call(cx: &Context, role: &str, message: Message) -> Bytes {
         },
     };
     let deadline = header(subjects::DEADLINE_MS).and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
+    if deadline.is_none_or(|d| d > cx.notice_after) {
+        let mut notice = async_nats::HeaderMap::new();
+        notice.insert(subjects::TAKEN_BY, &*cx.worker);
+        if let Err(e) = cx.client.publish_with_headers(reply.to_owned(), notice, Bytes::new()).await {
+            tracing::debug!(%e, "cannot publish a taken notice");
+        }
+    }
     let options = CallOptions { timeout: deadline.map(|d| d + DEADLINE_MARGIN), ..CallOptions::default() };
     let id = header(subjects::CALL_ID);
     let cancelled = CancellationToken::new();
