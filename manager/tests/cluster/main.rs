@@ -41,6 +41,18 @@ async fn three_workers_share_a_thousand_calls_and_every_result_is_exact() {
         (0..3).map(|i| worker(&nats, &config, TOKEN, &scratch.path(&format!("w{i}.log")))).collect();
     let (swarm, heard) = orchestrator(&nats, "[roles.echo]\nremote = true\n").await;
     wait_workers(heard.workers(), 3).await;
+    // Each heartbeat names its worker's process, host and roles with their capacity.
+    let beats = heard.workers().alive();
+    let mut pids: Vec<u32> = beats.iter().map(|b| b.pid).collect();
+    pids.sort_unstable();
+    let mut expected: Vec<u32> = workers.iter().map(Proc::pid).collect();
+    expected.sort_unstable();
+    assert_eq!(pids, expected);
+    for beat in &beats {
+        assert!(!beat.host.is_empty() && beat.id == format!("{}-{}", beat.host, beat.pid), "{beat:?}");
+        assert_eq!((beat.capacity, beat.draining, beat.interval_ms), (4, false, 1000), "{beat:?}");
+        assert_eq!(beat.roles.iter().map(|r| (r.role.as_str(), r.capacity)).collect::<Vec<_>>(), [("echo", 4)]);
+    }
 
     let answers: Vec<(i64, Result<Value, SwarmError>)> = futures::stream::iter(0..1000_i64)
         .map(|i| {
