@@ -44,6 +44,9 @@ struct Args {
     /// Calls in flight in the throughput runs.
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
+    /// The remote role's timeout: past 3 heartbeats (3 s) workers send a "taken" notice per call.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 /// A child killed when dropped.
@@ -126,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     local.shutdown().await;
 
     let mut workers = vec![start_worker()?];
-    let (remote, remote_client) = orchestrator(&cluster, &dir).await?;
+    let (remote, remote_client) = orchestrator(&cluster, &dir, args.timeout).await?;
     wait_workers(&remote_client, 1).await?;
     let remote_calls = sample(args.calls, || call(&remote, &params)).await?;
     row("remote role through one `skep worker`", &remote_calls);
@@ -160,12 +163,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The calls in flight at the kill: the slowest of them bounds the failover.
     let caught: Vec<Duration> =
         calls.iter().filter(|c| c.0 < killed_at && c.1 > killed_at).map(|c| c.1.duration_since(killed_at)).collect();
-    let slowest = caught.iter().max().copied().unwrap_or_default();
+    let mut caught = caught;
+    caught.sort_unstable();
+    let ms = |q: f64| {
+        caught
+            .get(((caught.len() as f64 * q) as usize).min(caught.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     println!("calls: {}, failed: {failed}", calls.len());
     println!(
-        "{} calls were in flight at the kill; the last of them ended {:.1} ms after it",
+        "{} calls were in flight at the kill; after it they ended at p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         caught.len(),
-        slowest.as_secs_f64() * 1e3
+        ms(0.5),
+        ms(0.9),
+        ms(1.0)
     );
     remote.shutdown().await;
     drop(workers);
@@ -183,10 +194,15 @@ fn bytes_of(params: &RawValue) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(params.get().as_bytes())
 }
 
-async fn orchestrator(cluster: &ClusterConfig, dir: &std::path::Path) -> anyhow::Result<(Swarm, Arc<RemoteClient>)> {
+async fn orchestrator(
+    cluster: &ClusterConfig,
+    dir: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<(Swarm, Arc<RemoteClient>)> {
     let text = format!(
-        "[cluster]\nnats = {:?}\n[roles.echo]\nremote = true\ntimeout = \"5s\"\nidempotent = [\"echo\"]\ncache_capacity = 0\n",
-        cluster.nats
+        "[cluster]\nnats = {:?}\n[roles.echo]\nremote = true\ntimeout = \"{}ms\"\nidempotent = [\"echo\"]\n",
+        cluster.nats,
+        timeout.as_millis()
     );
     let mut config = Config::parse(&text, "<bench>", dir)?;
     config.cluster = None;
