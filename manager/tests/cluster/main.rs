@@ -308,3 +308,62 @@ async fn a_call_taken_by_a_worker_that_dies_fails_at_its_missed_heartbeats_not_a
     wait_gone(&agents, "the dead worker's agents").await;
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skep_call_through_the_shared_daemon_reaches_a_remote_role() {
+    let nats = Nats::start().await;
+    let scratch = Scratch::new();
+    let config = scratch.worker_config(&[("echo", "")]);
+    let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
+    let watcher = skep_cluster::RemoteClient::connect(&nats.cluster(), "test watcher").await.expect("connects");
+    wait_workers(watcher.workers(), 1).await;
+    let orchestrator = scratch.path("skep.toml");
+    std::fs::write(&orchestrator, format!("[cluster]\nnats = {:?}\n[roles.echo]\nremote = true\n", nats.url))
+        .expect("config written");
+    let run_dir = scratch.path("run");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&run_dir).expect("run dir");
+    // `skep call` starts the config's daemon on first use; the daemon joins the cluster.
+    let skep = |args: &[&str], out: &str| {
+        let child = std::process::Command::new(SKEP)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env("XDG_STATE_HOME", scratch.path("state"))
+            .env("SKEP_NATS_TOKEN", TOKEN)
+            .env_remove("SKEP_NO_DAEMON")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(scratch.path(out)).expect("stdout file"))
+            .stderr(std::fs::File::create(scratch.path(&format!("{out}.err"))).expect("stderr file"))
+            .spawn()
+            .expect("skep starts");
+        Proc { child }
+    };
+    let path = orchestrator.to_str().expect("UTF-8 path");
+    // Even if an assertion fails, no daemon outlives the test.
+    let _down = Finally(|| {
+        let _ = std::process::Command::new(SKEP)
+            .args(["down", "--config", path])
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env("XDG_STATE_HOME", scratch.path("state"))
+            .output();
+    });
+    let mut call = skep(&["call", "--config", path, "echo", "echo", r#"["via the daemon"]"#], "call.out");
+    let status = call.exited().await;
+    let said = std::fs::read_to_string(scratch.path("call.out.err")).expect("stderr");
+    assert!(status.success(), "skep call failed: {said}");
+    let printed: Value = serde_json::from_str(&std::fs::read_to_string(scratch.path("call.out")).expect("stdout"))
+        .expect("the result is JSON");
+    assert_eq!(printed, json!(["via the daemon"]));
+    assert_eq!(ran(&scratch.journals(), "echo").len(), 1, "the call ran on the worker's agent");
+    let mut down = skep(&["down", "--config", path], "down.out");
+    assert!(down.exited().await.success(), "skep down");
+    stop_all(std::slice::from_mut(&mut only), &scratch).await;
+}
+
+/// Runs its closure when dropped.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}

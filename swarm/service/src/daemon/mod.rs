@@ -87,6 +87,9 @@ pub enum DaemonError {
     /// The swarm did not start.
     #[error("cannot start the swarm")]
     Swarm(#[from] SwarmError),
+    /// The config's `[cluster]` could not be joined (docs/cluster.md).
+    #[error("cannot join the cluster")]
+    Cluster(#[from] skep_cluster::ClusterError),
 }
 
 /// Why [`Daemon::stopped`] returned.
@@ -144,7 +147,15 @@ impl Daemon {
         };
         let config_modified = spec.config_path.as_deref().and_then(modified);
         let daemon_config = spec.config.daemon;
+        // Before any agent starts: a wrong token must fail the start, not a call later.
+        let remote = match &spec.config.cluster {
+            Some(cluster) => Some(skep_cluster::RemoteClient::connect(cluster, "skep daemon").await?),
+            None => None,
+        };
         let swarm = Swarm::start(spec.config).await?;
+        if let Some(remote) = remote {
+            swarm.set_remote(Arc::new(remote));
+        }
         // We hold the lock: a socket file left behind is a dead daemon's.
         let listener = bind(&paths.socket).await?;
         let state = Arc::new(State {
