@@ -17,7 +17,8 @@ use crate::profile::ProfileArgs;
 use crate::run::RunArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
-use crate::{agent, call, daemon, demo, grid, ls, mcp, profile, run as run_cmd, serve, stats};
+use crate::worker::WorkerArgs;
+use crate::{agent, call, daemon, demo, grid, ls, mcp, profile, run as run_cmd, serve, stats, worker};
 
 /// Keeps pools of agent processes warm and answers JSON-RPC 2.0 calls through them.
 #[derive(Debug, Parser)]
@@ -33,6 +34,7 @@ Examples:
   skep run examples/workflows/review.toml --report r.html   # a workflow, profiled
   skep grid --config skep.toml              # watch a live swarm in tmux
   skep mcp --print-config                   # put the config's MCP servers behind one MCP endpoint
+  skep worker --nats nats://HOST:4222       # serve this host's roles to a cluster
 
 Without --config, commands use ./skep.toml or the nearest one up the tree, else
 the built-in demo role. call, run, stats and grid attach to that config's
@@ -73,6 +75,7 @@ enum Command {
     Grid(GridArgs),
     GridPane(GridPaneArgs),
     GridStatus(GridStatusArgs),
+    Worker(WorkerArgs),
 }
 
 /// Runs the command.
@@ -96,5 +99,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Grid(args) => grid::run(args),
         Command::GridPane(args) => grid::run_pane(args),
         Command::GridStatus(args) => grid::run_status(args),
+        Command::Worker(args) => worker::run(args),
     }
 }

@@ -18,6 +18,7 @@
 //! - `ls.rs`: `skep ls`, this user's running orchestrators.
 //! - `stats.rs`: `skep stats`, the per-role and per-agent table.
 //! - `grid/`: `skep grid`, the live tmux view, and its pane processes.
+//! - `worker.rs`: `skep worker`, this host's pools served to a cluster over NATS.
 
 mod agent;
 mod call;
@@ -36,6 +37,7 @@ mod runtime;
 mod serve;
 mod signals;
 mod stats;
+mod worker;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

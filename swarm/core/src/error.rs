@@ -49,6 +49,13 @@ pub enum SwarmError {
     /// An agent could not be started at all.
     #[error("cannot start an agent for role {role}: {reason}")]
     Start { role: String, reason: String },
+    /// A remote role has no worker serving it: nothing ran.
+    #[error("no worker serves role {role}: the call was not run")]
+    NoWorkers { role: String },
+    /// A remote call got no answer: the worker may have died with it, so it
+    /// may have run; it is retried only when the method is idempotent.
+    #[error("no answer for role {role} within {} ms: {reason}; the call may have run (not retried: {method} is not idempotent)", after.as_millis())]
+    RemoteLost { role: String, method: String, after: Duration, reason: String },
 }
 
 impl SwarmError {
@@ -58,10 +65,11 @@ impl SwarmError {
             SwarmError::UnknownRole { .. } | SwarmError::NoRoute { .. } => code::INVALID_PARAMS,
             SwarmError::AllFailed { .. } => ALL_FAILED,
             SwarmError::Overloaded { .. } => code::OVERLOADED,
-            SwarmError::RoleFailed { .. } | SwarmError::AgentCrashed { .. } | SwarmError::Start { .. } => {
-                code::AGENT_CRASHED
-            }
-            SwarmError::Timeout { .. } => code::TIMEOUT,
+            SwarmError::RoleFailed { .. }
+            | SwarmError::AgentCrashed { .. }
+            | SwarmError::Start { .. }
+            | SwarmError::NoWorkers { .. } => code::AGENT_CRASHED,
+            SwarmError::Timeout { .. } | SwarmError::RemoteLost { .. } => code::TIMEOUT,
             SwarmError::CircuitOpen { .. } => code::CIRCUIT_OPEN,
             SwarmError::Agent(e) => e.code(),
             SwarmError::ShuttingDown => code::SHUTTING_DOWN,
@@ -89,6 +97,14 @@ impl SwarmError {
                 "role": role, "agent": agent, "pid": pid, "exitStatus": exit, "stderrTail": stderr_tail,
             })),
             SwarmError::Start { role, reason } => Some(json!({ "role": role, "reason": reason })),
+            SwarmError::NoWorkers { role } => Some(json!({
+                "role": role, "hint": "start `skep worker` with this role on a host of the cluster",
+            })),
+            SwarmError::RemoteLost { role, method, after, reason } => Some(json!({
+                "role": role, "method": method, "timeoutMs": after.as_millis() as u64, "reason": reason,
+                "mayHaveRun": true,
+                "hint": "declare the method idempotent for the role if running it twice is harmless",
+            })),
             SwarmError::NoRoute { routes, .. } => {
                 let routes: serde_json::Map<String, serde_json::Value> =
                     routes.iter().map(|(role, patterns)| (role.clone(), json!(patterns))).collect();

@@ -14,6 +14,7 @@
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
 //! - `pool.rs`: the handle on a role's pool.
+//! - `remote.rs`: `RemoteCalls`, the seam through which `remote = true` roles are called (`skep-cluster`).
 //! - `limits/`: recycling by calls, lifetime (with jitter) and memory; each agent's RSS and CPU
 //!   from /proc; whether cgroup v2 is delegated here.
 //! - `lease.rs`: what a call holds while it runs: a lease on an agent, or a ticket for a command.
@@ -49,6 +50,7 @@ mod preload;
 mod process;
 mod progress;
 mod reload;
+mod remote;
 mod role_stats;
 mod route;
 mod stderr_ring;
@@ -60,8 +62,9 @@ pub use breaker::{
 };
 pub use cache::{CacheConfig, CacheKey, CacheStats, IdempotentCache, KeyError, MAX_DEPTH, ResultStore, canonical_json};
 pub use config::{
-    Config, ConfigError, Cost, DEFAULT_MAX_BODY, DEFAULT_RECYCLE_JITTER, DEFAULT_SEPARATOR, DaemonConfig, Handshake,
-    MAX_DURATION, MAX_SIZE, McpConfig, Protocol, RoleConfig, Share, ToolConfig, is_valid_name, is_valid_tool_name,
+    ClusterConfig, Config, ConfigError, Cost, DEFAULT_CLUSTER_NAME, DEFAULT_HEARTBEAT, DEFAULT_MAX_BODY,
+    DEFAULT_RECYCLE_JITTER, DEFAULT_SEPARATOR, DaemonConfig, Handshake, MAX_DURATION, MAX_SIZE, McpConfig, Protocol,
+    RoleConfig, Secret, Share, TlsConfig, ToolConfig, is_subject_token, is_valid_name, is_valid_tool_name,
     parse_duration, parse_size,
 };
 pub use coordinate::{BroadcastReply, RaceCall, RaceWin, Settled};
@@ -77,6 +80,7 @@ pub use process::{
 };
 pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use reload::ReloadReport;
+pub use remote::RemoteCalls;
 pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

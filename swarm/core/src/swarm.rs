@@ -21,6 +21,7 @@ use crate::error::SwarmError;
 use crate::events::{Event, Outcome};
 use crate::lease::Lease;
 use crate::pool::Pool;
+use crate::remote::RemoteCalls;
 use crate::role_stats::SwarmStats;
 use crate::route::Router;
 use crate::supervisor::AgentInfo;
@@ -61,6 +62,8 @@ struct Inner {
     /// The roles now; replaced whole by a reload, never edited in place.
     roles: RwLock<Arc<Roles>>,
     events: broadcast::Sender<Event>,
+    /// Where calls of `remote = true` roles go; set once, by [`Swarm::set_remote`].
+    remote: std::sync::OnceLock<Arc<dyn RemoteCalls>>,
 }
 
 /// One generation of roles: their pools and the router over their patterns.
@@ -108,7 +111,7 @@ impl Swarm {
             config.roles.into_values().map(|role| (role.name.clone(), Pool::start(role, events.clone()))).collect();
         futures::future::join_all(pools.values().map(Pool::settled)).await;
         let roles = RwLock::new(Arc::new(Roles::new(pools)));
-        Ok(Swarm { inner: Arc::new(Inner { roles, events }) })
+        Ok(Swarm { inner: Arc::new(Inner { roles, events, remote: std::sync::OnceLock::new() }) })
     }
 
     /// The role whose `route` patterns match `text`.
@@ -178,8 +181,10 @@ impl Swarm {
         params: Option<&RawValue>,
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
-        if pool.role.protocol == Protocol::Command {
-            return self.call_command(pool, params, options).await;
+        match pool.role.protocol {
+            Protocol::Command => return self.call_command(pool, params, options).await,
+            Protocol::Remote => return self.call_remote(pool, method, params, options).await,
+            _ => {}
         }
         let lease = pool.acquire().await?;
         self.call_on(pool, lease, method, params, options).await
@@ -206,6 +211,36 @@ impl Swarm {
             Ok(_) => Outcome::Ok,
             Err(SwarmError::Timeout { .. }) => Outcome::Timeout,
             Err(_) => Outcome::Crashed,
+        });
+        result
+    }
+
+    /// Gives the swarm the carrier of its remote roles' calls; only the first one counts.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteCalls>) -> bool {
+        self.inner.remote.set(remote).is_ok()
+    }
+
+    /// A remote role's call: admitted and judged by the role's breaker like a
+    /// command's, carried by the swarm's [`RemoteCalls`].
+    async fn call_remote(
+        &self,
+        pool: &Pool,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, SwarmError> {
+        let role = &pool.role;
+        let Some(remote) = self.inner.remote.get() else {
+            let reason = "the role is remote and this swarm has no cluster connection".to_owned();
+            return Err(SwarmError::Start { role: role.name.clone(), reason });
+        };
+        let ticket = pool.admit().await?;
+        let result = remote.call(role, method, params, options.timeout.unwrap_or(role.timeout)).await;
+        ticket.finish(match &result {
+            Ok(_) => Outcome::Ok,
+            Err(SwarmError::Timeout { .. } | SwarmError::RemoteLost { .. }) => Outcome::Timeout,
+            Err(SwarmError::NoWorkers { .. }) => Outcome::Crashed,
+            Err(e) => Outcome::Error(e.code()),
         });
         result
     }

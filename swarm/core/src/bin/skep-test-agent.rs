@@ -39,6 +39,9 @@ Flags (combinable):
   --grow-mb N            keep N MiB more (written, so resident) with each request
                          other than initialize, before answering it
   --tag N                ignored; lets a test find its own agents in /proc
+  --journal DIR          append each request read (method and params, one JSON
+                         line, before it runs) to DIR/<pid>.jsonl, so a test can
+                         see what ran and how often
   --help                 print this help
 ";
 
@@ -60,6 +63,7 @@ struct Flags {
     startup_delay_ms: u64,
     stderr_lines: u64,
     grow_mb: u64,
+    journal: Option<std::path::PathBuf>,
 }
 
 /// `Ok(None)` means `--help`.
@@ -86,6 +90,7 @@ fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, 
             "--stderr-lines" => flags.stderr_lines = number("--stderr-lines")?,
             "--grow-mb" => flags.grow_mb = number("--grow-mb")?,
             "--tag" => drop(number("--tag")?),
+            "--journal" => flags.journal = Some(args.next().ok_or("--journal needs a directory")?.into()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
@@ -140,6 +145,7 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
     let mut stdout = io::stdout().lock();
     let mut line = Vec::new();
     let mut calls = 0_u64;
+    let mut journal = flags.journal.as_ref().map(|dir| open_journal(dir));
     loop {
         line.clear();
         match stdin.read_until(b'\n', &mut line) {
@@ -150,6 +156,9 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
             continue;
         }
         calls += 1;
+        if let Some(journal) = &mut journal {
+            write_journal(journal, &line);
+        }
         if flags.crash_after.is_some_and(|n| calls > n) {
             exit(3);
         }
@@ -301,6 +310,28 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             Ok(open_files(n))
         }
         other => Err((-32601, format!("method not found: {other}"))),
+    }
+}
+
+/// `--journal`: this agent's own file in the directory.
+fn open_journal(dir: &std::path::Path) -> std::fs::File {
+    let path = dir.join(format!("{}.jsonl", std::process::id()));
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("skep-test-agent: cannot open the journal {}: {e}", path.display());
+            exit(1);
+        }
+    }
+}
+
+/// One line per request read: `{"method", "params"}`, written before it runs.
+fn write_journal(journal: &mut std::fs::File, line: &[u8]) {
+    let Ok(request) = serde_json::from_slice::<Value>(line) else { return };
+    let entry = json!({"method": request["method"], "params": request["params"]});
+    if writeln!(journal, "{entry}").is_err() {
+        eprintln!("skep-test-agent: cannot write the journal");
+        exit(1);
     }
 }
 

@@ -68,7 +68,15 @@ impl Config {
             None => super::McpConfig::default(),
         };
         check_tool_naming(&cx, &roles, &mcp.separator, &role_spans)?;
-        Ok(Config { roles, source: None, observe, daemon, mcp })
+        let cluster = raw.cluster.map(|c| super::cluster::build(&cx, c, base_dir)).transpose()?;
+        if let Some(remote) = roles.values().find(|r| r.protocol == Protocol::Remote).filter(|_| cluster.is_none()) {
+            let problem = format!(
+                "role {} is remote = true, so the config needs a [cluster] table with nats = \"nats://HOST:4222\"",
+                remote.name
+            );
+            return Err(cx.at(at..at, "cluster", problem));
+        }
+        Ok(Config { roles, source: None, observe, daemon, mcp, cluster })
     }
 }
 
@@ -122,7 +130,23 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         let problem = format!("{key} is only for preload roles: add protocol = \"preload\", or leave {key} out");
         return Err(cx.at(span, &format!("{}.{key}", f.key), problem));
     }
+    let remote = r.remote.as_ref().is_some_and(|v| *v.get_ref());
+    if remote && name.contains('.') {
+        let problem = format!("a remote role's name is a NATS subject token: no dots, found {name:?}");
+        return Err(cx.at(header, &f.key, problem));
+    }
+    if let Some((key, span)) =
+        [("command", r.command.as_ref().map(Spanned::span)), ("protocol", r.protocol.as_ref().map(Spanned::span))]
+            .into_iter()
+            .find_map(|(k, s)| s.map(|s| (k, s)))
+            .filter(|_| remote)
+    {
+        let problem = format!("a remote role runs on `skep worker` hosts, which say how: leave {key} out here");
+        return Err(cx.at(span, &format!("{}.{key}", f.key), problem));
+    }
     let command = match r.command {
+        // A remote role's agents are the workers'; its pool here never starts one.
+        None if remote => Vec::new(),
         Some(c) if c.get_ref().first().is_some_and(|p| !p.is_empty()) => c.into_inner(),
         Some(c) => return Err(f.bad(c.span(), "command", ARGV, &format!("{:?}", c.get_ref()))),
         // A preload role's command is only its Python interpreter.
@@ -156,7 +180,10 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
             other => return Err(f.bad(h.span(), "handshake", HANDSHAKE, &format!("{other:?}"))),
         },
     };
-    let min_warm = f.int(&r.min_warm, "min_warm", d.min_warm as u64, 0, 4096)? as usize;
+    let min_warm = match remote {
+        true => f.int(&r.min_warm, "min_warm", 0, 0, 0)? as usize,
+        false => f.int(&r.min_warm, "min_warm", d.min_warm as u64, 0, 4096)? as usize,
+    };
     let max_agents = f.int(&r.max_agents, "max_agents", min_warm.max(4) as u64, 1, 4096)? as usize;
     if min_warm > max_agents {
         let span = r.min_warm.as_ref().map_or(header, Spanned::span);
@@ -165,6 +192,7 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
     }
     let dur = |v: Opt<Dur>, default| v.map_or(default, |v| v.into_inner().0);
     let protocol = match r.protocol {
+        None if remote => Protocol::Remote,
         None => Protocol::JsonRpc,
         Some(p) => match p.get_ref().as_str() {
             "jsonrpc" => Protocol::JsonRpc,
@@ -282,13 +310,13 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
 }
 
 /// The text being parsed, for errors at a span.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     origin: &'a str,
     text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn at(&self, span: Range<usize>, key: &str, problem: String) -> ConfigError {
+    pub(super) fn at(&self, span: Range<usize>, key: &str, problem: String) -> ConfigError {
         Invalid::at(self.origin, self.text, span.start, problem).key(key).into()
     }
 }

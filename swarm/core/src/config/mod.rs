@@ -5,6 +5,7 @@
 //! - `mod.rs`: the loaded types.
 //! - `load.rs`: reading a file and building each role, with its range checks.
 //! - `raw.rs`: the file's shape as serde sees it (every key optional and spanned).
+//! - `cluster.rs`: `[cluster]`, the NATS server remote roles and workers meet on.
 //! - `units.rs`: durations, sizes and counts, with their bounds.
 //! - `mcp.rs`: `[mcp]` and `[[roles.NAME.tools]]`, the MCP gateway's naming.
 
@@ -16,6 +17,7 @@ use crate::breaker::BreakerConfig;
 use crate::diagnostic::FileError;
 use crate::process::Rlimits;
 
+mod cluster;
 mod load;
 mod mcp;
 mod raw;
@@ -24,6 +26,7 @@ mod units;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_NAME, DEFAULT_HEARTBEAT, Secret, TlsConfig, is_subject_token};
 pub use mcp::{DEFAULT_MAX_BODY, DEFAULT_SEPARATOR, McpConfig, Share, ToolConfig, is_valid_tool_name};
 pub use units::{MAX_DURATION, MAX_SIZE, parse_duration, parse_size};
 
@@ -43,6 +46,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[mcp]`: the daemon's MCP gateway.
     pub mcp: McpConfig,
+    /// `[cluster]`: the NATS server remote roles and `skep worker` meet on; `None`: no cluster.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[daemon]`: the shared daemon's own settings (docs/daemon.md).
@@ -87,6 +92,8 @@ pub enum Protocol {
         /// Modules the warm parent imports once.
         modules: Vec<String>,
     },
+    /// Agents on other hosts: each call goes over NATS to a `skep worker` serving the role.
+    Remote,
 }
 
 /// One role: how to start its agents and how to pool them.

@@ -22,6 +22,31 @@ pub(super) struct RawConfig {
     pub observe: Opt<RawObserve>,
     pub daemon: Opt<RawDaemon>,
     pub mcp: Opt<super::mcp::RawMcp>,
+    pub cluster: Opt<RawCluster>,
+}
+
+/// `[cluster]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as [cluster]")]
+pub(super) struct RawCluster {
+    pub nats: Opt<String>,
+    pub name: Opt<String>,
+    pub token: Opt<String>,
+    pub user: Opt<String>,
+    pub password: Opt<String>,
+    pub creds: Opt<String>,
+    pub heartbeat: Opt<Dur>,
+    pub tls: Opt<RawTls>,
+}
+
+/// `[cluster.tls]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as [cluster.tls]")]
+pub(super) struct RawTls {
+    pub required: Opt<bool>,
+    pub ca: Opt<String>,
+    pub cert: Opt<String>,
+    pub key: Opt<String>,
 }
 
 /// `[daemon]`.
@@ -76,6 +101,7 @@ pub(super) struct RawRole {
     pub cost: Opt<RawCost>,
     pub tools: Opt<Vec<Spanned<super::mcp::RawTool>>>,
     pub share: Opt<String>,
+    pub remote: Opt<bool>,
 }
 
 /// `[roles.NAME.cost]`.

@@ -524,11 +524,13 @@ fn documented_keys() -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn every_key_the_loader_accepts_is_documented_and_no_other() {
-    use super::raw::{RawBreaker, RawConfig, RawCost, RawDaemon, RawObserve, RawRlimits, RawRole};
+    use super::raw::{RawBreaker, RawCluster, RawConfig, RawCost, RawDaemon, RawObserve, RawRlimits, RawRole, RawTls};
     let accepted = BTreeMap::from([
         ("the top level".to_owned(), field_names::<RawConfig>()),
         ("[observe]".to_owned(), field_names::<RawObserve>()),
         ("[daemon]".to_owned(), field_names::<RawDaemon>()),
+        ("[cluster]".to_owned(), field_names::<RawCluster>()),
+        ("[cluster.tls]".to_owned(), field_names::<RawTls>()),
         ("[roles.NAME]".to_owned(), field_names::<RawRole>()),
         ("[roles.NAME.breaker]".to_owned(), field_names::<RawBreaker>()),
         ("[roles.NAME.cost]".to_owned(), field_names::<RawCost>()),

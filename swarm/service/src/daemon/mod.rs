@@ -91,6 +91,9 @@ pub enum DaemonError {
     /// The MCP gateway did not start.
     #[error("cannot start the MCP gateway")]
     Mcp(#[from] GatewayError),
+    /// The config's `[cluster]` could not be joined (docs/cluster.md).
+    #[error("cannot join the cluster")]
+    Cluster(#[from] skep_cluster::ClusterError),
 }
 
 /// Why [`Daemon::stopped`] returned.
@@ -156,9 +159,17 @@ impl Daemon {
         if mcp_config.listen.is_some() {
             daemon_config.idle_exit = None;
         }
+        // Before any agent starts: a wrong token must fail the start, not a call later.
+        let remote = match &spec.config.cluster {
+            Some(cluster) => Some(skep_cluster::RemoteClient::connect(cluster, "skep daemon").await?),
+            None => None,
+        };
         let mut config = spec.config;
         let session_roles = split_session_roles(&mut config);
         let swarm = Swarm::start(config).await?;
+        if let Some(remote) = remote {
+            swarm.set_remote(Arc::new(remote));
+        }
         // We hold the lock: a socket file left behind is a dead daemon's.
         let listener = bind(&paths.socket).await?;
         let mcp =

@@ -1,0 +1,272 @@
+//! Remote roles over NATS, side by side in one run (docs/benchmarks.md):
+//! one call at a time to a local pool, to a remote role through one
+//! `skep worker`, and a bare NATS request/reply; throughput with 1, 2 and 3
+//! workers; failover when a worker is killed under load.
+//!
+//! ```sh
+//! cargo build --release -p skep -p skep-benches
+//! target/release/cluster-figures --skep target/release/skep
+//! ```
+//!
+//! Starts its own nats-server (loopback, a token) and workers, and stops them.
+
+#![allow(clippy::print_stdout)] // the table on stdout is what this binary is for
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::value::RawValue;
+use skep_cluster::RemoteClient;
+use skep_swarm::{CallOptions, ClusterConfig, Config, Secret, Swarm};
+
+const TOKEN: &str = "bench-token";
+
+#[derive(Parser)]
+struct Args {
+    /// The skep binary (workers run `skep worker`, agents `skep agent demo`).
+    #[arg(long, default_value = "target/release/skep")]
+    skep: PathBuf,
+    /// The nats-server binary.
+    #[arg(long, default_value = "/usr/sbin/nats-server")]
+    nats_server: PathBuf,
+    /// Calls per latency sample set.
+    #[arg(long, default_value_t = 5000)]
+    calls: usize,
+    /// Calls per throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    throughput_calls: usize,
+    /// Calls in flight in the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// The remote role's timeout: past 3 heartbeats (3 s) workers send a "taken" notice per call.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// A child killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let _nats = Guard(
+        Command::new(&args.nats_server)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", TOKEN])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("nats-server")?,
+    );
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("nats-server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let cluster = ClusterConfig { token: Some(Secret::new(TOKEN.into())), ..ClusterConfig::new(&url) };
+    let dir = tempfile_dir()?;
+    let skep = args.skep.canonicalize().context("the skep binary")?;
+    let role = |extra: &str| format!("[roles.echo]\ncommand = [{:?}, \"agent\", \"demo\"]\n{extra}\n", skep.display());
+    let worker_config = dir.join("worker.toml");
+    std::fs::write(&worker_config, role("min_warm = 4\nmax_agents = 4\nconcurrency = 16"))?;
+    let start_worker = || -> anyhow::Result<Guard> {
+        let child = Command::new(&skep)
+            .args(["worker", "--nats", &url, "--grace", "1s", "--config"])
+            .arg(&worker_config)
+            .env("SKEP_NATS_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Guard(child))
+    };
+    let params = RawValue::from_string(format!("{{\"text\":\"{}\"}}", "x".repeat(180)))?;
+
+    println!("## one call at a time, ~200 B params, {} calls each (µs)", args.calls);
+    println!("| path | p50 | p90 | p99 |\n| --- | --- | --- | --- |");
+    // Bare NATS: a responder echoing on its own connection, as a worker would be.
+    let responder = RemoteClient::connect(&cluster, "bench responder").await?.nats().clone();
+    let mut sub = responder.subscribe("bench.echo").await?;
+    let echo = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = responder.publish(reply, m.payload).await;
+            }
+        }
+    });
+    let requester = RemoteClient::connect(&cluster, "bench requester").await?.nats().clone();
+    let payload = bytes_of(&params);
+    let bare = sample(args.calls, || async {
+        requester.request("bench.echo", payload.clone()).await.map(|_| ()).map_err(anyhow::Error::from)
+    })
+    .await?;
+    echo.abort();
+    row("bare NATS request/reply (async-nats)", &bare);
+
+    let local_config = Config::parse(&role("min_warm = 4\nmax_agents = 4"), "<bench>", &dir)?;
+    let local = Swarm::start(local_config).await?;
+    let local_calls = sample(args.calls, || call(&local, &params)).await?;
+    row("local pool (in-process swarm, `skep agent demo`)", &local_calls);
+    local.shutdown().await;
+
+    let mut workers = vec![start_worker()?];
+    let (remote, remote_client) = orchestrator(&cluster, &dir, args.timeout).await?;
+    wait_workers(&remote_client, 1).await?;
+    let remote_calls = sample(args.calls, || call(&remote, &params)).await?;
+    row("remote role through one `skep worker`", &remote_calls);
+
+    println!("\n## throughput, {} calls, {} in flight", args.throughput_calls, args.in_flight);
+    println!("| workers | calls/s |\n| --- | --- |");
+    for n in 1..=3 {
+        while workers.len() < n {
+            workers.push(start_worker()?);
+        }
+        wait_workers(&remote_client, n).await?;
+        let t0 = Instant::now();
+        let failed = burst(&remote, &params, args.throughput_calls, args.in_flight).await;
+        let rate = args.throughput_calls as f64 / t0.elapsed().as_secs_f64();
+        println!("| {n} | {rate:.0}{} |", if failed > 0 { format!(" ({failed} failed)") } else { String::new() });
+    }
+
+    println!("\n## failover: SIGKILL one of 3 workers under load ({} in flight, idempotent echo)", args.in_flight);
+    let load = {
+        let (remote, params) = (remote.clone(), params.clone());
+        let calls = args.throughput_calls;
+        let in_flight = args.in_flight;
+        tokio::spawn(async move { burst_timed(&remote, &params, calls, in_flight).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = Instant::now();
+    let _ = workers[0].0.kill();
+    let _ = workers[0].0.wait();
+    let calls = load.await?;
+    let failed = calls.iter().filter(|c| !c.2).count();
+    // The calls in flight at the kill: the slowest of them bounds the failover.
+    let caught: Vec<Duration> =
+        calls.iter().filter(|c| c.0 < killed_at && c.1 > killed_at).map(|c| c.1.duration_since(killed_at)).collect();
+    let mut caught = caught;
+    caught.sort_unstable();
+    let ms = |q: f64| {
+        caught
+            .get(((caught.len() as f64 * q) as usize).min(caught.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    println!("calls: {}, failed: {failed}", calls.len());
+    println!(
+        "{} calls were in flight at the kill; after it they ended at p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        caught.len(),
+        ms(0.5),
+        ms(0.9),
+        ms(1.0)
+    );
+    remote.shutdown().await;
+    drop(workers);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("skep-cluster-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn bytes_of(params: &RawValue) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(params.get().as_bytes())
+}
+
+async fn orchestrator(
+    cluster: &ClusterConfig,
+    dir: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<(Swarm, Arc<RemoteClient>)> {
+    let text = format!(
+        "[cluster]\nnats = {:?}\n[roles.echo]\nremote = true\ntimeout = \"{}ms\"\nidempotent = [\"echo\"]\n",
+        cluster.nats,
+        timeout.as_millis()
+    );
+    let mut config = Config::parse(&text, "<bench>", dir)?;
+    config.cluster = None;
+    let client = Arc::new(RemoteClient::connect(cluster, "bench orchestrator").await?);
+    let swarm = Swarm::start(config).await?;
+    swarm.set_remote(client.clone());
+    Ok((swarm, client))
+}
+
+async fn wait_workers(client: &RemoteClient, n: usize) -> anyhow::Result<()> {
+    if !client.workers().wait_for(Duration::from_secs(30), |alive| alive.len() == n).await {
+        bail!("{n} workers did not start");
+    }
+    Ok(())
+}
+
+async fn call(swarm: &Swarm, params: &RawValue) -> anyhow::Result<()> {
+    // The cache is off (capacity 0) so every call crosses the wire.
+    let options = CallOptions { bypass_cache: true, ..CallOptions::default() };
+    swarm.call("echo", "echo", Some(params), options).await?;
+    Ok(())
+}
+
+async fn sample<F, Fut>(n: usize, mut one: F) -> anyhow::Result<Vec<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..n / 10 {
+        one().await?;
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        one().await?;
+        times.push(t0.elapsed());
+    }
+    times.sort_unstable();
+    Ok(times)
+}
+
+fn row(what: &str, sorted: &[Duration]) {
+    let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e6;
+    println!("| {what} | {:.0} | {:.0} | {:.0} |", at(0.5), at(0.9), at(0.99));
+}
+
+async fn burst(swarm: &Swarm, params: &RawValue, calls: usize, in_flight: usize) -> usize {
+    burst_timed(swarm, params, calls, in_flight).await.iter().filter(|c| !c.2).count()
+}
+
+/// Runs `calls` calls, `in_flight` at a time; each call's start, end and whether it succeeded.
+async fn burst_timed(
+    swarm: &Swarm,
+    params: &RawValue,
+    calls: usize,
+    in_flight: usize,
+) -> Vec<(Instant, Instant, bool)> {
+    futures::stream::iter(0..calls)
+        .map(|_| async {
+            let start = Instant::now();
+            let ok = call(swarm, params).await.is_ok();
+            (start, Instant::now(), ok)
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await
+}
