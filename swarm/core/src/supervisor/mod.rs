@@ -55,6 +55,8 @@ enum State {
 }
 
 struct Slot {
+    /// `role/N`, made once: every lease carries it, and a call's events name it.
+    name: Arc<str>,
     state: State,
     agent: Option<Agent>,
     in_flight: usize,
@@ -301,7 +303,7 @@ impl Supervisor {
         let agent = slot.agent.as_ref().expect("ready slots hold an agent");
         let lease = Lease {
             client: agent.client.clone(),
-            agent: agent_name(&self.role.name, id),
+            agent: Arc::clone(&slot.name),
             pid: agent.pid,
             id,
             stderr: agent.stderr.clone(),
@@ -312,7 +314,7 @@ impl Supervisor {
             pool: self.tx.clone(),
         };
         if slot.in_flight == 1 {
-            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.clone() });
+            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.to_string() });
         }
         lease
     }
@@ -468,6 +470,7 @@ impl Supervisor {
         self.next_id += 1;
         let now = Instant::now();
         let slot = Slot {
+            name: agent_name(&self.role.name, id).into(),
             state: State::Starting,
             agent: None,
             in_flight: 0,
