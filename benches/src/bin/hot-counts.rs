@@ -93,7 +93,6 @@ fn main() -> anyhow::Result<()> {
         let client = Client::connect(stdout, stdin, ClientConfig::default());
         let client_future =
             std::mem::size_of_val(&client.call_raw_notified("echo", Some(&params), RequestOptions::default(), |_| {}));
-        eprintln!("client future {client_future}");
         let bare = per_call(calls, || async {
             client.call_raw("echo", Some(&params), RequestOptions::default()).await.map(drop).map_err(Into::into)
         })
@@ -106,7 +105,9 @@ fn main() -> anyhow::Result<()> {
         println!("| `Swarm::call` → warm bridge-echo | {:.2} | {:.0} |", pooled.0, pooled.1);
         println!("| bridge `Client::call_raw` → bridge-echo | {:.2} | {:.0} |", bare.0, bare.1);
         println!("| what the pool adds | {:.2} | {:.0} |", pooled.0 - bare.0, pooled.1 - bare.1);
-        println!("\n`Swarm::call`'s future: {future_bytes} bytes");
+        println!(
+            "\n`Swarm::call`'s future: {future_bytes} bytes; `Client::call_raw_notified`'s: {client_future} bytes"
+        );
         anyhow::Ok(())
     })
 }

@@ -62,9 +62,11 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
                 let config = config.clone();
                 move || Box::pin(sidecar_round(env, config.clone(), sizes))
             }),
-            Contender::new("raw pipe echo, Rust (the floor)", Side::Peer, move || Box::pin(raw_round(env, &[], sizes))),
+            Contender::new("raw pipe echo, Rust (the floor)", Side::Peer, move || {
+                Box::pin(raw_round(env, false, sizes))
+            }),
             Contender::new("raw pipe relay → raw pipe echo, Rust (the two-hop floor)", Side::Peer, move || {
-                Box::pin(raw_round(env, &[env.exe("raw-echo")], sizes))
+                Box::pin(raw_round(env, true, sizes))
             }),
             Contender::new("jsonrpsee client + server, Rust", Side::Peer, move || {
                 Box::pin(jsonrpsee_round(env, sizes))
@@ -133,11 +135,10 @@ fn request_line() -> Vec<u8> {
     format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":{}}}\n", params()).into_bytes()
 }
 
-/// The floor: `raw-echo` alone, or behind `raw-relay` when `relay_to` names it (two hops).
-async fn raw_round(env: &Env, relay_to: &[String], sizes: Sizes) -> anyhow::Result<Outcome> {
-    let args: Vec<&str> = relay_to.iter().map(String::as_str).collect();
-    let program = if relay_to.is_empty() { env.exe("raw-echo") } else { env.exe("raw-relay") };
-    let mut child = spawn(&program, &args)?;
+/// The floor: `raw-echo` alone, or behind `raw-relay` (two hops).
+async fn raw_round(env: &Env, relay: bool, sizes: Sizes) -> anyhow::Result<Outcome> {
+    let echo = env.exe("raw-echo");
+    let mut child = if relay { spawn(&env.exe("raw-relay"), &[&echo])? } else { spawn(&echo, &[])? };
     let mut stdin = child.stdin.take().context("stdin is piped")?;
     let mut stdout = child.stdout.take().context("stdout is piped")?;
     let line = request_line();
