@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p skep-benches --bin hot-counts [CALLS]`
 
+#![allow(clippy::print_stdout)] // the table on stdout is what this binary is for
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
