@@ -112,7 +112,7 @@ impl Swarm {
         };
         let pool = roles.pool(role)?;
         let replies = leases.into_iter().map(|lease| async move {
-            let agent = lease.agent.clone();
+            let agent = lease.agent.to_string();
             let outcome = Settled::from(self.call_on(pool, lease, method, params, options).await);
             BroadcastReply { agent, outcome }
         });

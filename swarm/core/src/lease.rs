@@ -3,6 +3,7 @@
 //! tells the supervisor how the call ended, so a cancelled call gives its
 //! agent and its breaker permit back too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use skep_bridge::Client;
@@ -19,7 +20,8 @@ use crate::supervisor::Msg;
 #[derive(Debug)]
 pub(crate) struct Lease {
     pub client: Client,
-    pub agent: String,
+    /// `role/N`, shared with the supervisor's slot: a lease allocates no name.
+    pub agent: Arc<str>,
     pub pid: u32,
     pub(crate) id: u64,
     pub(crate) stderr: crate::stderr_ring::StderrTail,

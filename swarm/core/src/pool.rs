@@ -44,16 +44,13 @@ impl Pool {
         Pool { role, cache, commands, tx }
     }
 
-    /// An agent for one call, waiting at most the role's queue timeout.
+    /// An agent for one call, waiting at most the role's queue timeout. The
+    /// supervisor keeps that timeout (it owns the queue), so a call served at
+    /// once registers no timer of its own.
     pub(crate) async fn acquire(&self) -> Result<Lease, SwarmError> {
         let (reply, lease) = oneshot::channel();
         self.tx.send(Msg::Acquire(reply)).map_err(|_| SwarmError::ShuttingDown)?;
-        let waited = self.role.queue_timeout;
-        match tokio::time::timeout(waited, lease).await {
-            Ok(Ok(lease)) => lease,
-            Ok(Err(_)) => Err(SwarmError::ShuttingDown),
-            Err(_) => Err(SwarmError::Overloaded { role: self.role.name.clone(), waited }),
-        }
+        lease.await.map_err(|_| SwarmError::ShuttingDown)?
     }
 
     /// A lease on every ready agent of the role.

@@ -134,8 +134,9 @@ impl Swarm {
         match result {
             // The pool was drained by a reload between our snapshot and its
             // acquire: the call never ran, so the role's new pool takes it.
+            // Boxed: rare, and inline it would double every call's future.
             Err(SwarmError::ShuttingDown) => match self.replacement(&roles, role) {
-                Some(now) => self.call_in(now.pool(role)?, role, method, params, options).await,
+                Some(now) => Box::pin(self.call_in(now.pool(role)?, role, method, params, options)).await,
                 None => Err(SwarmError::ShuttingDown),
             },
             other => other,
@@ -168,9 +169,11 @@ impl Swarm {
                 return self.call_uncached(pool, method, params, options).await;
             }
         };
-        let value = cache
-            .get_or_call(key, || async { self.call_uncached(pool, method, params, options).await.map(Arc::from) })
-            .await?;
+        // Boxed: only idempotent methods come here, and the cache's future
+        // inline would grow every uncached call's future too.
+        let cached =
+            cache.get_or_call(key, || async { self.call_uncached(pool, method, params, options).await.map(Arc::from) });
+        let value = Box::pin(cached).await?;
         Ok(RawValue::to_owned(&value))
     }
 
@@ -182,8 +185,10 @@ impl Swarm {
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
         match pool.role.protocol {
-            Protocol::Command => return self.call_command(pool, params, options).await,
-            Protocol::Remote => return self.call_remote(pool, method, params, options).await,
+            // Boxed: a command role starts a process per call, a remote one crosses the network;
+            // neither should grow every local call's future.
+            Protocol::Command => return Box::pin(self.call_command(pool, params, options)).await,
+            Protocol::Remote => return Box::pin(self.call_remote(pool, method, params, options)).await,
             _ => {}
         }
         let lease = pool.acquire().await?;
@@ -258,7 +263,7 @@ impl Swarm {
         let timeout = options.timeout.unwrap_or(pool.role.timeout);
         self.emit(|| Event::CallStarted {
             role: role.to_owned(),
-            agent: lease.agent.clone(),
+            agent: lease.agent.to_string(),
             method: method.to_owned(),
         });
         // Reports the call's end even when the caller drops it half-way (a
@@ -266,12 +271,12 @@ impl Swarm {
         let mut report = FinishReport {
             swarm: self,
             role,
-            agent: lease.agent.clone(),
+            agent: Arc::clone(&lease.agent),
             method,
             started: Instant::now(),
             outcome: None,
         };
-        let relay = self.progress_relay(role, &lease.agent, method);
+        let relay = self.progress_relay(&pool.role, &lease.agent, method);
         let answer =
             lease.client.call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
         let (outcome, result) = match answer {
@@ -279,13 +284,13 @@ impl Swarm {
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),
             Err(CallError::Elapsed(after)) => (
                 Outcome::Timeout,
-                Err(SwarmError::Timeout { role: role.to_owned(), agent: lease.agent.clone(), after }),
+                Err(SwarmError::Timeout { role: role.to_owned(), agent: lease.agent.to_string(), after }),
             ),
             Err(CallError::Disconnected) => {
                 let (exit, stderr_tail) = lease.crash_report().await;
                 let err = SwarmError::AgentCrashed {
                     role: role.to_owned(),
-                    agent: lease.agent.clone(),
+                    agent: lease.agent.to_string(),
                     pid: lease.pid,
                     exit,
                     stderr_tail,
@@ -376,14 +381,21 @@ impl Swarm {
 
     /// Where an agent's `$/progress` for this call goes: the event stream, and
     /// the caller's sink when it runs inside [`crate::with_progress`].
-    fn progress_relay(&self, role: &str, agent: &str, method: &str) -> impl Fn(Notification) + Send + Sync + 'static {
+    /// It is made for every call, whether or not progress comes, so it
+    /// shares the role and agent names rather than copying them.
+    fn progress_relay(
+        &self,
+        role: &Arc<RoleConfig>,
+        agent: &Arc<str>,
+        method: &str,
+    ) -> impl Fn(Notification) + Send + Sync + 'static {
         let (swarm, sink) = (self.clone(), crate::progress::current_sink());
-        let (role, agent, method) = (role.to_owned(), agent.to_owned(), method.to_owned());
+        let (role, agent, method) = (Arc::clone(role), Arc::clone(agent), method.to_owned());
         move |notification| {
             let Some(progress) = crate::progress::parse(&notification) else { return };
             swarm.emit(|| Event::CallProgress {
-                role: role.clone(),
-                agent: agent.clone(),
+                role: role.name.clone(),
+                agent: agent.to_string(),
                 method: method.clone(),
                 fraction: progress.fraction,
                 message: progress.message.clone(),
@@ -406,7 +418,7 @@ impl Swarm {
 struct FinishReport<'a> {
     swarm: &'a Swarm,
     role: &'a str,
-    agent: String,
+    agent: Arc<str>,
     method: &'a str,
     started: Instant,
     outcome: Option<(Outcome, Duration)>,
@@ -417,7 +429,7 @@ impl Drop for FinishReport<'_> {
         let (outcome, elapsed) = self.outcome.unwrap_or((Outcome::Cancelled, self.started.elapsed()));
         self.swarm.emit(|| Event::CallFinished {
             role: self.role.to_owned(),
-            agent: std::mem::take(&mut self.agent),
+            agent: self.agent.to_string(),
             method: self.method.to_owned(),
             duration_us: elapsed.as_micros() as u64,
             outcome,

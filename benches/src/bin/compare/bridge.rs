@@ -2,7 +2,8 @@
 //!
 //! Rows: skep's bridge (`Client` → `bridge-echo`), `skep serve` relaying to
 //! the same echo as its agent (two hops), the raw pipe floor (`raw-echo`),
-//! jsonrpsee's own client and dispatch (`jsonrpsee-echo`), and
+//! the two-hop floor (`raw-relay` in front of `raw-echo`: what `skep serve`'s
+//! two hops cost the pipes and the scheduler, parsing nothing), jsonrpsee's own client and dispatch (`jsonrpsee-echo`), and
 //! vscode-jsonrpc Node ↔ Node (`peers/vscode_client.js`).
 
 use std::future::Future;
@@ -61,7 +62,12 @@ pub fn scenario(env: &Env, plan: Plan) -> Fut<'_, anyhow::Result<Scenario>> {
                 let config = config.clone();
                 move || Box::pin(sidecar_round(env, config.clone(), sizes))
             }),
-            Contender::new("raw pipe echo, Rust (the floor)", Side::Peer, move || Box::pin(raw_round(env, sizes))),
+            Contender::new("raw pipe echo, Rust (the floor)", Side::Peer, move || {
+                Box::pin(raw_round(env, false, sizes))
+            }),
+            Contender::new("raw pipe relay → raw pipe echo, Rust (the two-hop floor)", Side::Peer, move || {
+                Box::pin(raw_round(env, true, sizes))
+            }),
             Contender::new("jsonrpsee client + server, Rust", Side::Peer, move || {
                 Box::pin(jsonrpsee_round(env, sizes))
             }),
@@ -129,8 +135,10 @@ fn request_line() -> Vec<u8> {
     format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":{}}}\n", params()).into_bytes()
 }
 
-async fn raw_round(env: &Env, sizes: Sizes) -> anyhow::Result<Outcome> {
-    let mut child = spawn(&env.exe("raw-echo"), &[])?;
+/// The floor: `raw-echo` alone, or behind `raw-relay` (two hops).
+async fn raw_round(env: &Env, relay: bool, sizes: Sizes) -> anyhow::Result<Outcome> {
+    let echo = env.exe("raw-echo");
+    let mut child = if relay { spawn(&env.exe("raw-relay"), &[&echo])? } else { spawn(&echo, &[])? };
     let mut stdin = child.stdin.take().context("stdin is piped")?;
     let mut stdout = child.stdout.take().context("stdout is piped")?;
     let line = request_line();

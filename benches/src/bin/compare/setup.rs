@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 /// Paths the scenarios use.
 #[derive(Debug, Clone)]
 pub struct Env {
-    /// The release binaries (`skep`, `bridge-echo`, `raw-echo`, `jsonrpsee-echo`).
+    /// The release binaries (`skep`, `bridge-echo`, `raw-echo`, `raw-relay`, `jsonrpsee-echo`).
     pub bin: PathBuf,
     /// `benches/peers`: the peers' driver code and their `node_modules`.
     pub peers: PathBuf,
@@ -59,7 +59,7 @@ impl Env {
         let root = root();
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         let bin = target.join("release");
-        for name in ["skep", "bridge-echo", "raw-echo", "jsonrpsee-echo"] {
+        for name in ["skep", "bridge-echo", "raw-echo", "raw-relay", "jsonrpsee-echo"] {
             if !bin.join(name).is_file() {
                 bail!("{} is missing: run `cargo build --release -p skep -p skep-benches`", bin.join(name).display());
             }

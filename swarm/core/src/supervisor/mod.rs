@@ -55,6 +55,8 @@ enum State {
 }
 
 struct Slot {
+    /// `role/N`, made once: every lease carries it, and a call's events name it.
+    name: Arc<str>,
     state: State,
     agent: Option<Agent>,
     in_flight: usize,
@@ -99,6 +101,8 @@ pub(crate) struct Supervisor {
 struct Waiter {
     reply: oneshot::Sender<Result<Lease, SwarmError>>,
     permit: Permit,
+    /// When it gives up with `Overloaded` (`queue_timeout` after it asked).
+    deadline: Instant,
 }
 
 impl Supervisor {
@@ -137,10 +141,26 @@ impl Supervisor {
         self.grow();
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The queue's one timer, armed for the oldest waiter only while some
+        // wait: an acquire served at once (the usual case) registers no timer.
+        let queue_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(queue_timer);
+        let mut armed: Option<Instant> = None;
         loop {
+            let oldest = self.waiters.front().map(|w| w.deadline);
+            if oldest != armed {
+                if let Some(at) = oldest {
+                    queue_timer.as_mut().reset(at);
+                }
+                armed = oldest;
+            }
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 _ = housekeeping.tick() => self.housekeep(),
+                () = &mut queue_timer, if armed.is_some() => {
+                    armed = None;
+                    self.expire_waiters();
+                }
             }
             if let Some(done) = &mut self.shutdown
                 && self.slots.is_empty()
@@ -158,7 +178,8 @@ impl Supervisor {
         match msg {
             Msg::Acquire(reply) => match self.admit() {
                 Ok(permit) => {
-                    self.waiters.push_back(Waiter { reply, permit });
+                    let deadline = Instant::now() + self.role.queue_timeout;
+                    self.waiters.push_back(Waiter { reply, permit, deadline });
                     self.dispatch();
                 }
                 Err(err) => drop(reply.send(Err(err))),
@@ -257,6 +278,18 @@ impl Supervisor {
         }
     }
 
+    /// Answers `Overloaded` to the waiters whose `queue_timeout` has passed.
+    /// Deadlines are `queue_timeout` after each ask, so the oldest are in front.
+    fn expire_waiters(&mut self) {
+        let now = Instant::now();
+        while self.waiters.front().is_some_and(|w| w.deadline <= now) {
+            let waiter = self.waiters.pop_front().expect("a front waiter was just seen");
+            let err = SwarmError::Overloaded { role: self.role.name.clone(), waited: self.role.queue_timeout };
+            let _ = waiter.reply.send(Err(err));
+            self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
+        }
+    }
+
     fn fail_waiters(&mut self, err: &SwarmError) {
         for waiter in std::mem::take(&mut self.waiters) {
             let _ = waiter.reply.send(Err(err.clone()));
@@ -301,7 +334,7 @@ impl Supervisor {
         let agent = slot.agent.as_ref().expect("ready slots hold an agent");
         let lease = Lease {
             client: agent.client.clone(),
-            agent: agent_name(&self.role.name, id),
+            agent: Arc::clone(&slot.name),
             pid: agent.pid,
             id,
             stderr: agent.stderr.clone(),
@@ -312,7 +345,7 @@ impl Supervisor {
             pool: self.tx.clone(),
         };
         if slot.in_flight == 1 {
-            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.clone() });
+            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.to_string() });
         }
         lease
     }
@@ -468,6 +501,7 @@ impl Supervisor {
         self.next_id += 1;
         let now = Instant::now();
         let slot = Slot {
+            name: agent_name(&self.role.name, id).into(),
             state: State::Starting,
             agent: None,
             in_flight: 0,
