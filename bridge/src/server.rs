@@ -2,7 +2,9 @@
 //!
 //! jsonrpsee has no public way to serve over an arbitrary reader and writer,
 //! so the bridge owns the connection and hands each request to
-//! [`Methods::raw_json_request`]. Around it the bridge adds what that entry
+//! [`Methods::raw_json_request`] (a single request to a synchronous or async
+//! method skips it: its callback is called with what the bridge's own parse
+//! found, so the hot path parses each frame once). Around it the bridge adds what that entry
 //! point lacks: framing, notifications, batches, `$/cancelRequest`, a bound on
 //! in-flight handlers, panics as -32603, and a graceful end on EOF.
 //!
