@@ -4,9 +4,10 @@
 //! so the bridge owns the connection and hands each request to
 //! [`Methods::raw_json_request`] (a single request to a synchronous or async
 //! method skips it: its callback is called with what the bridge's own parse
-//! found, so the hot path parses each frame once). Around it the bridge adds what that entry
-//! point lacks: framing, notifications, batches, `$/cancelRequest`, a bound on
-//! in-flight handlers, panics as -32603, and a graceful end on EOF.
+//! found, so the hot path parses each frame once). Around it the bridge adds
+//! what that entry point lacks: framing, notifications, batches,
+//! `$/cancelRequest`, a bound on in-flight handlers, panics as -32603, and a
+//! graceful end on EOF.
 //!
 //! One task owns the connection state: it reads frames, spawns one handler
 //! task per request into a `JoinSet`, and keeps the map from request id to
