@@ -2,9 +2,12 @@
 //!
 //! jsonrpsee has no public way to serve over an arbitrary reader and writer,
 //! so the bridge owns the connection and hands each request to
-//! [`Methods::raw_json_request`]. Around it the bridge adds what that entry
-//! point lacks: framing, notifications, batches, `$/cancelRequest`, a bound on
-//! in-flight handlers, panics as -32603, and a graceful end on EOF.
+//! [`Methods::raw_json_request`] (a single request to a synchronous or async
+//! method skips it: its callback is called with what the bridge's own parse
+//! found, so the hot path parses each frame once). Around it the bridge adds
+//! what that entry point lacks: framing, notifications, batches,
+//! `$/cancelRequest`, a bound on in-flight handlers, panics as -32603, and a
+//! graceful end on EOF.
 //!
 //! One task owns the connection state: it reads frames, spawns one handler
 //! task per request into a `JoinSet`, and keeps the map from request id to
@@ -18,9 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::types::{Id, Params};
-use jsonrpsee::{Extensions, MethodCallback, Methods, SyncMethod};
+use jsonrpsee::{ConnectionId, Extensions, MethodCallback, MethodResponse, Methods, SyncMethod};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -204,15 +208,30 @@ impl<R: AsyncRead + Unpin> Connection<'_, R> {
                     let response = if stand_in { stand_in::restore(response, id) } else { response };
                     return self.send(response.get().as_bytes()).await;
                 }
-                let rewritten = stand_in::rewrite(id, &method, params).map(|request| (request, id.to_owned()));
                 let key: Box<str> = id.get().into();
                 if self.handlers.len() >= self.server.config.max_in_flight {
                     return self.reject(Some(&key), &overloaded(self.server.config.max_in_flight)).await;
                 }
                 self.summary.dispatched += 1;
                 let caller = Caller::new(id.to_owned(), self.framing(), self.out.clone());
-                let task = handle_request(self.server.clone(), frame, rewritten, caller);
-                let handle = self.handlers.spawn(task);
+                let handle = match self.server.methods.method(&method) {
+                    // The hot path (`swarm/call` is async): the method's future
+                    // is made from what `parse` already found, so jsonrpsee does
+                    // not parse the frame a second time (its untagged `Id`
+                    // formats a discarded error per request) nor make a
+                    // subscription channel per call.
+                    Some(MethodCallback::Async(callback)) => {
+                        let params = Params::new(params.map(RawValue::get)).into_owned();
+                        let call =
+                            callback(request_id.into_owned(), params, ConnectionId(0), usize::MAX, Extensions::new());
+                        let own_id = stand_in.then(|| id.to_owned());
+                        self.handlers.spawn(handle_async(call, own_id, caller))
+                    }
+                    _ => {
+                        let rewritten = stand_in::rewrite(id, &method, params).map(|request| (request, id.to_owned()));
+                        self.handlers.spawn(handle_request(self.server.clone(), frame, rewritten, caller))
+                    }
+                };
                 self.by_task.insert(handle.id(), key.clone());
                 self.by_request.insert(key, handle);
             }
@@ -373,6 +392,23 @@ async fn handle_request(
     };
     let _ = out.send(framed(framing, response.get().as_bytes())).await;
     notifications.map_or(Finished::Done, Finished::Subscribed)
+}
+
+/// Runs an async method's future, made in `on_message`; `own_id` is the
+/// caller's id to put back when it was dispatched under the stand-in.
+async fn handle_async(
+    call: BoxFuture<'static, MethodResponse>,
+    own_id: Option<Box<RawValue>>,
+    caller: Caller,
+) -> Finished {
+    let (framing, out) = (caller.framing(), caller.out());
+    let response = caller.scope(call).await.into_parts().0;
+    let response = match &own_id {
+        Some(id) => stand_in::restore(response, id),
+        None => response,
+    };
+    let _ = out.send(framed(framing, response.get().as_bytes())).await;
+    Finished::Done
 }
 
 async fn handle_batch(server: Server, frame: Bytes, framing: Framing, out: mpsc::Sender<Vec<u8>>) -> Finished {

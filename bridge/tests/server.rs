@@ -386,3 +386,25 @@ async fn every_id_the_spec_allows_is_echoed_as_written() {
     h.expect_silence().await;
     h.finish().await;
 }
+
+/// Async methods take the server's direct path (no second parse by
+/// jsonrpsee): a panic there is still -32603 for that request alone, and the
+/// handler still sees its own caller, under whatever id the caller wrote.
+#[tokio::test]
+async fn async_methods_keep_panics_and_their_caller() {
+    let mut h = Harness::start(Framing::Newline, ServerConfig::default());
+    h.send(r#"{"jsonrpc":"2.0","method":"panic_async","id":"p"}"#).await;
+    assert_eq!(
+        h.recv().await,
+        r#"{"jsonrpc":"2.0","id":"p","error":{"code":-32603,"message":"internal error: the handler panicked"}}"#
+    );
+    for id in ["7", "\"a\\\"b\"", "-1.50", "null"] {
+        h.send(&format!(r#"{{"jsonrpc":"2.0","method":"caller_id","id":{id}}}"#)).await;
+        let expected = serde_json::to_string(id).expect("a string serializes");
+        assert_eq!(h.recv().await, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{expected}}}"#));
+    }
+    h.send(r#"{"jsonrpc":"2.0","method":"sleep","params":["x"],"id":3}"#).await;
+    assert_eq!(h.recv_json().await["error"]["code"], -32602);
+    h.expect_silence().await;
+    h.finish().await;
+}

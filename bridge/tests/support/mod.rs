@@ -52,6 +52,17 @@ pub fn spec_module(notified: Arc<AtomicUsize>) -> RpcModule<()> {
     })
     .expect("fresh name");
     m.register_method("panic", |_, _, _| -> u32 { panic!("handler panic on purpose") }).expect("fresh name");
+    m.register_async_method("panic_async", |_, _, _| async move {
+        tokio::task::yield_now().await;
+        panic!("async handler panic on purpose") as u32
+    })
+    .expect("fresh name");
+    // The id of the request being handled, as its `Caller` holds it.
+    m.register_async_method("caller_id", |_, _, _| async move {
+        tokio::task::yield_now().await;
+        skep_bridge::Caller::current().map(|c| c.id().get().to_owned())
+    })
+    .expect("fresh name");
     m
 }
 
