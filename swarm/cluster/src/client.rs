@@ -178,6 +178,10 @@ impl RemoteCalls for RemoteClient {
     ) -> BoxFuture<'a, Result<Box<RawValue>, SwarmError>> {
         Box::pin(self.call_with_retry(role, method, params, timeout))
     }
+
+    fn workers(&self) -> Vec<skep_swarm::RemoteWorker> {
+        self.workers.view()
+    }
 }
 
 /// Publishes the call's id on the cancel subject when dropped still armed.

@@ -80,7 +80,7 @@ pub use process::{
 };
 pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use reload::ReloadReport;
-pub use remote::RemoteCalls;
+pub use remote::{RemoteAgent, RemoteCalls, RemoteWorker, RoleLoad};
 pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

@@ -350,7 +350,8 @@ impl Swarm {
         for stats in &mut roles {
             stats.cache = current.pools.get(&stats.role).and_then(|p| p.cache.as_ref()).map(|c| c.stats());
         }
-        SwarmStats { roles }
+        let workers = self.inner.remote.get().map(|remote| remote.workers());
+        SwarmStats { roles, workers }
     }
 
     /// The event stream; a subscriber that falls behind misses the oldest events.
