@@ -179,6 +179,10 @@ impl RemoteCalls for RemoteClient {
         Box::pin(self.call_with_retry(role, method, params, timeout))
     }
 
+    fn serves(&self, role: &str) -> bool {
+        self.workers.serve(role)
+    }
+
     fn workers(&self) -> Vec<skep_swarm::RemoteWorker> {
         self.workers.view()
     }

@@ -95,6 +95,14 @@ impl Workers {
             .collect()
     }
 
+    /// Whether a live worker that is not draining serves `role`.
+    pub fn serve(&self, role: &str) -> bool {
+        let now = Instant::now();
+        (self.seen.borrow().values()).any(|(beat, at)| {
+            !beat.draining && now.duration_since(*at) < beat.bound() && beat.roles.iter().any(|r| r.role == role)
+        })
+    }
+
     /// Workers not yet past their missed heartbeats, draining ones included,
     /// as `swarm/stats` shows them.
     pub fn view(&self) -> Vec<RemoteWorker> {

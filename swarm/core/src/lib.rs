@@ -53,6 +53,7 @@ mod reload;
 mod remote;
 mod role_stats;
 mod route;
+mod spill;
 mod stderr_ring;
 mod supervisor;
 mod swarm;

@@ -26,6 +26,13 @@ pub trait RemoteCalls: Send + Sync + Debug {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Box<RawValue>, SwarmError>>;
 
+    /// Whether a live worker that takes calls serves `role` (where a
+    /// `spill = "remote"` role may overflow); none by default.
+    fn serves(&self, role: &str) -> bool {
+        let _ = role;
+        false
+    }
+
     /// The workers heard from lately, for `swarm/stats`; none by default.
     fn workers(&self) -> Vec<RemoteWorker> {
         Vec::new()
