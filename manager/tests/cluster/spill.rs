@@ -59,3 +59,30 @@ async fn a_saturated_local_pool_spills_to_a_worker_and_serves_the_rest_itself() 
     swarm.shutdown().await;
     stop_all(&mut workers, &scratch).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_only_workers_advertise_is_callable_while_one_does() {
+    let nats = Nats::start().await;
+    let scratch = Scratch::new();
+    let config = scratch.worker_config(&[("echo", "min_warm = 1")]);
+    let mut workers: Vec<Proc> = vec![worker(&nats, &config, TOKEN, &scratch.path("w0.log"))];
+    // The orchestrator's config knows another role only.
+    let agent = skep_testkit::test_agent();
+    let (swarm, heard) = orchestrator(&nats, &format!("[roles.local]\ncommand = [{agent:?}]\n")).await;
+    wait_workers(heard.workers(), 1).await;
+    for i in 0..5 {
+        assert_eq!(call(&swarm, "echo", "echo", json!([i])).await.expect("the advertised role answers"), json!([i]));
+    }
+    let journals = scratch.journals();
+    assert_eq!(ran(&journals, "echo").len(), 5);
+    assert!(journals.keys().all(|a| parent_of(*a) == Some(workers[0].pid())), "ran on the worker's agents");
+    // Once no worker advertises it, it is an unknown role again, naming the local ones.
+    stop_all(&mut workers, &scratch).await;
+    heard.workers().wait_for(crate::support::LIMIT, |alive| alive.is_empty()).await;
+    let err = call(&swarm, "echo", "echo", json!([9])).await.expect_err("no worker advertises echo");
+    assert!(
+        matches!(&err, skep_swarm::SwarmError::UnknownRole { role, known } if role == "echo" && known == &["local"]),
+        "{err:?}"
+    );
+    swarm.shutdown().await;
+}

@@ -32,6 +32,7 @@
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
+mod advertised;
 mod breaker;
 mod cache;
 mod command;

@@ -131,7 +131,12 @@ impl Swarm {
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
         let roles = self.current();
-        let result = self.call_in(roles.pool(role)?, role, method, params, options).await;
+        let pool = match roles.pool(role) {
+            Ok(pool) => pool,
+            // Boxed: the cluster's roles are rare beside local calls.
+            Err(unknown) => return Box::pin(self.call_advertised(role, method, params, options, unknown)).await,
+        };
+        let result = self.call_in(pool, role, method, params, options).await;
         match result {
             // The pool was drained by a reload between our snapshot and its
             // acquire: the call never ran, so the role's new pool takes it.
