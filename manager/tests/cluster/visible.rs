@@ -97,10 +97,9 @@ async fn stats_and_status_show_each_remote_worker_and_its_agents_until_it_dies()
     }
 
     // A killed worker disappears once its heartbeats are missed; the other stays.
-    let victim = workers.remove(0);
+    let mut victim = workers.remove(0);
     let victim_pid = u64::from(victim.pid());
     victim.signal(libc::SIGKILL);
-    let mut victim = victim;
     victim.exited().await;
     let survivor = u64::from(workers[0].pid());
     workers_until(&cli, "only the surviving worker", |ws| pids(ws) == [survivor]).await;
