@@ -34,21 +34,32 @@ pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn table(found: &[Found]) -> Vec<String> {
-    let mut lines =
-        vec![format!("{:<8} {:>6} {:>6} {:>6}  {:<40} {}", "PID", "ROLES", "AGENTS", "BUSY", "SOCKET", "CONFIG")];
+    let mut lines = vec![format!(
+        "{:<8} {:>6} {:>6} {:>6} {:>8}  {:<40} {}",
+        "PID", "ROLES", "AGENTS", "BUSY", "REMOTE", "SOCKET", "CONFIG"
+    )];
     for f in found {
         let info = &f.info;
         lines.push(format!(
-            "{:<8} {:>6} {:>6} {:>6}  {:<40} {}",
+            "{:<8} {:>6} {:>6} {:>6} {:>8}  {:<40} {}",
             info["pid"].as_u64().unwrap_or(0),
             info["roles"].as_u64().unwrap_or(0),
             agent_total(info),
             info["agents"]["busy"].as_u64().unwrap_or(0),
+            remote(&info["remote"]),
             f.socket.display(),
             info["config"].as_str().unwrap_or("(built-in demo)"),
         ));
     }
     lines
+}
+
+/// Remote workers and their agents ("2w/8a"); `-` for an orchestrator without a cluster.
+fn remote(counts: &serde_json::Value) -> String {
+    match (counts["workers"].as_u64(), counts["agents"].as_u64()) {
+        (Some(workers), Some(agents)) => format!("{workers}w/{agents}a"),
+        _ => "-".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -62,6 +73,10 @@ mod tests {
         let lines = table(&[Found { socket: "/run/skep/42.sock".into(), info }]);
         assert_eq!(lines.len(), 2);
         let row: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(row, ["42", "2", "6", "2", "/run/skep/42.sock", "/p/skep.toml"]);
+        assert_eq!(row, ["42", "2", "6", "2", "-", "/run/skep/42.sock", "/p/skep.toml"]);
+        let info = json!({"pid": 43, "roles": 1, "config": "/p/skep.toml", "agents": {"idle": 0},
+            "remote": {"workers": 2, "agents": 8}});
+        let lines = table(&[Found { socket: "/run/skep/43.sock".into(), info }]);
+        assert_eq!(lines[1].split_whitespace().nth(4), Some("2w/8a"));
     }
 }

@@ -140,6 +140,50 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
             lines.push(line);
         }
     }
+    lines.extend(render_workers(&stats["workers"]));
+    lines
+}
+
+/// The remote workers an orchestrator hears from, each with its agents as its
+/// last heartbeat listed them; nothing without a cluster.
+pub fn render_workers(workers: &Value) -> Vec<String> {
+    let Some(workers) = workers.as_array() else { return Vec::new() };
+    let row = |[name, host, pid, state, calls, load, capacity, age]: [&str; 8]| {
+        format!("{name:<24} {host:<12} {pid:>8} {state:>9} {calls:>7} {load:>9} {capacity:>8} {age:>10}")
+    };
+    let header = ["WORKER/AGENT", "HOST", "PID", "STATE", "CALLS", "IN-FLIGHT", "CAPACITY", "HEARTBEAT"];
+    let mut lines = vec![String::new(), row(header)];
+    if workers.is_empty() {
+        lines.push("(no remote worker heard from)".to_owned());
+    }
+    let text = |v: &Value| v.as_u64().map_or_else(|| "?".to_owned(), |n| n.to_string());
+    for worker in workers {
+        let agents = worker["agents"].as_array().map_or(&[][..], Vec::as_slice);
+        let calls: u64 = agents.iter().filter_map(|a| a["calls"].as_u64()).sum();
+        let age = format!("{}ms ago", text(&worker["ageMs"]));
+        lines.push(row([
+            worker["id"].as_str().unwrap_or("?"),
+            worker["host"].as_str().unwrap_or("?"),
+            &text(&worker["pid"]),
+            if worker["draining"] == true { "draining" } else { "up" },
+            &calls.to_string(),
+            &text(&worker["load"]),
+            &text(&worker["capacity"]),
+            &age,
+        ]));
+        for agent in agents {
+            lines.push(row([
+                &format!("  {}", agent["id"].as_str().unwrap_or("?")),
+                "",
+                &text(&agent["pid"]),
+                agent["state"].as_str().unwrap_or("?"),
+                &text(&agent["calls"]),
+                &text(&agent["inFlight"]),
+                "",
+                "",
+            ]));
+        }
+    }
     lines
 }
 
@@ -227,6 +271,22 @@ mod tests {
         assert_eq!(agent, ["rev/1", "busy", "6", "1.0", "GiB", "12%", "pid", "77"]);
         assert!(lines[3].ends_with("pid 79  recycled: RSS 512.0 MiB over max_rss 500.0 MiB"), "{}", lines[3]);
         assert_eq!(lines[3].split_whitespace().nth(5), Some("-"), "no CPU figure before two samples");
+    }
+
+    #[test]
+    fn remote_workers_follow_the_roles_with_their_agents() {
+        let stats = json!({"roles": [], "workers": [{"id": "h-42", "host": "h", "pid": 42, "draining": false,
+            "ageMs": 310, "intervalMs": 1000, "capacity": 4, "load": 1, "roles": [],
+            "agents": [{"id": "echo/1", "role": "echo", "pid": 43, "state": "busy", "calls": 5, "inFlight": 1}]}]});
+        let lines = render(&stats, &json!([]));
+        let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[3], ["h-42", "h", "42", "up", "5", "1", "4", "310ms", "ago"]);
+        assert_eq!(rows[4], ["echo/1", "43", "busy", "5", "1"]);
+        assert_eq!(
+            render(&json!({"roles": [], "workers": []}), &json!([])).last().map(String::as_str),
+            Some("(no remote worker heard from)")
+        );
+        assert_eq!(render(&json!({"roles": []}), &json!([])).len(), 1, "no cluster, no workers section");
     }
 
     #[test]

@@ -171,6 +171,10 @@ fn describe(status: &Value) -> Vec<String> {
             a["idle"], a["busy"], a["starting"], a["stopping"], status["roles"]
         ),
         format!("socket   {}", status["socket"].as_str().unwrap_or("?")),
+        match (status["remote"]["workers"].as_u64(), status["remote"]["agents"].as_u64()) {
+            (Some(w), Some(n)) => format!("remote   {w} workers, {n} agents (below)"),
+            _ => "remote   no cluster".to_owned(),
+        },
         format!(
             "mcp      {} stdio and {} http sessions; http {}",
             status["mcp"]["sessions"]["stdio"],

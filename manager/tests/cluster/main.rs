@@ -2,7 +2,9 @@
 //! processes serve a role, an in-process orchestrator calls it remote, and
 //! the agents' journals say what ran where and how often (docs/cluster.md).
 
+mod spill;
 mod support;
+mod visible;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,12 +17,12 @@ use skep_testkit::{call, eventually, wait_gone};
 use support::{LIMIT, Nats, Proc, SKEP, Scratch, TOKEN, orchestrator, parent_of, wait_workers, worker};
 
 /// The journal lines of `method`, over every agent.
-fn ran(journals: &BTreeMap<u32, Vec<Value>>, method: &str) -> Vec<Value> {
+pub(crate) fn ran(journals: &BTreeMap<u32, Vec<Value>>, method: &str) -> Vec<Value> {
     journals.values().flatten().filter(|e| e["method"] == method).cloned().collect()
 }
 
 /// SIGTERMs every worker, expects a clean exit, and waits for every agent to be gone.
-async fn stop_all(workers: &mut [Proc], scratch: &Scratch) {
+pub(crate) async fn stop_all(workers: &mut [Proc], scratch: &Scratch) {
     for w in workers.iter() {
         w.signal(libc::SIGTERM);
     }

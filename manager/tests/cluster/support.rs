@@ -194,3 +194,67 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|p| p.trim().parse().ok())
 }
+
+/// `skep` commands against the daemon of one orchestrator config (written
+/// here with `[cluster]` and `roles`), in a private runtime dir; the daemon
+/// is taken down when this is dropped, even after a failed assertion.
+pub struct Cli<'a> {
+    scratch: &'a Scratch,
+    pub config: PathBuf,
+    runs: std::cell::Cell<usize>,
+}
+
+impl<'a> Cli<'a> {
+    pub fn new(scratch: &'a Scratch, nats: &Nats, roles: &str) -> Cli<'a> {
+        let config = scratch.path("skep.toml");
+        std::fs::write(&config, format!("[cluster]\nnats = {:?}\n{roles}", nats.url)).expect("config written");
+        let run_dir = scratch.path("run");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&run_dir)
+            .expect("run dir");
+        Cli { scratch, config, runs: std::cell::Cell::new(0) }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(SKEP);
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.scratch.path("run"))
+            .env("XDG_STATE_HOME", self.scratch.path("state"))
+            .env("SKEP_NATS_TOKEN", TOKEN)
+            .env_remove("SKEP_NO_DAEMON")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `skep ARGS --config <config>` to its end; its stdout, or a panic with its stderr.
+    pub async fn run(&self, args: &[&str]) -> String {
+        let n = self.runs.get();
+        self.runs.set(n + 1);
+        let (out, err) = (self.scratch.path(&format!("cli{n}.out")), self.scratch.path(&format!("cli{n}.err")));
+        let child = self
+            .command(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("skep starts");
+        let status = Proc { child }.exited().await;
+        let said = std::fs::read_to_string(&err).unwrap_or_default();
+        assert!(status.success(), "skep {args:?} failed: {said}");
+        std::fs::read_to_string(&out).expect("stdout")
+    }
+
+    /// The same, its stdout read as JSON.
+    pub async fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("skep {args:?} printed no JSON ({e}): {out}"))
+    }
+}
+
+impl Drop for Cli<'_> {
+    fn drop(&mut self) {
+        let _ = self.command(&["down", "--config"]).arg(&self.config).output();
+    }
+}

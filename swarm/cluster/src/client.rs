@@ -178,6 +178,14 @@ impl RemoteCalls for RemoteClient {
     ) -> BoxFuture<'a, Result<Box<RawValue>, SwarmError>> {
         Box::pin(self.call_with_retry(role, method, params, timeout))
     }
+
+    fn serves(&self, role: &str) -> bool {
+        self.workers.serve(role)
+    }
+
+    fn workers(&self) -> Vec<skep_swarm::RemoteWorker> {
+        self.workers.view()
+    }
 }
 
 /// Publishes the call's id on the cancel subject when dropped still armed.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use skep_swarm::{RemoteAgent, RemoteWorker, RoleLoad};
 use tokio::sync::watch;
 
 use crate::error::ClusterError;
@@ -31,18 +32,16 @@ pub struct Heartbeat {
     pub draining: bool,
     /// How often it sends a heartbeat, so a reader knows when one is missed.
     pub interval_ms: u64,
+    /// Its agents, so an orchestrator can show them (absent from a first-round worker's heartbeat).
+    #[serde(default)]
+    pub agents: Vec<RemoteAgent>,
 }
 
-/// One role on a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleLoad {
-    /// The role's name.
-    pub role: String,
-    /// Calls of the role it takes at once; past it, -32004.
-    pub capacity: usize,
-    /// Calls of the role in flight now.
-    pub in_flight: usize,
+impl Heartbeat {
+    /// How long after this heartbeat its worker counts as gone.
+    fn bound(&self) -> Duration {
+        Duration::from_millis(self.interval_ms) * MISSED
+    }
 }
 
 /// Heartbeats missed before a worker counts as gone.
@@ -75,8 +74,11 @@ impl Workers {
                     tracing::debug!("ignoring a heartbeat that does not parse");
                     continue;
                 };
+                let now = Instant::now();
                 tx.send_modify(|seen| {
-                    seen.insert(beat.id.clone(), (beat, Instant::now()));
+                    // Workers gone for good would otherwise stay in the table forever.
+                    seen.retain(|_, (old, at): &mut (Heartbeat, Instant)| now.duration_since(*at) < old.bound());
+                    seen.insert(beat.id.clone(), (beat, now));
                 });
             }
         });
@@ -88,10 +90,38 @@ impl Workers {
         let now = Instant::now();
         let seen = self.seen.borrow();
         seen.values()
-            .filter(|(beat, at)| {
-                !beat.draining && now.duration_since(*at) < Duration::from_millis(beat.interval_ms) * MISSED
-            })
+            .filter(|(beat, at)| !beat.draining && now.duration_since(*at) < beat.bound())
             .map(|(beat, _)| beat.clone())
+            .collect()
+    }
+
+    /// Whether a live worker that is not draining serves `role`.
+    pub fn serve(&self, role: &str) -> bool {
+        let now = Instant::now();
+        (self.seen.borrow().values()).any(|(beat, at)| {
+            !beat.draining && now.duration_since(*at) < beat.bound() && beat.roles.iter().any(|r| r.role == role)
+        })
+    }
+
+    /// Workers not yet past their missed heartbeats, draining ones included,
+    /// as `swarm/stats` shows them.
+    pub fn view(&self) -> Vec<RemoteWorker> {
+        let now = Instant::now();
+        let seen = self.seen.borrow();
+        (seen.values())
+            .filter(|(beat, at)| now.duration_since(*at) < beat.bound())
+            .map(|(beat, at)| RemoteWorker {
+                id: beat.id.clone(),
+                host: beat.host.clone(),
+                pid: beat.pid,
+                draining: beat.draining,
+                age_ms: now.duration_since(*at).as_millis() as u64,
+                interval_ms: beat.interval_ms,
+                capacity: beat.capacity,
+                load: beat.load,
+                roles: beat.roles.clone(),
+                agents: beat.agents.clone(),
+            })
             .collect()
     }
 
@@ -100,10 +130,7 @@ impl Workers {
     pub(crate) async fn gone(&self, id: &str) {
         let mut seen = self.seen.clone();
         loop {
-            let due = seen
-                .borrow_and_update()
-                .get(id)
-                .map(|(beat, at)| *at + Duration::from_millis(beat.interval_ms) * MISSED);
+            let due = seen.borrow_and_update().get(id).map(|(beat, at)| *at + beat.bound());
             let news = async {
                 if seen.changed().await.is_err() {
                     std::future::pending::<()>().await;

@@ -26,6 +26,7 @@ mod worker;
 pub use client::RemoteClient;
 pub use connect::{ENV_CREDS, ENV_PASSWORD, ENV_TOKEN, ENV_USER, connect, redact_url};
 pub use error::ClusterError;
-pub use heartbeat::{Heartbeat, RoleLoad, Workers};
+pub use heartbeat::{Heartbeat, Workers};
+pub use skep_swarm::{RemoteAgent, RemoteWorker, RoleLoad};
 pub use subjects::Subjects;
 pub use worker::{DrainReport, Worker, WorkerOptions};

@@ -25,13 +25,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use skep_bridge::{ErrorObjectOwned, code};
-use skep_swarm::{CallOptions, ClusterConfig, Protocol, Swarm, is_subject_token};
+use skep_swarm::{CallOptions, ClusterConfig, Protocol, RemoteAgent, RoleLoad, Swarm, is_subject_token};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClusterError;
-use crate::heartbeat::{Heartbeat, MISSED, RoleLoad, hostname};
+use crate::heartbeat::{Heartbeat, MISSED, hostname};
 use crate::subjects::{self, Subjects};
 use crate::wire;
 
@@ -144,7 +144,8 @@ impl Worker {
                 .map_err(|source| ClusterError::Subscribe { subject, source })?;
             loops.push(tokio::spawn(role_loop(cx.clone(), role.clone(), sub, stop.clone())));
         }
-        let beat = Beat { id: id.clone(), host, roles: roles.clone(), interval: cluster.heartbeat };
+        let beat =
+            Beat { id: id.clone(), host, roles: roles.clone(), interval: cluster.heartbeat, swarm: swarm.clone() };
         let heartbeat = tokio::spawn(heartbeat_loop(client.clone(), subjects.workers(), beat, stop.clone()));
         // Subscriptions are in place on the server once this returns, so the
         // caller may announce the worker as ready.
@@ -311,10 +312,25 @@ struct Beat {
     host: String,
     roles: Vec<ServedRole>,
     interval: Duration,
+    swarm: Swarm,
 }
 
 impl Beat {
-    fn now(&self, draining: bool) -> Heartbeat {
+    async fn now(&self, draining: bool) -> Heartbeat {
+        // A drained swarm has no agents left to show; its last heartbeat says so.
+        let agents = match draining {
+            true => Vec::new(),
+            false => (self.swarm.agents().await.into_iter())
+                .map(|a| RemoteAgent {
+                    id: a.id,
+                    role: a.role,
+                    pid: a.pid,
+                    state: a.state.to_owned(),
+                    calls: a.calls,
+                    in_flight: a.in_flight,
+                })
+                .collect(),
+        };
         let roles: Vec<RoleLoad> = (self.roles.iter())
             .map(|r| RoleLoad {
                 role: r.name.clone(),
@@ -331,6 +347,7 @@ impl Beat {
             roles,
             draining,
             interval_ms: self.interval.as_millis() as u64,
+            agents,
         }
     }
 }
@@ -344,7 +361,7 @@ async fn heartbeat_loop(client: Client, subject: String, beat: Beat, stop: Cance
             _ = tick.tick() => false,
             () = stop.cancelled() => true,
         };
-        let payload = serde_json::to_vec(&beat.now(draining)).expect("a heartbeat serializes");
+        let payload = serde_json::to_vec(&beat.now(draining).await).expect("a heartbeat serializes");
         if let Err(e) = client.publish(subject.clone(), payload.into()).await {
             tracing::debug!(%e, "cannot publish a heartbeat");
         }

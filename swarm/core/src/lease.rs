@@ -54,6 +54,13 @@ impl Ticket {
         self.outcome = outcome;
         self.started.elapsed()
     }
+
+    /// Gives the permit back for a call that ran nowhere: not a call in the role's stats.
+    pub(crate) fn unused(mut self) {
+        if let Some(permit) = self.permit.take() {
+            let _ = self.pool.send(Msg::Unused(permit));
+        }
+    }
 }
 
 impl Drop for Ticket {

@@ -32,6 +32,7 @@
 //! - `stderr_ring.rs`: the bounded ring an agent's stderr drains into.
 //! - `bin/skep-test-agent.rs`: a misbehaving agent for tests, its behaviour chosen by flags.
 
+mod advertised;
 mod breaker;
 mod cache;
 mod command;
@@ -53,6 +54,7 @@ mod reload;
 mod remote;
 mod role_stats;
 mod route;
+mod spill;
 mod stderr_ring;
 mod supervisor;
 mod swarm;
@@ -80,7 +82,7 @@ pub use process::{
 };
 pub use progress::{PROGRESS_METHOD, Progress, ProgressSink, with_progress};
 pub use reload::ReloadReport;
-pub use remote::RemoteCalls;
+pub use remote::{RemoteAgent, RemoteCalls, RemoteWorker, RoleLoad};
 pub use role_stats::{AgentCounts, Latency, Recycled, RoleStats, SwarmStats};
 pub use stderr_ring::{STDERR_RING_CAPACITY, StderrTail};
 pub use supervisor::AgentInfo;

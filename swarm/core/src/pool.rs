@@ -25,6 +25,9 @@ pub(crate) struct Pool {
     pub cache: Option<Arc<IdempotentCache<SwarmError>>>,
     /// Command processes that may run at once (`max_agents`), for command roles.
     pub commands: Arc<tokio::sync::Semaphore>,
+    /// Calls the local agents take at once (`max_agents × concurrency`), for
+    /// a role that spills past them to remote workers (`spill.rs`).
+    pub local: Option<Arc<tokio::sync::Semaphore>>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -41,7 +44,9 @@ impl Pool {
             Arc::new(IdempotentCache::new(limits))
         });
         let commands = Arc::new(tokio::sync::Semaphore::new(role.max_agents));
-        Pool { role, cache, commands, tx }
+        let local = (role.spill_remote)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(role.max_agents.saturating_mul(role.concurrency))));
+        Pool { role, cache, commands, local, tx }
     }
 
     /// An agent for one call, waiting at most the role's queue timeout. The

@@ -18,6 +18,9 @@ use crate::limits::RecycleCause;
 pub struct SwarmStats {
     /// One entry per role, by name.
     pub roles: Vec<RoleStats>,
+    /// The remote workers heard from lately; absent without a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<crate::remote::RemoteWorker>>,
 }
 
 /// Stats of one role.

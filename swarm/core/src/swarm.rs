@@ -24,6 +24,7 @@ use crate::pool::Pool;
 use crate::remote::RemoteCalls;
 use crate::role_stats::SwarmStats;
 use crate::route::Router;
+use crate::spill::Place;
 use crate::supervisor::AgentInfo;
 
 /// Events buffered per subscriber before a slow one starts missing some.
@@ -130,7 +131,12 @@ impl Swarm {
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
         let roles = self.current();
-        let result = self.call_in(roles.pool(role)?, role, method, params, options).await;
+        let pool = match roles.pool(role) {
+            Ok(pool) => pool,
+            // Boxed: the cluster's roles are rare beside local calls.
+            Err(unknown) => return Box::pin(self.call_advertised(role, method, params, options, unknown)).await,
+        };
+        let result = self.call_in(pool, role, method, params, options).await;
         match result {
             // The pool was drained by a reload between our snapshot and its
             // acquire: the call never ran, so the role's new pool takes it.
@@ -191,6 +197,14 @@ impl Swarm {
             Protocol::Remote => return Box::pin(self.call_remote(pool, method, params, options)).await,
             _ => {}
         }
+        // A spilling role's call past its local capacity goes remote; `_slot` holds a local place.
+        let _slot = match crate::spill::place(pool) {
+            Place::Here(slot) => slot,
+            Place::Full => match Box::pin(self.spill(pool, method, params, options)).await {
+                Some(result) => return result,
+                None => None,
+            },
+        };
         let lease = pool.acquire().await?;
         self.call_on(pool, lease, method, params, options).await
     }
@@ -220,6 +234,11 @@ impl Swarm {
         result
     }
 
+    /// The carrier of remote calls, once given.
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn RemoteCalls>> {
+        self.inner.remote.get()
+    }
+
     /// Gives the swarm the carrier of its remote roles' calls; only the first one counts.
     pub fn set_remote(&self, remote: Arc<dyn RemoteCalls>) -> bool {
         self.inner.remote.set(remote).is_ok()
@@ -241,12 +260,7 @@ impl Swarm {
         };
         let ticket = pool.admit().await?;
         let result = remote.call(role, method, params, options.timeout.unwrap_or(role.timeout)).await;
-        ticket.finish(match &result {
-            Ok(_) => Outcome::Ok,
-            Err(SwarmError::Timeout { .. } | SwarmError::RemoteLost { .. }) => Outcome::Timeout,
-            Err(SwarmError::NoWorkers { .. }) => Outcome::Crashed,
-            Err(e) => Outcome::Error(e.code()),
-        });
+        ticket.finish(crate::spill::outcome(&result));
         result
     }
 
@@ -350,7 +364,8 @@ impl Swarm {
         for stats in &mut roles {
             stats.cache = current.pools.get(&stats.role).and_then(|p| p.cache.as_ref()).map(|c| c.stats());
         }
-        SwarmStats { roles }
+        let workers = self.inner.remote.get().map(|remote| remote.workers());
+        SwarmStats { roles, workers }
     }
 
     /// The event stream; a subscriber that falls behind misses the oldest events.

@@ -150,6 +150,7 @@ fn observer_module(swarm: Swarm, identity: Identity) -> RpcModule<Observer> {
             let mut info = serde_json::to_value(&ctx.identity).map_err(|e| internal(&e))?;
             info["roles"] = json!(stats.roles.len());
             info["agents"] = agents;
+            info["remote"] = remote_counts(&stats);
             info["version"] = json!(env!("CARGO_PKG_VERSION"));
             Ok::<_, ErrorObjectOwned>(info)
         })
@@ -170,6 +171,17 @@ pub(crate) fn agent_counts(stats: &skep_swarm::SwarmStats) -> serde_json::Value 
         }
     }
     agents
+}
+
+/// Remote workers and their agents (`null` without a cluster), for `skep ls`.
+pub(crate) fn remote_counts(stats: &skep_swarm::SwarmStats) -> serde_json::Value {
+    match &stats.workers {
+        None => serde_json::Value::Null,
+        Some(workers) => json!({
+            "workers": workers.len(),
+            "agents": workers.iter().map(|w| w.agents.len()).sum::<usize>(),
+        }),
+    }
 }
 
 fn internal(e: &serde_json::Error) -> ErrorObjectOwned {

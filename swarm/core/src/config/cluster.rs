@@ -259,4 +259,23 @@ idempotent = ["lookup"]
         fails(&format!("{cluster}{REMOTE}min_warm = 1\n"), &["roles.r.min_warm", "from 0 to 0"]);
         fails(&format!("{cluster}[roles.\"a.b\"]\nremote = true\n"), &["no dots"]);
     }
+
+    #[test]
+    fn spill_is_remote_or_none_on_a_local_pool_of_a_cluster_config() {
+        let cluster = "[cluster]\nnats = \"n\"\n";
+        let local = "[roles.l]\ncommand = [\"a\"]\n";
+        let config = parse(&format!("{cluster}{local}spill = \"remote\"\n")).expect("parses");
+        assert!(config.roles["l"].spill_remote);
+        assert_eq!(config.roles["l"].protocol, Protocol::JsonRpc);
+        assert!(!parse(&format!("{cluster}{local}spill = \"none\"\n")).expect("parses").roles["l"].spill_remote);
+        assert!(!parse(&format!("{cluster}{local}")).expect("parses").roles["l"].spill_remote);
+        fails(&format!("{local}spill = \"remote\"\n"), &["role l is spill = \"remote\"", "[cluster]"]);
+        fails(&format!("{cluster}{local}spill = \"far\"\n"), &["roles.l.spill", "\"remote\" or \"none\""]);
+        fails(&format!("{cluster}{REMOTE}spill = \"remote\"\n"), &["roles.r.spill", "no local pool"]);
+        fails(
+            &format!("{cluster}{local}protocol = \"command\"\nspill = \"remote\"\n"),
+            &["roles.l.spill", "warm pools"],
+        );
+        fails(&format!("{cluster}[roles.\"a.b\"]\ncommand = [\"a\"]\nspill = \"remote\"\n"), &["no dots"]);
+    }
 }

@@ -69,9 +69,11 @@ impl Config {
         };
         check_tool_naming(&cx, &roles, &mcp.separator, &role_spans)?;
         let cluster = raw.cluster.map(|c| super::cluster::build(&cx, c, base_dir)).transpose()?;
-        if let Some(remote) = roles.values().find(|r| r.protocol == Protocol::Remote).filter(|_| cluster.is_none()) {
+        let needs_cluster = |r: &&RoleConfig| r.protocol == Protocol::Remote || r.spill_remote;
+        if let Some(remote) = roles.values().find(needs_cluster).filter(|_| cluster.is_none()) {
+            let key = if remote.spill_remote { "spill = \"remote\"" } else { "remote = true" };
             let problem = format!(
-                "role {} is remote = true, so the config needs a [cluster] table with nats = \"nats://HOST:4222\"",
+                "role {} is {key}, so the config needs a [cluster] table with nats = \"nats://HOST:4222\"",
                 remote.name
             );
             return Err(cx.at(at..at, "cluster", problem));
@@ -274,6 +276,27 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
             None => return Err(f.bad(s.span(), "share", r#""pool" or "session""#, &format!("{:?}", s.get_ref()))),
         },
     };
+    let spill_remote = match r.spill {
+        None => false,
+        Some(s) => match s.get_ref().as_str() {
+            "none" => false,
+            "remote" if remote => {
+                let problem = "a remote role has no local pool to spill from: leave spill out".to_owned();
+                return Err(cx.at(s.span(), &format!("{}.spill", f.key), problem));
+            }
+            "remote" if protocol == Protocol::Command => {
+                let problem = "spill is for warm pools; a command role runs a process per call".to_owned();
+                return Err(cx.at(s.span(), &format!("{}.spill", f.key), problem));
+            }
+            "remote" if name.contains('.') => {
+                let problem =
+                    format!("a role that spills to remote workers is a NATS subject token: no dots, found {name:?}");
+                return Err(cx.at(s.span(), &format!("{}.spill", f.key), problem));
+            }
+            "remote" => true,
+            other => return Err(f.bad(s.span(), "spill", r#""remote" or "none""#, &format!("{other:?}"))),
+        },
+    };
     Ok(RoleConfig {
         command,
         cwd,
@@ -305,6 +328,7 @@ fn build_role(cx: &Ctx<'_>, name: String, raw: Spanned<RawRole>, base: &Path) ->
         cost,
         tools,
         share,
+        spill_remote,
         name,
     })
 }

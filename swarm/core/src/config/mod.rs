@@ -162,6 +162,9 @@ pub struct RoleConfig {
     pub tools: Vec<ToolConfig>,
     /// How the MCP gateway shares the role's agents between sessions.
     pub share: Share,
+    /// `spill = "remote"`: calls past the local pool's capacity go to the
+    /// cluster's workers serving the role (docs/cluster.md).
+    pub spill_remote: bool,
 }
 
 /// A price list, in whatever unit the user prices in: per second of call
@@ -223,6 +226,7 @@ impl RoleConfig {
             cost: None,
             tools: Vec::new(),
             share: Share::Pool,
+            spill_remote: false,
         }
     }
 

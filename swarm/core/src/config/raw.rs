@@ -102,6 +102,7 @@ pub(super) struct RawRole {
     pub tools: Opt<Vec<Spanned<super::mcp::RawTool>>>,
     pub share: Opt<String>,
     pub remote: Opt<bool>,
+    pub spill: Opt<String>,
 }
 
 /// `[roles.NAME.cost]`.

@@ -130,6 +130,7 @@ route = ["^review\\b", "lint"]
         cost: None,
         tools: Vec::new(),
         share: super::Share::Pool,
+        spill_remote: false,
     };
     assert_eq!(role(text, "w"), expected);
     assert_eq!(expected.argv(), argv(&["/bin/sh", "-c", "agent --fast"]));

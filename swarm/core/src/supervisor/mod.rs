@@ -194,6 +194,7 @@ impl Supervisor {
                 self.recorder.record(outcome, elapsed);
                 self.judge(permit, outcome, elapsed);
             }
+            Msg::Unused(permit) => self.judge(permit, Outcome::Cancelled, Duration::ZERO),
             Msg::AcquireEach(reply) => {
                 let leases = match self.refusal() {
                     Some(err) => Err(err),

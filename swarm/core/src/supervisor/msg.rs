@@ -34,6 +34,9 @@ pub(crate) enum Msg {
         outcome: Outcome,
         elapsed: Duration,
     },
+    /// A permit from `Admit` whose call ran nowhere (a spilled call that went
+    /// back to the local queue): given back without counting as a call.
+    Unused(Permit),
     Started {
         id: u64,
         result: Result<Agent, StartFailure>,

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ObserveError;
 use crate::mcp::{Gateway, GatewayError, GatewayView, split_session_roles};
-use crate::observe::agent_counts;
+use crate::observe::{agent_counts, remote_counts};
 use crate::observe_dir::{ensure_private_dir, observe_dir};
 use crate::rpc::{Sidecar, rpc_module};
 use crate::socket::{Presence, accept_loop, bind};
@@ -300,6 +300,7 @@ impl State {
             "idleExitMs": self.idle_exit.map(|d| d.as_millis() as u64),
             "roles": stats.roles.len(),
             "agents": agent_counts(&stats),
+            "remote": remote_counts(&stats),
             "mcp": self.mcp_status().await,
         })
     }
