@@ -309,6 +309,33 @@ fn the_official_typescript_client_over_streamable_http() {
     check_main_scenario(&world, &r);
 }
 
+/// A server's `tools/list_changed` reaches every session, on `transport`,
+/// and the next list is the server's new one, not skep's cached one.
+fn check_list_changed(transport: &str) {
+    let world = World::new(&format!("changed-{transport}"), "");
+    world.skep(&["up"]);
+    let r = world.ts("listchanged", transport);
+    assert_eq!(r["capability"], json!(true), "{r}");
+    let before = json!(["state__announce", "state__recall", "state__remember", "state__slow", "state__whoami"]);
+    assert_eq!(r["before"], before, "{r}");
+    let after =
+        json!(["state__announce", "state__fresh", "state__recall", "state__remember", "state__slow", "state__whoami"]);
+    assert_eq!(r["after"], after, "the list after the change is the server's new one: {r}");
+    assert_eq!(r["freshCall"], json!("fresh"), "{r}");
+    // Once per session: the announcing one and the other.
+    assert_eq!(r["told"], json!({"a": 1, "b": 1}), "{r}");
+}
+
+#[test]
+fn a_servers_tool_list_change_reaches_every_stdio_session_and_the_new_list() {
+    check_list_changed("stdio");
+}
+
+#[test]
+fn a_servers_tool_list_change_reaches_every_http_session_and_the_new_list() {
+    check_list_changed("http");
+}
+
 #[test]
 fn print_config_gives_the_entries_for_both_transports() {
     let world = World::new("print-config", "");

@@ -1,6 +1,7 @@
 // A small MCP stdio server for the gateway's tests, built on the official SDK:
 // it keeps per-process state (a counter and a key/value map), reports its
-// pid, and has a slow tool that reports progress and notices cancellation.
+// pid, has a slow tool that reports progress and notices cancellation, and
+// one that adds a tool to its list and announces the change.
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
@@ -12,9 +13,10 @@ const tools = [
   { name: 'remember', description: 'Keeps a value in this process', inputSchema: object({ key: { type: 'string' }, value: { type: 'string' } }) },
   { name: 'recall', description: 'A value this process keeps', inputSchema: object({ key: { type: 'string' } }) },
   { name: 'slow', description: 'Waits ms, reporting progress each step', inputSchema: object({ ms: { type: 'number' }, steps: { type: 'number' } }) },
+  { name: 'announce', description: 'Adds a tool named `tool` and sends tools/list_changed', inputSchema: object({ tool: { type: 'string' } }) },
 ]
 
-const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: {} } })
+const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } })
 server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }))
 server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
   state.calls += 1
@@ -46,7 +48,12 @@ server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       }
       return text({ pid: process.pid, slept: args.ms })
     }
+    case 'announce':
+      tools.push({ name: args.tool, description: 'Added by announce', inputSchema: object() })
+      await server.sendToolListChanged()
+      return text({ pid: process.pid, added: args.tool })
     default:
+      if (tools.some((t) => t.name === request.params.name)) return text({ pid: process.pid, added: request.params.name })
       throw new Error(`no tool ${request.params.name}`)
   }
 })

@@ -8,6 +8,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 
 const [scenario, transport, target, extra] = process.argv.slice(2)
 const DEADLINE_MS = 30000
@@ -78,6 +79,23 @@ async function main () {
       return r.isError ? null : json(r)
     })
     out.unknownTool = await call(a, 'nobody__nothing').then((r) => ({ isError: r.isError, text: text(r) }), (e) => ({ error: e.code }))
+    await a.end()
+    await b.end()
+  } else if (scenario === 'listchanged') {
+    // A server announces a new tool: every session is told, and lists it.
+    const a = await connect()
+    const b = await connect()
+    const told = { a: 0, b: 0 }
+    a.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.a += 1 })
+    b.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.b += 1 })
+    const stateTools = async (c) => (await c.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith('state__')).sort()
+    out.before = await stateTools(b)
+    out.capability = a.getServerCapabilities()?.tools?.listChanged === true
+    await call(a, 'state__announce', { tool: 'fresh' })
+    await until('both sessions to be told the list changed', async () => told.a > 0 && told.b > 0)
+    out.after = await stateTools(b)
+    out.freshCall = json(await call(b, 'state__fresh')).added
+    out.told = told
     await a.end()
     await b.end()
   } else if (scenario === 'sessions') {

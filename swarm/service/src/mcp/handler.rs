@@ -12,12 +12,13 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde_json::value::RawValue;
 use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
 
-use super::catalog::{self, Target};
+use super::catalog::{self, Listing, Target};
+use super::notify::Listeners;
 use super::spares::{Held, Spares};
 
 /// What every session of one gateway shares: the swarm, the spares of
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     pub swarm: Swarm,
     pub spares: Spares,
     pub separator: Arc<str>,
+    pub listeners: Listeners,
 }
 
 /// One MCP session's server. Clones (rmcp may make them) share the
@@ -36,11 +38,25 @@ pub(crate) struct Shared {
 pub(crate) struct Session {
     shared: Arc<Shared>,
     own: Arc<tokio::sync::Mutex<HashMap<String, Arc<Held>>>>,
+    listening: Arc<std::sync::OnceLock<Listening>>,
+}
+
+/// A session's place among the list_changed listeners, left when the session's last clone goes.
+#[derive(Debug)]
+struct Listening {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.shared.listeners.remove(self.id);
+    }
 }
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Session {
-        Session { shared, own: Arc::default() }
+        Session { shared, own: Arc::default(), listening: Arc::default() }
     }
 
     /// Every role offering tools, from the shared swarm and the per-session ones.
@@ -104,7 +120,7 @@ impl Session {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))
             .with_instructions(
@@ -120,9 +136,23 @@ impl ServerHandler for Session {
         let mut roles = Vec::new();
         for role in self.roles() {
             let swarm = self.swarm_for(&role.name).await;
-            roles.push((role, swarm));
+            // A session's own agent's list is not worth caching, and its cache
+            // is not the one a list change clears.
+            let fresh = self.shared.spares.serves(&role.name);
+            roles.push(Listing { role, swarm, fresh });
         }
-        Ok(ListToolsResult::with_all_items(catalog::list_tools(roles, &self.shared.separator).await))
+        let (tools, left_out) = catalog::list_tools(roles, &self.shared.separator).await;
+        for role in left_out {
+            self.shared.listeners.left_out(&role);
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let id = self.shared.listeners.add(context.peer);
+        let listening = Listening { shared: Arc::clone(&self.shared), id };
+        // A second initialized on one session (a client's mistake) keeps the first registration.
+        let _ = self.listening.set(listening);
     }
 
     async fn call_tool(
