@@ -336,6 +336,39 @@ fn a_servers_tool_list_change_reaches_every_http_session_and_the_new_list() {
     check_list_changed("http");
 }
 
+/// Resources, resource templates and prompts, merged from the servers that
+/// have them (state-server, and the memory server's knowledge graph), each
+/// read or got from its own server, on `transport`.
+fn check_resources(transport: &str) {
+    let world = World::new(&format!("resources-{transport}"), "");
+    world.skep(&["up"]);
+    let r = world.ts("resources", transport);
+    assert!(r["capabilities"]["resources"].is_object() && r["capabilities"]["prompts"].is_object(), "{r}");
+    assert_eq!(r["resources"], json!(["skep://memory/memory://knowledge-graph", "skep://state/state://memory"]), "{r}");
+    assert_eq!(r["templates"], json!(["skep://state/state://memory/{key}"]), "{r}");
+    // Read from the server (its memory as a call left it), URIs offered back with the prefix.
+    assert_eq!(r["whole"], json!({"uri": "skep://state/state://memory", "memory": {"k": "kept"}}), "{r}");
+    assert_eq!(r["one"], json!({"uri": "skep://state/state://memory/k", "text": "kept"}), "{r}");
+    assert_eq!(r["graph"], json!({"uri": "skep://memory/memory://knowledge-graph", "entities": []}), "{r}");
+    assert_eq!(r["unknownRole"], json!(-32602), "{r}");
+    assert_eq!(r["foreign"], json!(-32602), "{r}");
+    // The server's own refusal, relayed (the SDK answers a thrown error with -32603).
+    assert!(r["missing"].is_i64(), "{r}");
+    assert_eq!(r["prompts"], json!(["state__greet"]), "{r}");
+    assert_eq!(r["prompt"], json!(true), "the prompt comes from the server, with the arguments: {r}");
+    assert_eq!(r["unknownPrompt"], json!(-32602), "{r}");
+}
+
+#[test]
+fn resources_templates_and_prompts_are_merged_and_mapped_back_over_stdio() {
+    check_resources("stdio");
+}
+
+#[test]
+fn resources_templates_and_prompts_are_merged_and_mapped_back_over_http() {
+    check_resources("http");
+}
+
 #[test]
 fn print_config_gives_the_entries_for_both_transports() {
     let world = World::new("print-config", "");

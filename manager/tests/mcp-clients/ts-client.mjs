@@ -98,6 +98,29 @@ async function main () {
     out.told = told
     await a.end()
     await b.end()
+  } else if (scenario === 'resources') {
+    // Resources, templates and prompts of the servers, merged and mapped back.
+    const a = await connect()
+    out.capabilities = a.getServerCapabilities()
+    out.resources = (await a.listResources()).resources.map((r) => r.uri).sort()
+    out.templates = (await a.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate).sort()
+    await call(a, 'state__remember', { key: 'k', value: 'kept' })
+    const pid = json(await call(a, 'state__whoami')).pid
+    const whole = (await a.readResource({ uri: 'skep://state/state://memory' })).contents[0]
+    out.whole = { uri: whole.uri, memory: JSON.parse(whole.text) }
+    const one = (await a.readResource({ uri: 'skep://state/state://memory/k' })).contents[0]
+    out.one = { uri: one.uri, text: one.text }
+    const graph = (await a.readResource({ uri: 'skep://memory/memory://knowledge-graph' })).contents[0]
+    out.graph = { uri: graph.uri, entities: JSON.parse(graph.text).entities }
+    const failed = (uri) => a.readResource({ uri }).then(() => 'answered', (e) => e.code)
+    out.unknownRole = await failed('skep://nobody/x://y')
+    out.foreign = await failed('state://memory')
+    out.missing = await failed('skep://state/state://memory/absent')
+    out.prompts = (await a.listPrompts()).prompts.map((p) => p.name).sort()
+    const prompt = await a.getPrompt({ name: 'state__greet', arguments: { who: 'ann' } })
+    out.prompt = prompt.messages[0].content.text === `hello ann from ${pid}`
+    out.unknownPrompt = await a.getPrompt({ name: 'nobody__greet' }).then(() => 'answered', (e) => e.code)
+    await a.end()
   } else if (scenario === 'sessions') {
     out.pids = []
     for (let i = 0; i < 10; i++) {

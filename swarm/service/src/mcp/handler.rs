@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
@@ -19,6 +21,7 @@ use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
 
 use super::catalog::{self, Listing, Target};
 use super::notify::Listeners;
+use super::resources::{self, Kind};
 use super::spares::{Held, Spares};
 
 /// What every session of one gateway shares: the swarm, the spares of
@@ -82,6 +85,31 @@ impl Session {
         Ok(held.swarm().clone())
     }
 
+    /// Every MCP server role, on the swarm serving it to this session.
+    async fn servers(&self) -> Vec<(Arc<RoleConfig>, Result<Swarm, SwarmError>)> {
+        let mut servers = Vec::new();
+        for role in self.roles().into_iter().filter(|r| r.handshake == skep_swarm::Handshake::Mcp) {
+            let swarm = self.swarm_for(&role.name).await;
+            servers.push((role, swarm));
+        }
+        servers
+    }
+
+    async fn aggregate<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<T, McpError> {
+        resources::list(kind, self.servers().await, &self.shared.separator).await
+    }
+
+    /// The swarm serving an MCP server `role` this session knows, or `-32602` naming `what`.
+    async fn server(&self, role: &str, what: &str) -> Result<Swarm, McpError> {
+        let known = self.roles().iter().any(|r| r.name == role && r.handshake == skep_swarm::Handshake::Mcp);
+        if !known {
+            return Err(McpError::invalid_params(format!("no server offers {what}"), None));
+        }
+        self.swarm_for(role)
+            .await
+            .map_err(|e| McpError::internal_error(format!("server {role} could not answer: {e}"), None))
+    }
+
     /// Runs a tool call; `progress` is the token the upstream request carries, if the client asked for progress.
     async fn call(&self, request: CallToolRequestParams, progress: Option<&str>) -> Result<CallToolResult, McpError> {
         let target = catalog::resolve(&self.roles(), &self.shared.separator, &request.name)
@@ -120,7 +148,12 @@ impl Session {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_prompts()
+            .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))
             .with_instructions(
@@ -146,6 +179,64 @@ impl ServerHandler for Session {
             self.shared.listeners.left_out(&role);
         }
         Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.aggregate(Kind::Resources).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.aggregate(Kind::Templates).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let unknown = || McpError::invalid_params(format!("no server offers the resource {:?}", request.uri), None);
+        let (role, uri) = resources::resolve_uri(&request.uri).ok_or_else(unknown)?;
+        let swarm = self.server(role, &format!("the resource {:?}", request.uri)).await?;
+        let answer: serde_json::Value =
+            resources::call(&swarm, role, "resources/read", serde_json::json!({ "uri": uri })).await?;
+        let result: ReadResourceResult =
+            serde_json::from_value(resources::prefix_contents(role, answer)).map_err(|e| {
+                McpError::internal_error(format!("server {role} answered resources/read oddly ({e})"), None)
+            })?;
+        Ok(result.into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.aggregate(Kind::Prompts).await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let what = format!("the prompt {:?}", request.name);
+        let (role, name) = (request.name.split_once(&*self.shared.separator))
+            .ok_or_else(|| McpError::invalid_params(format!("no server offers {what}"), None))?;
+        let swarm = self.server(role, &what).await?;
+        let mut params = serde_json::json!({ "name": name });
+        if let Some(arguments) = request.arguments {
+            params["arguments"] = serde_json::Value::Object(arguments);
+        }
+        let result: GetPromptResult = resources::call(&swarm, role, "prompts/get", params).await?;
+        Ok(result.into())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {

@@ -12,6 +12,7 @@
 //! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
 //! - `notify.rs`: `tools/list_changed` to every session when a server's, or the roles', list changes.
+//! - `resources.rs`: resources (URIs as `skep://<role>/...`), templates and prompts, merged like tools.
 //! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
@@ -22,6 +23,7 @@ mod guard;
 mod handler;
 mod http;
 mod notify;
+mod resources;
 mod spares;
 mod stream;
 
