@@ -609,3 +609,66 @@ fn bad_http_input_gets_its_documented_status_and_the_gateway_lives_on() {
     let r = world.ts("sessions", "http");
     assert_eq!(r["pids"].as_array().unwrap().len(), 10, "the gateway serves on: {r}");
 }
+
+/// The headers and body of a raw HTTP answer.
+fn split_answer(text: &str) -> (String, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_single_http_answer_is_plain_json_and_progress_keeps_the_event_stream() {
+    let world = World::new("json-http", "");
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", bearer.as_str()),
+    ];
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, text) = http(&url, &headers, init.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: application/json"), "initialize answered as JSON: {text}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["result"]["serverInfo"]["name"], "skep", "{text}");
+    let session = (head.lines())
+        .find_map(|l| l.strip_prefix("mcp-session-id: ").map(str::trim))
+        .map(|s| text[text.to_ascii_lowercase().find(s).unwrap()..][..s.len()].to_owned())
+        .expect("a session id");
+    headers.push(("Mcp-Session-Id", session.as_str()));
+    headers.push(("MCP-Protocol-Version", "2025-06-18"));
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(http(&url, &headers, initialized.to_string().as_bytes()).0, 202);
+
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "state__whoami", "arguments": {}}});
+    let (status, text) = http(&url, &headers, call.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: application/json"), "a plain call answered as JSON: {text}");
+    let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(answer["id"], 2, "{text}");
+    assert!(answer["result"]["structuredContent"]["pid"].is_u64(), "{text}");
+
+    // Progress comes before the answer: the stream stays, every message in order.
+    let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "state__slow", "arguments": {"ms": 200, "steps": 2}, "_meta": {"progressToken": "p"}}});
+    let (status, text) = http(&url, &headers, slow.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: text/event-stream"), "{text}");
+    let messages: Vec<Value> = (body.lines())
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim))
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    // Progress as its number (the SDK sends 1.0), the answer as its id.
+    let shape: Vec<Value> = messages
+        .iter()
+        .map(|m| m["params"]["progress"].as_f64().map_or(m["id"].clone(), |p| json!(p as u64)))
+        .collect();
+    assert_eq!(shape, vec![json!(1), json!(2), json!(3)], "progress 1, 2, then the answer (id 3): {text}");
+}

@@ -16,12 +16,14 @@
 //! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
+//! - `json_answer.rs`: a POST's single response as `application/json`, not an SSE stream.
 //! - `guard.rs`: the bearer token file and its check.
 
 mod catalog;
 mod guard;
 mod handler;
 mod http;
+mod json_answer;
 mod notify;
 mod resources;
 mod spares;
