@@ -336,6 +336,15 @@ fn a_servers_tool_list_change_reaches_every_http_session_and_the_new_list() {
     check_list_changed("http");
 }
 
+#[test]
+fn a_reload_that_adds_a_role_tells_the_open_sessions() {
+    let world = World::new("changed-reload", "");
+    let r = world.ts("reload", "stdio");
+    assert_eq!(r["before"], json!(false), "{r}");
+    assert_eq!(r["after"], json!(true), "the new role's tool is listed after the reload: {r}");
+    assert_eq!(r["told"], json!(1), "{r}");
+}
+
 /// Resources, resource templates and prompts, merged from the servers that
 /// have them (state-server, and the memory server's knowledge graph), each
 /// read or got from its own server, on `transport`.

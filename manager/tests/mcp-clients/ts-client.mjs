@@ -6,6 +6,8 @@
 // stdio servers are spawned the SDK's way: with its default environment only
 // (HOME, LOGNAME, PATH, SHELL, TERM, USER), as MCP clients do.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
@@ -98,6 +100,20 @@ async function main () {
     out.told = told
     await a.end()
     await b.end()
+  } else if (scenario === 'reload') {
+    // stdio only: a role added to the config and reloaded reaches the open session.
+    const a = await connect()
+    let told = 0
+    a.setNotificationHandler(ToolListChangedNotificationSchema, () => { told += 1 })
+    const names = async () => (await a.listTools()).tools.map((t) => t.name)
+    out.before = (await names()).includes('extra__count')
+    fs.appendFileSync(extra, `\n[roles.extra]\ncommand = ["${target}", "agent", "demo"]\n[[roles.extra.tools]]\nname = "count"\nmethod = "wordcount"\ninput_schema = { type = "object" }\n`)
+    const reloaded = spawnSync(target, ['reload', '--config', extra], { encoding: 'utf8' })
+    if (reloaded.status !== 0) throw new Error(`skep reload: ${reloaded.stderr}`)
+    await until('the session to be told the list changed', async () => told > 0)
+    out.after = (await names()).includes('extra__count')
+    out.told = told
+    await a.end()
   } else if (scenario === 'resources') {
     // Resources, templates and prompts of the servers, merged and mapped back.
     const a = await connect()
