@@ -6,9 +6,12 @@
 //   relay    the SDK spawns `skep mcp`, which relays to the daemon's gateway;
 //   http     the SDK talks Streamable HTTP to the daemon's gateway.
 // 1. one tool call at a time: p50 and p99 per side, in alternating rounds;
-// 2. a new session's first call: spawn/connect, initialize, one call, close.
+// 2. a new session's first call: spawn/connect, initialize, one call, close;
+// 3. 10 sessions (--fleet) each using 3 servers (state, memory, filesystem):
+//    processes and RSS with one copy of each server per session (direct)
+//    against 10 `skep mcp` relays to one daemon keeping one copy of each.
 // Usage (after `cd manager/tests/mcp-clients && npm ci` and a release build):
-//   node benches/mcp.mjs [--skep target/release/skep] [--calls 2000] [--rounds 5] [--sessions 20]
+//   node benches/mcp.mjs [--skep target/release/skep] [--calls 2000] [--rounds 5] [--sessions 20] [--fleet 10]
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -30,6 +33,7 @@ const skep = path.resolve(arg('skep', path.join(here, '..', 'target', 'release',
 const calls = Number(arg('calls', 2000))
 const rounds = Number(arg('rounds', 5))
 const sessions = Number(arg('sessions', 20))
+const fleet = Number(arg('fleet', 10))
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skep-bench-mcp-'))
 fs.mkdirSync(path.join(root, 'run'), { mode: 0o700 })
@@ -103,6 +107,74 @@ for (let i = 0; i < sessions; i++) {
   }
 }
 run('down')
+
+// 3. Ten sessions, three servers each: what is running, and its memory.
+const servers = {
+  state: [server],
+  memory: [path.join(clients, 'node_modules', '@modelcontextprotocol', 'server-memory', 'dist', 'index.js')],
+  fs: [path.join(clients, 'node_modules', '@modelcontextprotocol', 'server-filesystem', 'dist', 'index.js'), root],
+}
+const firstTool = { state: 'whoami', memory: 'read_graph', fs: 'list_allowed_directories' }
+const fleetConfig = path.join(root, 'fleet.toml')
+fs.writeFileSync(fleetConfig, Object.entries(servers).map(([name, args]) =>
+  `[roles.${name}]\ncommand = ${JSON.stringify(['node', ...args])}\nhandshake = "mcp"\nmin_warm = 1\nmax_agents = 1\nconcurrency = 16\nenv = { MEMORY_FILE_PATH = "${path.join(root, 'memory.jsonl')}" }\n`).join('\n'))
+/** Every process below `pid` (itself included), from /proc. */
+function tree (pid) {
+  const children = new Map()
+  for (const entry of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
+    } catch {}
+  }
+  const out = []
+  const walk = (p) => { out.push(p); for (const c of children.get(p) ?? []) walk(c) }
+  walk(pid)
+  return out
+}
+const rssKb = (pid) => {
+  try { return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) } catch { return 0 }
+}
+const command = (pid) => { try { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '?' } }
+const measure = (pids) => ({
+  processes: pids.length,
+  rssMb: +(pids.reduce((sum, p) => sum + rssKb(p), 0) / 1024).toFixed(1),
+  commands: pids.map(command).reduce((tally, c) => ({ ...tally, [c]: (tally[c] ?? 0) + 1 }), {}),
+})
+const fleetSides = {}
+{
+  // Direct: each session spawns its own copy of every server.
+  const open = []
+  for (let i = 0; i < fleet; i++) {
+    for (const [name, args] of Object.entries(servers)) {
+      const transport = new StdioClientTransport({ command: 'node', args, env: { ...env, MEMORY_FILE_PATH: path.join(root, `memory-${i}.jsonl`) } })
+      const client = new Client({ name: 'bench', version: '1' })
+      await client.connect(transport)
+      await client.callTool({ name: firstTool[name], arguments: {} })
+      open.push({ client, transport })
+    }
+  }
+  fleetSides.direct = measure(open.flatMap(({ transport }) => tree(transport.pid)))
+  for (const s of open) await close(s)
+}
+{
+  // Through skep: one relay per session, one daemon, one copy of each server.
+  spawnSync(skep, ['up', '--config', fleetConfig], { env })
+  const daemon = JSON.parse(spawnSync(skep, ['status', '--json', '--config', fleetConfig], { env, encoding: 'utf8' }).stdout).daemon.pid
+  const open = []
+  for (let i = 0; i < fleet; i++) {
+    const transport = new StdioClientTransport({ command: skep, args: ['mcp', '--config', fleetConfig], env })
+    const client = new Client({ name: 'bench', version: '1' })
+    await client.connect(transport)
+    for (const name of Object.keys(servers)) await client.callTool({ name: `${name}__${firstTool[name]}`, arguments: {} })
+    open.push({ client, transport })
+  }
+  fleetSides.skep = measure([...tree(daemon), ...open.flatMap(({ transport }) => tree(transport.pid))])
+  fleetSides.skepRelaysOnly = measure(open.flatMap(({ transport }) => tree(transport.pid)))
+  for (const s of open) await close(s)
+  spawnSync(skep, ['down', '--config', fleetConfig], { env })
+}
 fs.rmSync(root, { recursive: true, force: true })
 
 const row = (side) => ({
@@ -112,4 +184,4 @@ const row = (side) => ({
   addedP50Ms: +(pct(lat[side], 50) - pct(lat.direct, 50)).toFixed(3),
   firstCallP50Ms: +pct(first[side], 50).toFixed(1),
 })
-console.log(JSON.stringify({ calls, rounds, sessions, rows: Object.keys(sides).map(row) }, null, 1))
+console.log(JSON.stringify({ calls, rounds, sessions, rows: Object.keys(sides).map(row), fleet: { sessions: fleet, servers: 3, ...fleetSides } }, null, 1))

@@ -309,6 +309,75 @@ fn the_official_typescript_client_over_streamable_http() {
     check_main_scenario(&world, &r);
 }
 
+/// A server's `tools/list_changed` reaches every session, on `transport`,
+/// and the next list is the server's new one, not skep's cached one.
+fn check_list_changed(transport: &str) {
+    let world = World::new(&format!("changed-{transport}"), "");
+    world.skep(&["up"]);
+    let r = world.ts("listchanged", transport);
+    assert_eq!(r["capability"], json!(true), "{r}");
+    let before = json!(["state__announce", "state__recall", "state__remember", "state__slow", "state__whoami"]);
+    assert_eq!(r["before"], before, "{r}");
+    let after =
+        json!(["state__announce", "state__fresh", "state__recall", "state__remember", "state__slow", "state__whoami"]);
+    assert_eq!(r["after"], after, "the list after the change is the server's new one: {r}");
+    assert_eq!(r["freshCall"], json!("fresh"), "{r}");
+    // Once per session: the announcing one and the other.
+    assert_eq!(r["told"], json!({"a": 1, "b": 1}), "{r}");
+}
+
+#[test]
+fn a_servers_tool_list_change_reaches_every_stdio_session_and_the_new_list() {
+    check_list_changed("stdio");
+}
+
+#[test]
+fn a_servers_tool_list_change_reaches_every_http_session_and_the_new_list() {
+    check_list_changed("http");
+}
+
+#[test]
+fn a_reload_that_adds_a_role_tells_the_open_sessions() {
+    let world = World::new("changed-reload", "");
+    let r = world.ts("reload", "stdio");
+    assert_eq!(r["before"], json!(false), "{r}");
+    assert_eq!(r["after"], json!(true), "the new role's tool is listed after the reload: {r}");
+    assert_eq!(r["told"], json!(1), "{r}");
+}
+
+/// Resources, resource templates and prompts, merged from the servers that
+/// have them (state-server, and the memory server's knowledge graph), each
+/// read or got from its own server, on `transport`.
+fn check_resources(transport: &str) {
+    let world = World::new(&format!("resources-{transport}"), "");
+    world.skep(&["up"]);
+    let r = world.ts("resources", transport);
+    assert!(r["capabilities"]["resources"].is_object() && r["capabilities"]["prompts"].is_object(), "{r}");
+    assert_eq!(r["resources"], json!(["skep://memory/memory://knowledge-graph", "skep://state/state://memory"]), "{r}");
+    assert_eq!(r["templates"], json!(["skep://state/state://memory/{key}"]), "{r}");
+    // Read from the server (its memory as a call left it), URIs offered back with the prefix.
+    assert_eq!(r["whole"], json!({"uri": "skep://state/state://memory", "memory": {"k": "kept"}}), "{r}");
+    assert_eq!(r["one"], json!({"uri": "skep://state/state://memory/k", "text": "kept"}), "{r}");
+    assert_eq!(r["graph"], json!({"uri": "skep://memory/memory://knowledge-graph", "entities": []}), "{r}");
+    assert_eq!(r["unknownRole"], json!(-32602), "{r}");
+    assert_eq!(r["foreign"], json!(-32602), "{r}");
+    // The server's own refusal, relayed (the SDK answers a thrown error with -32603).
+    assert!(r["missing"].is_i64(), "{r}");
+    assert_eq!(r["prompts"], json!(["state__greet"]), "{r}");
+    assert_eq!(r["prompt"], json!(true), "the prompt comes from the server, with the arguments: {r}");
+    assert_eq!(r["unknownPrompt"], json!(-32602), "{r}");
+}
+
+#[test]
+fn resources_templates_and_prompts_are_merged_and_mapped_back_over_stdio() {
+    check_resources("stdio");
+}
+
+#[test]
+fn resources_templates_and_prompts_are_merged_and_mapped_back_over_http() {
+    check_resources("http");
+}
+
 #[test]
 fn print_config_gives_the_entries_for_both_transports() {
     let world = World::new("print-config", "");
@@ -548,4 +617,67 @@ fn bad_http_input_gets_its_documented_status_and_the_gateway_lives_on() {
     assert!(status < 500, "{text}");
     let r = world.ts("sessions", "http");
     assert_eq!(r["pids"].as_array().unwrap().len(), 10, "the gateway serves on: {r}");
+}
+
+/// The headers and body of a raw HTTP answer.
+fn split_answer(text: &str) -> (String, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_single_http_answer_is_plain_json_and_progress_keeps_the_event_stream() {
+    let world = World::new("json-http", "");
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", bearer.as_str()),
+    ];
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, text) = http(&url, &headers, init.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: application/json"), "initialize answered as JSON: {text}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["result"]["serverInfo"]["name"], "skep", "{text}");
+    let session = (head.lines())
+        .find_map(|l| l.strip_prefix("mcp-session-id: ").map(str::trim))
+        .map(|s| text[text.to_ascii_lowercase().find(s).unwrap()..][..s.len()].to_owned())
+        .expect("a session id");
+    headers.push(("Mcp-Session-Id", session.as_str()));
+    headers.push(("MCP-Protocol-Version", "2025-06-18"));
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(http(&url, &headers, initialized.to_string().as_bytes()).0, 202);
+
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "state__whoami", "arguments": {}}});
+    let (status, text) = http(&url, &headers, call.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: application/json"), "a plain call answered as JSON: {text}");
+    let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(answer["id"], 2, "{text}");
+    assert!(answer["result"]["structuredContent"]["pid"].is_u64(), "{text}");
+
+    // Progress comes before the answer: the stream stays, every message in order.
+    let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "state__slow", "arguments": {"ms": 200, "steps": 2}, "_meta": {"progressToken": "p"}}});
+    let (status, text) = http(&url, &headers, slow.to_string().as_bytes());
+    let (head, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("content-type: text/event-stream"), "{text}");
+    let messages: Vec<Value> = (body.lines())
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim))
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    // Progress as its number (the SDK sends 1.0), the answer as its id.
+    let shape: Vec<Value> = messages
+        .iter()
+        .map(|m| m["params"]["progress"].as_f64().map_or(m["id"].clone(), |p| json!(p as u64)))
+        .collect();
+    assert_eq!(shape, vec![json!(1), json!(2), json!(3)], "progress 1, 2, then the answer (id 3): {text}");
 }

@@ -1,9 +1,14 @@
 // A small MCP stdio server for the gateway's tests, built on the official SDK:
 // it keeps per-process state (a counter and a key/value map), reports its
-// pid, and has a slow tool that reports progress and notices cancellation.
+// pid, has a slow tool that reports progress and notices cancellation, and
+// one that adds a tool to its list and announces the change. It offers its
+// memory as resources (one, and a template per key) and a prompt.
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
-import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import {
+  CallToolRequestSchema, GetPromptRequestSchema, ListPromptsRequestSchema, ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema
+} from '@modelcontextprotocol/sdk/types.js'
 
 const state = { calls: 0, cancelled: 0, memory: {} }
 const object = (properties = {}) => ({ type: 'object', properties })
@@ -12,10 +17,30 @@ const tools = [
   { name: 'remember', description: 'Keeps a value in this process', inputSchema: object({ key: { type: 'string' }, value: { type: 'string' } }) },
   { name: 'recall', description: 'A value this process keeps', inputSchema: object({ key: { type: 'string' } }) },
   { name: 'slow', description: 'Waits ms, reporting progress each step', inputSchema: object({ ms: { type: 'number' }, steps: { type: 'number' } }) },
+  { name: 'announce', description: 'Adds a tool named `tool` and sends tools/list_changed', inputSchema: object({ tool: { type: 'string' } }) },
 ]
 
-const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: {} } })
+const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: { listChanged: true }, resources: {}, prompts: {} } })
 server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }))
+server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+  resources: [{ uri: 'state://memory', name: 'memory', mimeType: 'application/json' }]
+}))
+server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
+  resourceTemplates: [{ uriTemplate: 'state://memory/{key}', name: 'one key', mimeType: 'text/plain' }]
+}))
+server.setRequestHandler(ReadResourceRequestSchema, async (request) => {
+  const uri = request.params.uri
+  if (uri === 'state://memory') return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(state.memory) }] }
+  const key = uri.startsWith('state://memory/') ? uri.slice('state://memory/'.length) : undefined
+  if (key === undefined || !(key in state.memory)) throw new Error(`no resource ${uri}`)
+  return { contents: [{ uri, mimeType: 'text/plain', text: state.memory[key] }] }
+})
+server.setRequestHandler(ListPromptsRequestSchema, async () => ({
+  prompts: [{ name: 'greet', description: 'Greets someone', arguments: [{ name: 'who', required: true }] }]
+}))
+server.setRequestHandler(GetPromptRequestSchema, async (request) => ({
+  messages: [{ role: 'user', content: { type: 'text', text: `hello ${request.params.arguments?.who} from ${process.pid}` } }]
+}))
 server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
   state.calls += 1
   const args = request.params.arguments ?? {}
@@ -46,7 +71,12 @@ server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       }
       return text({ pid: process.pid, slept: args.ms })
     }
+    case 'announce':
+      tools.push({ name: args.tool, description: 'Added by announce', inputSchema: object() })
+      await server.sendToolListChanged()
+      return text({ pid: process.pid, added: args.tool })
     default:
+      if (tools.some((t) => t.name === request.params.name)) return text({ pid: process.pid, added: request.params.name })
       throw new Error(`no tool ${request.params.name}`)
   }
 })

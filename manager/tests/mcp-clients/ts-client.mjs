@@ -6,8 +6,11 @@
 // stdio servers are spawned the SDK's way: with its default environment only
 // (HOME, LOGNAME, PATH, SHELL, TERM, USER), as MCP clients do.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 
 const [scenario, transport, target, extra] = process.argv.slice(2)
 const DEADLINE_MS = 30000
@@ -80,6 +83,60 @@ async function main () {
     out.unknownTool = await call(a, 'nobody__nothing').then((r) => ({ isError: r.isError, text: text(r) }), (e) => ({ error: e.code }))
     await a.end()
     await b.end()
+  } else if (scenario === 'listchanged') {
+    // A server announces a new tool: every session is told, and lists it.
+    const a = await connect()
+    const b = await connect()
+    const told = { a: 0, b: 0 }
+    a.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.a += 1 })
+    b.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.b += 1 })
+    const stateTools = async (c) => (await c.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith('state__')).sort()
+    out.before = await stateTools(b)
+    out.capability = a.getServerCapabilities()?.tools?.listChanged === true
+    await call(a, 'state__announce', { tool: 'fresh' })
+    await until('both sessions to be told the list changed', async () => told.a > 0 && told.b > 0)
+    out.after = await stateTools(b)
+    out.freshCall = json(await call(b, 'state__fresh')).added
+    out.told = told
+    await a.end()
+    await b.end()
+  } else if (scenario === 'reload') {
+    // stdio only: a role added to the config and reloaded reaches the open session.
+    const a = await connect()
+    let told = 0
+    a.setNotificationHandler(ToolListChangedNotificationSchema, () => { told += 1 })
+    const names = async () => (await a.listTools()).tools.map((t) => t.name)
+    out.before = (await names()).includes('extra__count')
+    fs.appendFileSync(extra, `\n[roles.extra]\ncommand = ["${target}", "agent", "demo"]\n[[roles.extra.tools]]\nname = "count"\nmethod = "wordcount"\ninput_schema = { type = "object" }\n`)
+    const reloaded = spawnSync(target, ['reload', '--config', extra], { encoding: 'utf8' })
+    if (reloaded.status !== 0) throw new Error(`skep reload: ${reloaded.stderr}`)
+    await until('the session to be told the list changed', async () => told > 0)
+    out.after = (await names()).includes('extra__count')
+    out.told = told
+    await a.end()
+  } else if (scenario === 'resources') {
+    // Resources, templates and prompts of the servers, merged and mapped back.
+    const a = await connect()
+    out.capabilities = a.getServerCapabilities()
+    out.resources = (await a.listResources()).resources.map((r) => r.uri).sort()
+    out.templates = (await a.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate).sort()
+    await call(a, 'state__remember', { key: 'k', value: 'kept' })
+    const pid = json(await call(a, 'state__whoami')).pid
+    const whole = (await a.readResource({ uri: 'skep://state/state://memory' })).contents[0]
+    out.whole = { uri: whole.uri, memory: JSON.parse(whole.text) }
+    const one = (await a.readResource({ uri: 'skep://state/state://memory/k' })).contents[0]
+    out.one = { uri: one.uri, text: one.text }
+    const graph = (await a.readResource({ uri: 'skep://memory/memory://knowledge-graph' })).contents[0]
+    out.graph = { uri: graph.uri, entities: JSON.parse(graph.text).entities }
+    const failed = (uri) => a.readResource({ uri }).then(() => 'answered', (e) => e.code)
+    out.unknownRole = await failed('skep://nobody/x://y')
+    out.foreign = await failed('state://memory')
+    out.missing = await failed('skep://state/state://memory/absent')
+    out.prompts = (await a.listPrompts()).prompts.map((p) => p.name).sort()
+    const prompt = await a.getPrompt({ name: 'state__greet', arguments: { who: 'ann' } })
+    out.prompt = prompt.messages[0].content.text === `hello ann from ${pid}`
+    out.unknownPrompt = await a.getPrompt({ name: 'nobody__greet' }).then(() => 'answered', (e) => e.code)
+    await a.end()
   } else if (scenario === 'sessions') {
     out.pids = []
     for (let i = 0; i < 10; i++) {

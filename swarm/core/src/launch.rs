@@ -84,7 +84,13 @@ pub(crate) async fn start(
     let config = ClientConfig { framing: Framing::Newline, timeout: role.timeout, cancel, ..ClientConfig::default() };
     let client = match role.handshake {
         // An MCP server names progress by token, not by request id: the token's watcher gets it.
-        Handshake::Mcp => Client::builder(config).on_notification(crate::mcp_progress::deliver).connect(stdout, stdin),
+        // Its list changes name no request: they go out with the role's name.
+        Handshake::Mcp => {
+            let role = role.name.clone();
+            Client::builder(config)
+                .on_notification(move |n| crate::mcp_notify::deliver(&role, n))
+                .connect(stdout, stdin)
+        }
         Handshake::None | Handshake::Initialize => Client::connect(stdout, stdin, config),
     };
     if role.handshake != Handshake::None

@@ -9,7 +9,7 @@
 //! - `cache/`: a role's idempotent-call cache: canonical key, byte-capped TTL store, single flight.
 //! - `command.rs`: command roles, a fresh process per call.
 //! - `progress.rs`: the progress an agent reports for a call, relayed to its caller and as events.
-//! - `mcp_progress.rs`: MCP servers' `notifications/progress`, relayed by progress token.
+//! - `mcp_notify.rs`: MCP servers' notifications: progress relayed by token, list changes broadcast by role.
 //! - `preload.rs`: preload roles, a warm Python parent (the kit's preloader) forked per call.
 //! - `swarm.rs`: the `Swarm` handle: start, call, roles, agents, stats, events, shutdown.
 //! - `reload.rs`: hot reload: unchanged roles kept warm, changed ones rolled over, removed ones drained.
@@ -45,7 +45,7 @@ mod events;
 mod launch;
 mod lease;
 mod limits;
-mod mcp_progress;
+mod mcp_notify;
 mod pool;
 mod preload;
 mod process;
@@ -75,7 +75,7 @@ pub use diagnostic::{FileError, Invalid, Location, from_toml, read_source};
 pub use error::SwarmError;
 pub use events::{Event, Outcome};
 pub use limits::RecycleCause;
-pub use mcp_progress::{MCP_PROGRESS_METHOD, McpProgressWatch};
+pub use mcp_notify::{MCP_PROGRESS_METHOD, McpListChanged, McpListKind, McpProgressWatch, mcp_list_changes};
 pub use process::{
     ChildProcess, Completed, Rlimits, RunError, SpawnError, SpawnSpec, StopOutcome, Usage, describe_exit,
     run_to_completion,

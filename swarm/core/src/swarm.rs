@@ -368,6 +368,15 @@ impl Swarm {
         SwarmStats { roles, workers }
     }
 
+    /// Forgets every answer `role`'s idempotent cache holds (a server said
+    /// what it lists has changed); a call already in flight may still store
+    /// its answer.
+    pub fn clear_cache(&self, role: &str) {
+        if let Some(cache) = self.current().pools.get(role).and_then(|p| p.cache.as_ref()) {
+            cache.clear();
+        }
+    }
+
     /// The event stream; a subscriber that falls behind misses the oldest events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

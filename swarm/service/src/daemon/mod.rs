@@ -268,6 +268,9 @@ impl State {
         // The gateway's per-session roles are kept as started (docs/mcp.md).
         split_session_roles(&mut config);
         let report = self.swarm.reload(config).await;
+        if !(report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty()) {
+            self.mcp.roles_changed().await;
+        }
         *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
         Ok(report)
     }

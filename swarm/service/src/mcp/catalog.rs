@@ -79,40 +79,57 @@ pub(crate) fn offering(swarm: &Swarm) -> Vec<Arc<RoleConfig>> {
         .collect()
 }
 
-/// Every offered tool, renamed: each role listed on the swarm that serves it
-/// here. A role that fails or is slow to list is left out (and logged) rather
-/// than failing the whole list: one broken server must not hide the others.
-pub(crate) async fn list_tools(roles: Vec<(Arc<RoleConfig>, Result<Swarm, SwarmError>)>, separator: &str) -> Vec<Tool> {
-    let lists = futures::future::join_all(roles.iter().map(|(role, swarm)| async move {
-        match swarm {
-            Ok(swarm) => role_tools(swarm, role, separator).await,
+/// One role to list, on the swarm that serves it to this session; `fresh`
+/// asks the server rather than the cache.
+pub(crate) struct Listing {
+    pub role: Arc<RoleConfig>,
+    pub swarm: Result<Swarm, SwarmError>,
+    pub fresh: bool,
+}
+
+/// Every offered tool, renamed, and the roles left out: a role that fails
+/// or is slow to list is left out (and logged) rather than failing the whole
+/// list: one broken server must not hide the others.
+pub(crate) async fn list_tools(roles: Vec<Listing>, separator: &str) -> (Vec<Tool>, Vec<String>) {
+    let lists = futures::future::join_all(roles.iter().map(|listing| async move {
+        let role = &listing.role;
+        match &listing.swarm {
+            Ok(swarm) => role_tools(swarm, role, separator, listing.fresh).await.ok_or_else(|| role.name.clone()),
             Err(e) => {
                 tracing::warn!(role = %role.name, "no agent to list its tools; they are left out: {e}");
-                Vec::new()
+                Err(role.name.clone())
             }
         }
     }))
     .await;
-    lists.into_iter().flatten().collect()
+    let (mut tools, mut left_out) = (Vec::new(), Vec::new());
+    for list in lists {
+        match list {
+            Ok(list) => tools.extend(list),
+            Err(role) => left_out.push(role),
+        }
+    }
+    (tools, left_out)
 }
 
-async fn role_tools(swarm: &Swarm, role: &RoleConfig, separator: &str) -> Vec<Tool> {
+/// A role's tools, renamed; `None` when it could not list them.
+async fn role_tools(swarm: &Swarm, role: &RoleConfig, separator: &str, fresh: bool) -> Option<Vec<Tool>> {
     if role.handshake != Handshake::Mcp {
-        return role.tools.iter().map(|t| declared_tool(&role.name, separator, t)).collect();
+        return Some(role.tools.iter().map(|t| declared_tool(&role.name, separator, t)).collect());
     }
-    let listed = tokio::time::timeout(LIST_TIMEOUT, upstream_list(swarm, &role.name)).await;
+    let listed = tokio::time::timeout(LIST_TIMEOUT, upstream_list(swarm, &role.name, fresh)).await;
     let tools = match listed {
         Ok(Ok(list)) => list.tools,
         Ok(Err(e)) => {
             tracing::warn!(role = %role.name, "tools/list failed; its tools are left out: {e}");
-            return Vec::new();
+            return None;
         }
         Err(_) => {
             tracing::warn!(role = %role.name, "tools/list took over {LIST_TIMEOUT:?}; its tools are left out");
-            return Vec::new();
+            return None;
         }
     };
-    (tools.into_iter())
+    let tools = (tools.into_iter())
         .filter_map(|mut tool| {
             let name = gateway_name(&role.name, separator, &tool.name);
             if !is_valid_tool_name(&name) {
@@ -122,13 +139,15 @@ async fn role_tools(swarm: &Swarm, role: &RoleConfig, separator: &str) -> Vec<To
             tool.name = name.into();
             Some(tool)
         })
-        .collect()
+        .collect();
+    Some(tools)
 }
 
 /// One MCP server role's own tool list (from skep's cache when fresh).
-async fn upstream_list(swarm: &Swarm, role: &str) -> Result<ListToolsResult, SwarmError> {
+async fn upstream_list(swarm: &Swarm, role: &str, fresh: bool) -> Result<ListToolsResult, SwarmError> {
     let empty = RawValue::from_string("{}".to_owned()).expect("{} is JSON");
-    let raw = swarm.call(role, "tools/list", Some(&empty), CallOptions::default()).await?;
+    let options = CallOptions { bypass_cache: fresh, ..CallOptions::default() };
+    let raw = swarm.call(role, "tools/list", Some(&empty), options).await?;
     serde_json::from_str(raw.get()).map_err(|e| {
         let message = format!("its tools/list answer is not an MCP tool list ({e})");
         SwarmError::Agent(skep_bridge::ErrorObjectOwned::owned(skep_bridge::code::INTERNAL_ERROR, message, None::<()>))

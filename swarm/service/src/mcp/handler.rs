@@ -9,15 +9,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde_json::value::RawValue;
 use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
 
-use super::catalog::{self, Target};
+use super::catalog::{self, Listing, Target};
+use super::notify::Listeners;
+use super::resources::{self, Kind};
 use super::spares::{Held, Spares};
 
 /// What every session of one gateway shares: the swarm, the spares of
@@ -27,6 +31,7 @@ pub(crate) struct Shared {
     pub swarm: Swarm,
     pub spares: Spares,
     pub separator: Arc<str>,
+    pub listeners: Listeners,
 }
 
 /// One MCP session's server. Clones (rmcp may make them) share the
@@ -36,11 +41,25 @@ pub(crate) struct Shared {
 pub(crate) struct Session {
     shared: Arc<Shared>,
     own: Arc<tokio::sync::Mutex<HashMap<String, Arc<Held>>>>,
+    listening: Arc<std::sync::OnceLock<Listening>>,
+}
+
+/// A session's place among the list_changed listeners, left when the session's last clone goes.
+#[derive(Debug)]
+struct Listening {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.shared.listeners.remove(self.id);
+    }
 }
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Session {
-        Session { shared, own: Arc::default() }
+        Session { shared, own: Arc::default(), listening: Arc::default() }
     }
 
     /// Every role offering tools, from the shared swarm and the per-session ones.
@@ -64,6 +83,31 @@ impl Session {
         let held = Arc::new(self.shared.spares.take(role).await?);
         own.insert(role.to_owned(), Arc::clone(&held));
         Ok(held.swarm().clone())
+    }
+
+    /// Every MCP server role, on the swarm serving it to this session.
+    async fn servers(&self) -> Vec<(Arc<RoleConfig>, Result<Swarm, SwarmError>)> {
+        let mut servers = Vec::new();
+        for role in self.roles().into_iter().filter(|r| r.handshake == skep_swarm::Handshake::Mcp) {
+            let swarm = self.swarm_for(&role.name).await;
+            servers.push((role, swarm));
+        }
+        servers
+    }
+
+    async fn aggregate<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<T, McpError> {
+        resources::list(kind, self.servers().await, &self.shared.separator).await
+    }
+
+    /// The swarm serving an MCP server `role` this session knows, or `-32602` naming `what`.
+    async fn server(&self, role: &str, what: &str) -> Result<Swarm, McpError> {
+        let known = self.roles().iter().any(|r| r.name == role && r.handshake == skep_swarm::Handshake::Mcp);
+        if !known {
+            return Err(McpError::invalid_params(format!("no server offers {what}"), None));
+        }
+        self.swarm_for(role)
+            .await
+            .map_err(|e| McpError::internal_error(format!("server {role} could not answer: {e}"), None))
     }
 
     /// Runs a tool call; `progress` is the token the upstream request carries, if the client asked for progress.
@@ -104,7 +148,12 @@ impl Session {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder().enable_tools().build();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_prompts()
+            .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))
             .with_instructions(
@@ -120,9 +169,81 @@ impl ServerHandler for Session {
         let mut roles = Vec::new();
         for role in self.roles() {
             let swarm = self.swarm_for(&role.name).await;
-            roles.push((role, swarm));
+            // A session's own agent's list is not worth caching, and its cache
+            // is not the one a list change clears.
+            let fresh = self.shared.spares.serves(&role.name);
+            roles.push(Listing { role, swarm, fresh });
         }
-        Ok(ListToolsResult::with_all_items(catalog::list_tools(roles, &self.shared.separator).await))
+        let (tools, left_out) = catalog::list_tools(roles, &self.shared.separator).await;
+        for role in left_out {
+            self.shared.listeners.left_out(&role);
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.aggregate(Kind::Resources).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.aggregate(Kind::Templates).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let unknown = || McpError::invalid_params(format!("no server offers the resource {:?}", request.uri), None);
+        let (role, uri) = resources::resolve_uri(&request.uri).ok_or_else(unknown)?;
+        let swarm = self.server(role, &format!("the resource {:?}", request.uri)).await?;
+        let answer: serde_json::Value =
+            resources::call(&swarm, role, "resources/read", serde_json::json!({ "uri": uri })).await?;
+        let result: ReadResourceResult =
+            serde_json::from_value(resources::prefix_contents(role, answer)).map_err(|e| {
+                McpError::internal_error(format!("server {role} answered resources/read oddly ({e})"), None)
+            })?;
+        Ok(result.into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.aggregate(Kind::Prompts).await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let what = format!("the prompt {:?}", request.name);
+        let (role, name) = (request.name.split_once(&*self.shared.separator))
+            .ok_or_else(|| McpError::invalid_params(format!("no server offers {what}"), None))?;
+        let swarm = self.server(role, &what).await?;
+        let mut params = serde_json::json!({ "name": name });
+        if let Some(arguments) = request.arguments {
+            params["arguments"] = serde_json::Value::Object(arguments);
+        }
+        let result: GetPromptResult = resources::call(&swarm, role, "prompts/get", params).await?;
+        Ok(result.into())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let id = self.shared.listeners.add(context.peer);
+        let listening = Listening { shared: Arc::clone(&self.shared), id };
+        // A second initialized on one session (a client's mistake) keeps the first registration.
+        let _ = self.listening.set(listening);
     }
 
     async fn call_tool(

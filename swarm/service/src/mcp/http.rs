@@ -1,7 +1,8 @@
 //! The Streamable HTTP front: rmcp's `StreamableHttpService` (POST with JSON
 //! or SSE answers, GET for the server's stream, DELETE to end a session,
 //! `Mcp-Session-Id`, protocol version negotiation, Host and Origin checks,
-//! the body limit) mounted at `/mcp` on axum, behind the bearer-token guard.
+//! the body limit) mounted at `/mcp` on axum, behind the bearer-token guard,
+//! a single response answered as JSON (`json_answer.rs`).
 //!
 //! Statuses a client can get from us rather than from MCP: 400 (a body that
 //! is not JSON, with a JSON-RPC parse error), 401 (token), 403 (foreign Origin
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard;
 use super::handler::{Session, Shared};
+use super::json_answer::json_answer;
 
 /// The app served on the HTTP listener.
 pub(crate) fn router(
@@ -43,6 +45,7 @@ pub(crate) fn router(
     let service = StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared))), sessions, http);
     Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(json_answer))
         .layer(axum::middleware::from_fn_with_state(guard::Guard { token, max_body: config.max_body }, guard::guard))
 }
 

@@ -11,15 +11,21 @@
 //! # Layout
 //! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
+//! - `notify.rs`: `tools/list_changed` to every session when a server's, or the roles', list changes.
+//! - `resources.rs`: resources (URIs as `skep://<role>/...`), templates and prompts, merged like tools.
 //! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
+//! - `json_answer.rs`: a POST's single response as `application/json`, not an SSE stream.
 //! - `guard.rs`: the bearer token file and its check.
 
 mod catalog;
 mod guard;
 mod handler;
 mod http;
+mod json_answer;
+mod notify;
+mod resources;
 mod spares;
 mod stream;
 
@@ -86,7 +92,12 @@ impl Gateway {
         let stop = CancellationToken::new();
         let sessions = Presence::default();
         let spares = Spares::start(session_roles, &stop).await;
-        let shared = Arc::new(Shared { swarm, spares, separator: Arc::from(config.separator.as_str()) });
+        let shared = Arc::new(Shared {
+            swarm,
+            spares,
+            separator: Arc::from(config.separator.as_str()),
+            listeners: notify::Listeners::default(),
+        });
         let http_sessions = Arc::new(LocalSessionManager::default());
         let mut tasks = JoinSet::new();
         let mut http = None;
@@ -98,6 +109,7 @@ impl Gateway {
             tasks.spawn(http::serve(listener, app, stop.clone()));
         }
         let listener = bind(socket).await?;
+        tasks.spawn(notify::watch(Arc::clone(&shared), stop.clone()));
         tasks.spawn(stream::accept_sessions(listener, Arc::clone(&shared), stop.clone(), sessions.clone()));
         tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
         Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared, http_sessions })
@@ -156,6 +168,13 @@ impl GatewayView {
             "sessions": { "stdio": self.relay_sessions.now(), "http": http_sessions },
             "perSession": per_session,
         })
+    }
+}
+
+impl GatewayView {
+    /// Tells every session its tool list changed: a reload added, changed or removed roles.
+    pub async fn roles_changed(&self) {
+        self.shared.listeners.tools_changed().await;
     }
 }
 
