@@ -309,8 +309,9 @@ fn the_official_typescript_client_over_streamable_http() {
     check_main_scenario(&world, &r);
 }
 
-/// A server's `tools/list_changed` reaches every session, on `transport`,
-/// and the next list is the server's new one, not skep's cached one.
+/// A server's `tools/list_changed` (and `prompts/list_changed`) reaches every
+/// session, on `transport`, and the next list is the server's new one, not
+/// skep's cached one.
 fn check_list_changed(transport: &str) {
     let world = World::new(&format!("changed-{transport}"), "");
     world.skep(&["up"]);
@@ -324,6 +325,11 @@ fn check_list_changed(transport: &str) {
     assert_eq!(r["freshCall"], json!("fresh"), "{r}");
     // Once per session: the announcing one and the other.
     assert_eq!(r["told"], json!({"a": 1, "b": 1}), "{r}");
+    // The same server's prompts/list_changed is relayed the same way.
+    assert_eq!(r["promptsCapability"], json!(true), "{r}");
+    assert_eq!(r["promptsBefore"], json!(["state__greet"]), "{r}");
+    assert_eq!(r["promptsAfter"], json!(["state__fresh", "state__greet"]), "{r}");
+    assert_eq!(r["toldPrompts"], json!({"a": 1, "b": 1}), "{r}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 // A small MCP stdio server for the gateway's tests, built on the official SDK:
 // it keeps per-process state (a counter and a key/value map), reports its
 // pid, has a slow tool that reports progress and notices cancellation, and
-// one that adds a tool to its list and announces the change. It offers its
+// one that adds a tool and a prompt to its lists and announces both changes. It offers its
 // memory as resources (one, and a template per key) and a prompt.
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
@@ -17,10 +17,10 @@ const tools = [
   { name: 'remember', description: 'Keeps a value in this process', inputSchema: object({ key: { type: 'string' }, value: { type: 'string' } }) },
   { name: 'recall', description: 'A value this process keeps', inputSchema: object({ key: { type: 'string' } }) },
   { name: 'slow', description: 'Waits ms, reporting progress each step', inputSchema: object({ ms: { type: 'number' }, steps: { type: 'number' } }) },
-  { name: 'announce', description: 'Adds a tool named `tool` and sends tools/list_changed', inputSchema: object({ tool: { type: 'string' } }) },
+  { name: 'announce', description: 'Adds a tool and a prompt named `tool`, and sends tools/ and prompts/list_changed', inputSchema: object({ tool: { type: 'string' } }) },
 ]
 
-const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: { listChanged: true }, resources: {}, prompts: {} } })
+const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: { listChanged: true }, resources: {}, prompts: { listChanged: true } } })
 server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }))
 server.setRequestHandler(ListResourcesRequestSchema, async () => ({
   resources: [{ uri: 'state://memory', name: 'memory', mimeType: 'application/json' }]
@@ -35,8 +35,9 @@ server.setRequestHandler(ReadResourceRequestSchema, async (request) => {
   if (key === undefined || !(key in state.memory)) throw new Error(`no resource ${uri}`)
   return { contents: [{ uri, mimeType: 'text/plain', text: state.memory[key] }] }
 })
+const prompts = [{ name: 'greet', description: 'Greets someone', arguments: [{ name: 'who', required: true }] }]
 server.setRequestHandler(ListPromptsRequestSchema, async () => ({
-  prompts: [{ name: 'greet', description: 'Greets someone', arguments: [{ name: 'who', required: true }] }]
+  prompts
 }))
 server.setRequestHandler(GetPromptRequestSchema, async (request) => ({
   messages: [{ role: 'user', content: { type: 'text', text: `hello ${request.params.arguments?.who} from ${process.pid}` } }]
@@ -73,7 +74,9 @@ server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     }
     case 'announce':
       tools.push({ name: args.tool, description: 'Added by announce', inputSchema: object() })
+      prompts.push({ name: args.tool, description: 'Added by announce' })
       await server.sendToolListChanged()
+      await server.sendPromptListChanged()
       return text({ pid: process.pid, added: args.tool })
     default:
       if (tools.some((t) => t.name === request.params.name)) return text({ pid: process.pid, added: request.params.name })

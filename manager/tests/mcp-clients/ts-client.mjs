@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import { PromptListChangedNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 
 const [scenario, transport, target, extra] = process.argv.slice(2)
 const DEADLINE_MS = 30000
@@ -90,14 +90,23 @@ async function main () {
     const told = { a: 0, b: 0 }
     a.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.a += 1 })
     b.setNotificationHandler(ToolListChangedNotificationSchema, () => { told.b += 1 })
+    const toldPrompts = { a: 0, b: 0 }
+    a.setNotificationHandler(PromptListChangedNotificationSchema, () => { toldPrompts.a += 1 })
+    b.setNotificationHandler(PromptListChangedNotificationSchema, () => { toldPrompts.b += 1 })
+    const statePrompts = async (c) => (await c.listPrompts()).prompts.map((p) => p.name).filter((n) => n.startsWith('state__')).sort()
+    out.promptsBefore = await statePrompts(b)
     const stateTools = async (c) => (await c.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith('state__')).sort()
     out.before = await stateTools(b)
     out.capability = a.getServerCapabilities()?.tools?.listChanged === true
+    out.promptsCapability = a.getServerCapabilities()?.prompts?.listChanged === true
     await call(a, 'state__announce', { tool: 'fresh' })
     await until('both sessions to be told the list changed', async () => told.a > 0 && told.b > 0)
     out.after = await stateTools(b)
     out.freshCall = json(await call(b, 'state__fresh')).added
     out.told = told
+    await until('both sessions to be told the prompts changed', async () => toldPrompts.a > 0 && toldPrompts.b > 0)
+    out.promptsAfter = await statePrompts(b)
+    out.toldPrompts = toldPrompts
     await a.end()
     await b.end()
   } else if (scenario === 'reload') {

@@ -152,7 +152,9 @@ impl ServerHandler for Session {
             .enable_tools()
             .enable_tool_list_changed()
             .enable_resources()
+            .enable_resources_list_changed()
             .enable_prompts()
+            .enable_prompts_list_changed()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("skep", env!("CARGO_PKG_VERSION")))

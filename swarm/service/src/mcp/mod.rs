@@ -172,9 +172,9 @@ impl GatewayView {
 }
 
 impl GatewayView {
-    /// Tells every session its tool list changed: a reload added, changed or removed roles.
+    /// Tells every session its lists changed: a reload added, changed or removed roles.
     pub async fn roles_changed(&self) {
-        self.shared.listeners.tools_changed().await;
+        self.shared.listeners.changed(&notify::ALL_LISTS).await;
     }
 }
 

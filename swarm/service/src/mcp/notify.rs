@@ -1,10 +1,10 @@
-//! `notifications/tools/list_changed` to every open session, on either
-//! transport, when what the merged list would say may have changed:
-//! - an upstream server announced it (its role's cached `tools/list` is
-//!   dropped first, so the next list asks the server);
+//! `notifications/{tools,resources,prompts}/list_changed` to every open
+//! session, on either transport, when what a merged list would say may have
+//! changed:
+//! - an upstream server announced it (its role's cache is dropped first, so
+//!   the next list asks the server); only the list it named is relayed;
 //! - a role left out of an answer (it had no ready agent, or was slow)
-//!   became ready;
-//! - a reload added, changed or removed roles.
+//!   became ready, or a reload added, changed or removed roles: every list.
 //!
 //! Sessions register on `notifications/initialized` and leave when their
 //! server (the last clone of it) goes; a session whose transport has closed
@@ -51,20 +51,33 @@ impl Listeners {
         lock(&self.left_out).insert(role.to_owned());
     }
 
-    /// Sends `tools/list_changed` to every open session.
-    pub(crate) async fn tools_changed(&self) {
+    /// Sends `<kind>/list_changed` for each of `kinds` to every open session.
+    pub(crate) async fn changed(&self, kinds: &[McpListKind]) {
         lock(&self.peers).retain(|(_, peer)| !peer.is_transport_closed());
         let peers: Vec<Peer<RoleServer>> = lock(&self.peers).iter().map(|(_, p)| p.clone()).collect();
-        tracing::debug!(sessions = peers.len(), "telling the sessions the tool list changed");
+        tracing::debug!(sessions = peers.len(), ?kinds, "telling the sessions lists changed");
         // Concurrently and bounded: one stalled client must not hold up the others.
         futures::future::join_all(peers.iter().map(|peer| async move {
-            match tokio::time::timeout(SEND_TIMEOUT, peer.notify_tool_list_changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%e, "a session could not be told the tool list changed"),
-                Err(_) => tracing::debug!("a session took too long to take a list_changed; skipped"),
+            for &kind in kinds {
+                match tokio::time::timeout(SEND_TIMEOUT, tell(peer, kind)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%e, ?kind, "a session could not be told a list changed"),
+                    Err(_) => tracing::debug!(?kind, "a session took too long to take a list_changed; skipped"),
+                }
             }
         }))
         .await;
+    }
+}
+
+/// Every list: what a role becoming ready or a reload may change.
+pub(crate) const ALL_LISTS: [McpListKind; 3] = [McpListKind::Tools, McpListKind::Resources, McpListKind::Prompts];
+
+async fn tell(peer: &Peer<RoleServer>, kind: McpListKind) -> Result<(), rmcp::service::ServiceError> {
+    match kind {
+        McpListKind::Tools => peer.notify_tool_list_changed().await,
+        McpListKind::Resources => peer.notify_resource_list_changed().await,
+        McpListKind::Prompts => peer.notify_prompt_list_changed().await,
     }
 }
 
@@ -79,17 +92,16 @@ pub(crate) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(change) if change.kind == McpListKind::Tools => {
+                Ok(change) => {
                     shared.swarm.clear_cache(&change.role);
-                    shared.listeners.tools_changed().await;
+                    shared.listeners.changed(&[change.kind]).await;
                 }
-                Ok(_) => {}
                 // Some were missed: any role may have changed.
                 Err(RecvError::Lagged(_)) => {
                     for role in super::catalog::offering(&shared.swarm) {
                         shared.swarm.clear_cache(&role.name);
                     }
-                    shared.listeners.tools_changed().await;
+                    shared.listeners.changed(&ALL_LISTS).await;
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -101,7 +113,7 @@ pub(crate) async fn watch(shared: Arc<Shared>, stop: CancellationToken) {
                     Err(RecvError::Closed) => return,
                 };
                 if ready {
-                    shared.listeners.tools_changed().await;
+                    shared.listeners.changed(&ALL_LISTS).await;
                 }
             }
             () = stop.cancelled() => return,
