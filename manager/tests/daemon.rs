@@ -13,10 +13,13 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use skep_testkit::{test_agent, wait_gone};
+use support::{dead, poll};
+
+mod support;
 
 const SKEP: &str = env!("CARGO_BIN_EXE_skep");
 /// Bound on anything a test waits for.
@@ -153,25 +156,6 @@ impl Conn {
     }
 }
 
-fn poll(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `pid` is a live process. A zombie is not: the daemon is
-/// reparented to init, and an init that reaps late (as in some containers)
-/// leaves it a zombie for a while after it exited.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 const PY_ROLE: &str = "[roles.py]\ncommand = [\"python3\", \"AGENT_PY\"]\nmin_warm = 1\nmax_agents = 1\n";
 
 #[test]
@@ -191,7 +175,7 @@ fn calls_from_twenty_processes_share_one_warm_agent_and_down_leaves_nothing() {
     assert_eq!(listed[0]["socket"], json!(socket));
     world.ok(&["down"]);
     assert!(!socket.exists(), "the socket goes with the daemon");
-    assert!(!alive(daemon) && !alive(agent[0]), "no process is left");
+    assert!(dead(daemon) && dead(agent[0]), "no process is left");
     assert_eq!(world.run(&["status"]).status.code(), Some(3), "status says none runs");
 }
 
@@ -350,7 +334,7 @@ fn an_idle_daemon_exits_by_itself() {
     let world = World::new("idle", &format!("[daemon]\nidle_exit = \"1s\"\n{PY_ROLE}"));
     let agent = world.call("py", "pid", "[]").as_u64().unwrap() as u32;
     let daemon = world.lock_pid().expect("the daemon wrote its pid");
-    poll("the idle daemon exits", || !alive(daemon));
+    poll("the idle daemon exits", || dead(daemon));
     wait_gone_blocking(agent);
     assert_eq!(world.run(&["status"]).status.code(), Some(3));
 }

@@ -20,6 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{dead, poll};
+
+mod support;
 
 const SKEP: &str = env!("CARGO_BIN_EXE_skep");
 /// Bound on anything a test waits for, the clients' whole scenarios included.
@@ -167,7 +170,7 @@ impl Drop for World {
     fn drop(&mut self) {
         let pid = self.status()["daemon"]["pid"].as_u64();
         let _ = self.stripped(SKEP).args(["down", "--config"]).arg(self.config()).stderr(Stdio::null()).status();
-        if let Some(pid) = pid.filter(|&p| alive(p as u32)) {
+        if let Some(pid) = pid.filter(|&p| !dead(p as u32)) {
             // SAFETY: a plain kill of the pid this test's daemon reported.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
@@ -225,22 +228,6 @@ fn report(out: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON report ({e}): {out:?}"))
 }
 
-/// Whether `pid` is a live process (a zombie is not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn poll(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Live `skep mcp` relays for `config`.
 fn relays(config: &Path) -> Vec<u32> {
     let config = config.display().to_string();
@@ -248,7 +235,7 @@ fn relays(config: &Path) -> Vec<u32> {
     pids.filter(|&pid| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        args.get(1) == Some(&b"mcp".as_slice()) && args.contains(&config.as_bytes()) && alive(pid)
+        args.get(1) == Some(&b"mcp".as_slice()) && args.contains(&config.as_bytes()) && !dead(pid)
     })
     .collect()
 }
@@ -285,7 +272,7 @@ fn check_main_scenario(world: &World, r: &Value) {
     let why = r["killed"]["text"].as_str().unwrap();
     assert!(why.contains("server state") && why.contains("crashed") && why.contains("SIGKILL"), "{why}");
     assert_ne!(r["recovered"]["pid"], r["whoA"]["pid"]);
-    assert!(!alive(r["whoA"]["pid"].as_u64().unwrap() as u32), "the killed server is gone");
+    assert!(dead(r["whoA"]["pid"].as_u64().unwrap() as u32), "the killed server is gone");
     assert_eq!(world.agent_pids("state"), vec![r["recovered"]["pid"].as_u64().unwrap()], "the pool is back to one");
     assert_eq!(r["unknownTool"], json!({"error": -32602}));
 }
@@ -297,7 +284,7 @@ fn the_official_typescript_client_over_the_stdio_relay_with_a_stripped_environme
     let r = world.ts("main", "stdio");
     check_main_scenario(&world, &r);
     let daemon = world.daemon_pid();
-    assert!(alive(daemon), "the relay's daemon is the one `skep status` finds");
+    assert!(!dead(daemon), "the relay's daemon is the one `skep status` finds");
     poll("every relay to exit with its client", || relays(&world.config()).is_empty());
 }
 
@@ -409,7 +396,7 @@ fn the_official_python_client_over_both_transports() {
         assert_eq!(r["server"], "skep", "{transport}: {r}");
         let tools = r["tools"].as_array().unwrap();
         assert!(tools.contains(&json!("state__whoami")) && tools.contains(&json!("memory__read_graph")), "{r}");
-        assert!(r["who"]["pid"].as_u64().is_some_and(|p| alive(p as u32)), "{transport}: {r}");
+        assert!(r["who"]["pid"].as_u64().is_some_and(|p| !dead(p as u32)), "{transport}: {r}");
         assert!(r["fs"].as_str().unwrap().contains("files"), "{transport}: {r}");
     }
     poll("every relay to exit with its client", || relays(&world.config()).is_empty());
@@ -513,7 +500,7 @@ fn with_arg(arg: &str) -> Vec<u64> {
     let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
     pids.filter(|&pid| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && alive(pid)
+        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && !dead(pid)
     })
     .map(u64::from)
     .collect()
@@ -544,7 +531,7 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
             assert!(spares.contains(&a) && spares.contains(&b), "both came from the warm spares {spares:?}: {r}");
         }
         // Each session's agent is stopped with it, never handed to the next one.
-        poll("the sessions' agents to stop", || !alive(a as u32) && !alive(b as u32));
+        poll("the sessions' agents to stop", || dead(a as u32) && dead(b as u32));
         poll("the spares to be back", || with_arg(&marker).len() == 2);
     }
     // The shared pool never saw the per-session role.
