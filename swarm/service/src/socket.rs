@@ -81,12 +81,38 @@ pub(crate) fn admit(peer_uid: std::io::Result<u32>, me: u32) -> Result<(), Strin
     }
 }
 
+/// Serves a method table: one bridge server connection per accepted stream.
 pub(crate) async fn accept_loop(
     listener: UnixListener,
     server: Arc<Server>,
     stop: CancellationToken,
     presence: Presence,
 ) {
+    accept_each(listener, stop, presence, "connection", move |stream, stop| {
+        let server = Arc::clone(&server);
+        async move {
+            let (reader, writer) = stream.into_split();
+            if let Err(e) = server.serve(reader, writer, stop).await {
+                tracing::debug!(%e, "connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// Accepts connections from our own uid until `stop`, runs `serve` on each
+/// (counted in `presence`, handed a child of `stop`), then waits for them all
+/// to end.
+pub(crate) async fn accept_each<F, Fut>(
+    listener: UnixListener,
+    stop: CancellationToken,
+    presence: Presence,
+    what: &'static str,
+    serve: F,
+) where
+    F: Fn(UnixStream, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let me = uid();
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -94,22 +120,19 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Err(refusal) = admit(stream.peer_cred().map(|cred| cred.uid()), me) {
-                        tracing::warn!("refused a connection: {refusal}");
+                        tracing::warn!("refused a {what}: {refusal}");
                         continue;
                     }
-                    let (server, stop) = (Arc::clone(&server), stop.child_token());
                     let entered = presence.enter();
+                    let served = serve(stream, stop.child_token());
                     connections.spawn(async move {
                         let _entered = entered;
-                        let (reader, writer) = stream.into_split();
-                        if let Err(e) = server.serve(reader, writer, stop).await {
-                            tracing::debug!(%e, "connection ended with an error");
-                        }
+                        served.await;
                     });
                 }
                 // EMFILE and the like: keep serving the connections we have.
                 Err(e) => {
-                    tracing::warn!(%e, "cannot accept a connection");
+                    tracing::warn!(%e, "cannot accept a {what}");
                     // Out of descriptors persists for a while: do not spin on it.
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
