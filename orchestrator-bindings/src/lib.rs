@@ -7,6 +7,7 @@
 //! - `swarm.rs`: the exported class `Swarm`, one method per swarm function.
 //! - `options.rs`: the option objects JavaScript passes, checked into swarm types.
 //! - `promise.rs`: turning a swarm future into a Promise, with `AbortSignal` support.
+//! - `completions.rs`: settling those Promises from the runtime, one wake-up of Node per batch.
 //! - `error.rs`: the one mapping from swarm errors to JavaScript `Error`s with `code`.
 //! - `events.rs`: `onEvent`, the event stream as callbacks.
 //! - `progress.rs`: `runWorkflow`'s `onProgress` callback.
@@ -14,6 +15,7 @@
 //! - `demo.rs`: the built-in demo role, run by Node's own executable.
 //! - `runtime.rs`: the one-worker tokio runtime the futures run on.
 
+mod completions;
 mod demo;
 mod error;
 mod events;

@@ -1,7 +1,8 @@
 //! Turning swarm futures into Promises: results become plain JavaScript
 //! values, failures become `Error`s with `code` (on the JavaScript thread,
-//! where such objects can be built), and an `AbortSignal` drops the future,
-//! which cancels the call on the wire to the agent.
+//! where such objects can be built, in batches: `completions.rs`), and an
+//! `AbortSignal` drops the future, which cancels the call on the wire to the
+//! agent.
 
 use std::future::Future;
 
@@ -10,7 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::completions::{self, settle_with};
 use crate::error::Failure;
+use crate::runtime;
 
 /// What a method hands to [`settle`]: the signal to watch and the work, or
 /// why its arguments were refused (which rejects the Promise, not throws).
@@ -31,7 +34,7 @@ where
         Err(failure) => (None, Err(failure)),
     };
     let run = async move {
-        Ok(match (work, aborted) {
+        match (work, aborted) {
             (Err(failure), _) => Err(failure),
             (Ok(work), None) => work.await,
             (Ok(work), Some(aborted)) => tokio::select! {
@@ -39,9 +42,14 @@ where
                 () = aborted.cancelled() => Err(Failure::Aborted),
                 outcome = work => outcome,
             },
-        })
+        }
     };
-    env.spawn_future_with_callback(run, |env, outcome| outcome.map_err(|failure| failure.into_js(env)))
+    let (promise, completion) = completions::promise(env)?;
+    runtime::spawn(async move {
+        let outcome = run.await;
+        completion.complete(Box::new(move |env| settle_with(env, outcome.map_err(|failure| failure.into_js(env)))));
+    });
+    Ok(PromiseRaw::new(env.raw(), promise))
 }
 
 /// A swarm answer as a plain JavaScript value.

@@ -1,0 +1,81 @@
+// The call path's concurrency: answers are settled in batches from the
+// runtime's thread (src/completions.rs), so each must still reach exactly its
+// own promise; a call in flight keeps Node running, an idle swarm does not;
+// and Node made to exit with calls in flight leaves no agent behind.
+'use strict'
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const { Swarm } = require('..')
+const { testAgentToml, waitFor, alive } = require('./helpers')
+
+test('128 calls in flight: each resolves with its own result, each failure rejects only its own promise', { timeout: 60_000 }, async (t) => {
+  const swarm = await Swarm.fromToml(testAgentToml({ minWarm: 2, maxAgents: 2 }))
+  t.after(() => swarm.close())
+
+  const fails = (i) => i % 5 === 3
+  const calls = Array.from({ length: 128 }, (_, i) =>
+    fails(i)
+      ? swarm.call('agent', 'fail', { code: -32000 - i, message: `call ${i} failed` })
+      : swarm.call('agent', 'echo', { i, text: 'x'.repeat(i) }),
+  )
+  const settled = await Promise.allSettled(calls)
+  settled.forEach((outcome, i) => {
+    if (fails(i)) {
+      assert.equal(outcome.status, 'rejected', `call ${i} resolved with ${JSON.stringify(outcome.value)}`)
+      assert.equal(outcome.reason.code, 'SKEP_AGENT_ERROR')
+      assert.equal(outcome.reason.rpcCode, -32000 - i)
+      assert.equal(outcome.reason.message, `call ${i} failed`)
+    } else {
+      assert.equal(outcome.status, 'fulfilled', `call ${i} rejected: ${outcome.reason?.message}`)
+      assert.deepEqual(outcome.value, { i, text: 'x'.repeat(i) })
+    }
+  })
+})
+
+/** Runs `script` in a child Node with the package as `Swarm` and `SKEP_TOML` set; its stdout lines and exit. */
+async function runChild(t, script, toml) {
+  const prelude = `const { Swarm } = require(${JSON.stringify(path.resolve(__dirname, '..'))});\n`
+  const proc = spawn(process.execPath, ['-e', prelude + script], {
+    env: { ...process.env, SKEP_TOML: toml },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(() => proc.kill('SIGKILL'))
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', (d) => (stdout += d))
+  proc.stderr.on('data', (d) => (stderr += d))
+  const exit = await new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })))
+  return { lines: stdout.split('\n').filter(Boolean), exit, stderr }
+}
+
+test('a call in flight keeps Node running until it settles', { timeout: 60_000 }, async (t) => {
+  // Nothing else is left in the event loop once the call is made: only the
+  // call in flight can keep Node alive long enough to print its answer.
+  const script = `
+Swarm.fromToml(process.env.SKEP_TOML).then((swarm) => {
+  swarm.call('agent', 'sleep', { ms: 200 }).then((answer) => process.stdout.write(JSON.stringify(answer) + '\\n'))
+})`
+  const { lines, exit, stderr } = await runChild(t, script, testAgentToml())
+  assert.deepEqual(exit, { code: 0, signal: null }, stderr)
+  assert.deepEqual(lines, ['{"slept":200}'], stderr)
+})
+
+test('process.exit with 128 calls in flight leaves no agent', { timeout: 60_000 }, async (t) => {
+  // The agents ignore stdin's end, so only skep can stop them.
+  const script = `
+Swarm.fromToml(process.env.SKEP_TOML).then(async (swarm) => {
+  const pids = (await swarm.agents()).map((a) => a.pid)
+  for (let i = 0; i < 128; i++) swarm.call('agent', 'sleep', { ms: 60000 }).catch(() => {})
+  while (!(await swarm.agents()).every((a) => a.state === 'busy')) await new Promise((r) => setTimeout(r, 10))
+  process.stdout.write(JSON.stringify(pids) + '\\n')
+  process.exit(7)
+})`
+  const toml = testAgentToml({ minWarm: 2, maxAgents: 2, flags: ['--ignore-eof'], extra: 'queue_timeout = "120s"' })
+  const { lines, exit, stderr } = await runChild(t, script, toml)
+  assert.equal(exit.code, 7, stderr)
+  const pids = JSON.parse(lines[0])
+  assert.equal(pids.length, 2)
+  await waitFor(`agents ${pids} to end`, () => pids.every((pid) => !alive(pid)))
+})
