@@ -1,12 +1,14 @@
 // The call path's concurrency: answers are settled in batches from the
 // runtime's thread (src/completions.rs), so each must still reach exactly its
-// own promise; a call in flight keeps Node running, an idle swarm does not;
-// and Node made to exit with calls in flight leaves no agent behind.
+// own promise; a cache hit is settled on Node's thread before call() returns
+// (src/handoff.rs); a call in flight keeps Node running; and Node made to
+// exit with calls in flight leaves no agent behind.
 'use strict'
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { spawn } = require('node:child_process')
 const path = require('node:path')
+const { inspect } = require('node:util')
 const { Swarm } = require('..')
 const { testAgentToml, waitFor, alive } = require('./helpers')
 
@@ -32,6 +34,52 @@ test('128 calls in flight: each resolves with its own result, each failure rejec
       assert.deepEqual(outcome.value, { i, text: 'x'.repeat(i) })
     }
   })
+})
+
+test('a cache hit is settled before call() returns; a miss, or bypassCache, goes to the agent', { timeout: 60_000 }, async (t) => {
+  const swarm = await Swarm.fromToml(testAgentToml({ extra: 'idempotent = ["echo"]' }))
+  t.after(() => swarm.close())
+  const settledAt = (promise) => inspect(promise).includes('<pending>') ? 'pending' : 'settled'
+
+  assert.deepEqual(await swarm.call('agent', 'echo', { n: 1 }), { n: 1 })
+  const hit = swarm.call('agent', 'echo', { n: 1 })
+  assert.equal(settledAt(hit), 'settled', inspect(hit))
+  assert.deepEqual(await hit, { n: 1 })
+
+  // (A miss may be settled at once too, when the agent answers while this
+  // thread is still taking the call's first steps; nothing to assert there.)
+  const miss = swarm.call('agent', 'echo', { n: 2 })
+  const bypass = swarm.call('agent', 'echo', { n: 1 }, { bypassCache: true })
+  assert.deepEqual(await Promise.all([miss, bypass]), [{ n: 2 }, { n: 1 }])
+
+  // 128 at once, half of them hits: each still gets its own answer.
+  const mixed = await Promise.all(Array.from({ length: 128 }, (_, i) => swarm.call('agent', 'echo', { n: i % 2 ? 1 : 100 + i })))
+  mixed.forEach((answer, i) => assert.deepEqual(answer, { n: i % 2 ? 1 : 100 + i }))
+  const [stats] = (await swarm.stats()).roles
+  assert.equal(stats.cache.hits, 1 + 64)
+})
+
+test('params go as JSON.stringify gives them, answers come as JSON.parse reads them', { timeout: 60_000 }, async (t) => {
+  const swarm = await Swarm.fromToml(testAgentToml())
+  t.after(() => swarm.close())
+
+  const sent = { at: new Date(0), gone: undefined, list: [1, 'two', null], deep: { a: { b: true } } }
+  assert.deepEqual(await swarm.call('agent', 'echo', sent), JSON.parse(JSON.stringify(sent)))
+  // A key named __proto__ stays a key: the answer's prototype is untouched.
+  const answer = await swarm.call('agent', 'echo', JSON.parse('{"__proto__": {"polluted": 1}}'))
+  assert.equal(Object.getPrototypeOf(answer), Object.prototype)
+  assert.equal(answer.polluted, undefined)
+  assert.deepEqual(Object.keys(answer), ['__proto__'])
+
+  // Refused params reject the call's promise; nothing is thrown.
+  for (const [params, why] of [
+    ['hi', /got a string/],
+    [{ big: 1n }, /not JSON.*BigInt/],
+    [{ toJSON: () => 'flat' }, /toJSON\(\) gave "flat"/],
+  ]) {
+    const call = swarm.call('agent', 'echo', params)
+    await assert.rejects(call, (e) => e.code === 'SKEP_INVALID_ARG' && why.test(e.message))
+  }
 })
 
 /** Runs `script` in a child Node with the package as `Swarm` and `SKEP_TOML` set; its stdout lines and exit. */

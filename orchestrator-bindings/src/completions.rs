@@ -75,24 +75,29 @@ fn undefined_if_null(env: &Env, value: sys::napi_value) -> sys::napi_value {
 struct Tsfn(sys::napi_threadsafe_function);
 
 // SAFETY: Node-API allows napi_call_threadsafe_function from any thread; it
-// is only called under the queue's lock, which the environment's cleanup
-// takes before releasing the function.
+// is only called under `Shared::tsfn`'s lock, which the environment's
+// cleanup takes before releasing the function.
 unsafe impl Send for Tsfn {}
 
 /// What the runtime's thread and Node's thread share.
 struct Shared {
-    queue: Mutex<Queue>,
-}
-
-struct Queue {
-    done: Vec<(Deferred, Settle)>,
-    /// `None` once the environment is going away: outcomes are dropped.
-    tsfn: Option<Tsfn>,
+    /// The environment, as an address: outcomes known on its own thread
+    /// during [`inline`] are settled at once.
+    env: usize,
+    done: Mutex<Vec<(Deferred, Settle)>>,
+    /// `None` once the environment is going away. A lock of its own: the
+    /// thread that wakes Node does not hold the queue while it does, or Node's
+    /// thread, woken at once, would wait for it.
+    tsfn: Mutex<Option<Tsfn>>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    fn done(&self) -> MutexGuard<'_, Vec<(Deferred, Settle)>> {
+        self.done.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tsfn(&self) -> MutexGuard<'_, Option<Tsfn>> {
+        self.tsfn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -117,13 +122,26 @@ impl Completion {
 
     fn queue(&mut self, how: Settle) {
         let Some((shared, deferred)) = self.to.take() else { return };
-        let mut queue = shared.lock();
-        let Some(tsfn) = queue.tsfn.as_ref().map(|t| t.0) else { return };
-        queue.done.push((deferred, how));
-        if queue.done.len() == 1 {
-            // SAFETY: the function is live while `queue.tsfn` is set (we hold the lock).
+        let here = INLINE.try_with(Cell::get).unwrap_or(ptr::null_mut());
+        if !here.is_null() && here as usize == shared.env {
+            let env = Env::from_raw(here);
+            deferred.settle(&env, how);
+            finished(&env, 1);
+            return;
+        }
+        let first = {
+            let mut done = shared.done();
+            done.push((deferred, how));
+            done.len() == 1
+        };
+        if first && let Some(tsfn) = shared.tsfn().as_ref() {
+            // SAFETY: the function is live while it is in `shared.tsfn` (we hold its lock).
             unsafe {
-                sys::napi_call_threadsafe_function(tsfn, ptr::null_mut(), sys::ThreadsafeFunctionCallMode::nonblocking)
+                sys::napi_call_threadsafe_function(
+                    tsfn.0,
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                )
             };
         }
     }
@@ -149,6 +167,17 @@ struct Hub {
 thread_local! {
     /// The hub of the environment running on this thread (one per thread: Node's main thread, or a worker's).
     static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+    /// The environment whose method is running [`inline`] on this thread, else null.
+    static INLINE: Cell<sys::napi_env> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Runs `f` (inside a method of `env`, on its thread) with every outcome
+/// known meanwhile settled at once, not queued for a later turn of the loop.
+pub fn inline<R>(env: &Env, f: impl FnOnce() -> R) -> R {
+    let outer = INLINE.replace(env.raw());
+    let result = f();
+    INLINE.set(outer);
+    result
 }
 
 /// A new promise and where its outcome goes; the promise keeps Node alive until settled.
@@ -178,7 +207,7 @@ fn hub(env: &Env) -> napi::Result<Rc<Hub>> {
 
 impl Hub {
     fn new(env: &Env) -> napi::Result<Hub> {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue { done: Vec::new(), tsfn: None }) });
+        let shared = Arc::new(Shared { env: env.raw() as usize, done: Mutex::new(Vec::new()), tsfn: Mutex::new(None) });
         let name = env.create_string("skep")?;
         let mut tsfn = ptr::null_mut();
         let finalize_data = Arc::into_raw(Arc::clone(&shared)).cast_mut().cast::<c_void>();
@@ -207,7 +236,7 @@ impl Hub {
         }
         // SAFETY: on the environment's thread, with the function just made.
         unsafe { sys::napi_unref_threadsafe_function(env.raw(), tsfn) };
-        shared.lock().tsfn = Some(Tsfn(tsfn));
+        *shared.tsfn() = Some(Tsfn(tsfn));
         let hook_data = Arc::into_raw(Arc::clone(&shared)).cast_mut().cast::<c_void>();
         // SAFETY: `closing` takes back the reference in `hook_data`. Hooks run
         // in reverse order of registration, so this runs before Node tears
@@ -229,12 +258,17 @@ unsafe extern "C" fn drain(env: sys::napi_env, _: sys::napi_value, context: *mut
     }
     // SAFETY: `context` is the `Shared` the finalizer's reference keeps alive.
     let shared = unsafe { &*context.cast::<Shared>() };
-    let done = std::mem::take(&mut shared.lock().done);
+    let done = std::mem::take(&mut *shared.done());
     let env = Env::from_raw(env);
     let settled = done.len();
     for (deferred, how) in done {
         deferred.settle(&env, how);
     }
+    finished(&env, settled);
+}
+
+/// `settled` calls of `env` are over: once none is in flight, the hub no longer keeps Node running.
+fn finished(env: &Env, settled: usize) {
     let _ = HUB.try_with(|slot| {
         if let Some(hub) = slot.borrow().as_ref().filter(|hub| hub.env == env.raw()) {
             let left = hub.in_flight.get().saturating_sub(settled);
@@ -251,15 +285,12 @@ unsafe extern "C" fn drain(env: sys::napi_env, _: sys::napi_value, context: *mut
 unsafe extern "C" fn closing(data: *mut c_void) {
     // SAFETY: `data` is the reference `Hub::new` gave the hook.
     let shared = unsafe { Arc::from_raw(data.cast::<Shared>()) };
-    let (tsfn, done) = {
-        let mut queue = shared.lock();
-        (queue.tsfn.take(), std::mem::take(&mut queue.done))
-    };
-    drop(done);
-    if let Some(tsfn) = tsfn {
-        // SAFETY: released once, after which no thread calls it (the queue says `None`).
+    if let Some(tsfn) = shared.tsfn().take() {
+        // SAFETY: released once, under the lock every caller takes, after
+        // which none calls it (`shared.tsfn` says `None`).
         unsafe { sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::abort) };
     }
+    drop(std::mem::take(&mut *shared.done()));
     let _ = HUB.try_with(|slot| slot.borrow_mut().take());
 }
 

@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - `swarm.rs`: the exported class `Swarm`, one method per swarm function.
+//! - `handoff.rs`: a call's first poll on Node's thread, the rest on the runtime.
+//! - `json.rs`: a call's params and answer as JSON text, converted by V8's `JSON`.
 //! - `options.rs`: the option objects JavaScript passes, checked into swarm types.
 //! - `promise.rs`: turning a swarm future into a Promise, with `AbortSignal` support.
 //! - `completions.rs`: settling those Promises from the runtime, one wake-up of Node per batch.
@@ -19,6 +21,8 @@ mod completions;
 mod demo;
 mod error;
 mod events;
+mod handoff;
+mod json;
 mod options;
 mod progress;
 mod promise;

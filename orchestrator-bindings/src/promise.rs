@@ -25,6 +25,24 @@ where
     V: ToNapiValue + Send + 'static,
     F: Future<Output = Result<V, Failure>> + Send + 'static,
 {
+    promised(env, prepared, false)
+}
+
+/// As [`settle`], with the work's first steps taken on this thread (`handoff.rs`):
+/// for a call, whose first steps are short and never block.
+pub fn settle_here<'env, V, F>(env: &'env Env, prepared: Prepared<'env, F>) -> napi::Result<PromiseRaw<'env, V>>
+where
+    V: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<V, Failure>> + Send + 'static,
+{
+    promised(env, prepared, true)
+}
+
+fn promised<'env, V, F>(env: &'env Env, prepared: Prepared<'env, F>, here: bool) -> napi::Result<PromiseRaw<'env, V>>
+where
+    V: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<V, Failure>> + Send + 'static,
+{
     let (aborted, work) = match prepared {
         Ok((Some(signal), work)) => match watch(env, signal) {
             Ok(aborted) => (Some(aborted), Ok(work)),
@@ -45,10 +63,15 @@ where
         }
     };
     let (promise, completion) = completions::promise(env)?;
-    runtime::spawn(async move {
+    let work = async move {
         let outcome = run.await;
         completion.complete(Box::new(move |env| settle_with(env, outcome.map_err(|failure| failure.into_js(env)))));
-    });
+    };
+    if here {
+        runtime::start_here(env, work);
+    } else {
+        runtime::spawn(work);
+    }
     Ok(PromiseRaw::new(env.raw(), promise))
 }
 

@@ -10,8 +10,10 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::create_custom_tokio_runtime;
+use napi::bindgen_prelude::{Env, create_custom_tokio_runtime};
 use tokio::runtime::Handle;
+
+use crate::{completions, handoff};
 
 /// The one-worker runtime's handle; napi owns the runtime itself (and shuts it down with the module).
 static HANDLE: OnceLock<Handle> = OnceLock::new();
@@ -33,5 +35,13 @@ pub fn spawn(work: impl Future<Output = ()> + Send + 'static) {
     match HANDLE.get() {
         Some(handle) => drop(handle.spawn(work)),
         None => drop(napi::bindgen_prelude::spawn(work)),
+    }
+}
+
+/// Runs `work` from a method of `env`: its first poll on this thread, the rest on the runtime (`handoff.rs`).
+pub fn start_here(env: &Env, work: impl Future<Output = ()> + Send + 'static) {
+    match HANDLE.get() {
+        Some(handle) => completions::inline(env, || handoff::run(handle, work)),
+        None => spawn(work),
     }
 }
