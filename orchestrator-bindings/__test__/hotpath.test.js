@@ -12,6 +12,8 @@ const { inspect } = require('node:util')
 const { Swarm } = require('..')
 const { testAgentToml, waitFor, alive } = require('./helpers')
 
+const PKG = path.resolve(__dirname, '..')
+
 test('128 calls in flight: each resolves with its own result, each failure rejects only its own promise', { timeout: 60_000 }, async (t) => {
   const swarm = await Swarm.fromToml(testAgentToml({ minWarm: 2, maxAgents: 2 }))
   t.after(() => swarm.close())
@@ -83,9 +85,9 @@ test('params go as JSON.stringify gives them, answers come as JSON.parse reads t
 })
 
 /** Runs `script` in a child Node with the package as `Swarm` and `SKEP_TOML` set; its stdout lines and exit. */
-async function runChild(t, script, toml) {
-  const prelude = `const { Swarm } = require(${JSON.stringify(path.resolve(__dirname, '..'))});\n`
-  const proc = spawn(process.execPath, ['-e', prelude + script], {
+async function runChild(t, script, toml, { prelude = true } = {}) {
+  const loaded = prelude ? `const { Swarm } = require(${JSON.stringify(PKG)});\n` : ''
+  const proc = spawn(process.execPath, ['-e', loaded + script], {
     env: { ...process.env, SKEP_TOML: toml },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -126,4 +128,34 @@ Swarm.fromToml(process.env.SKEP_TOML).then(async (swarm) => {
   const pids = JSON.parse(lines[0])
   assert.equal(pids.length, 2)
   await waitFor(`agents ${pids} to end`, () => pids.every((pid) => !alive(pid)))
+})
+
+test('worker threads: one ending with calls in flight, then the next and the main thread still get answers', { timeout: 60_000 }, async (t) => {
+  // Each worker is the addon's only JavaScript environment while it runs
+  // (the main thread loads it last), so ending one ends napi's runtime too.
+  const script = `
+const { Worker } = require('node:worker_threads')
+const pkg = ${JSON.stringify(PKG)}
+const inWorker = \`
+const { parentPort, workerData } = require('node:worker_threads')
+const { Swarm } = require(workerData.pkg)
+Swarm.fromToml(process.env.SKEP_TOML).then(async (swarm) => {
+  const answer = await swarm.call('agent', 'echo', { worker: workerData.n })
+  for (let i = 0; i < 32; i++) swarm.call('agent', 'sleep', { ms: 200 }).catch(() => {})
+  parentPort.postMessage(answer)
+})\`
+;(async () => {
+  for (let n = 0; n < 3; n++) {
+    const worker = new Worker(inWorker, { eval: true, workerData: { pkg, n } })
+    worker.once('error', (e) => { console.log('worker failed: ' + e.message); process.exit(1) })
+    console.log(JSON.stringify(await new Promise((resolve) => worker.once('message', resolve))))
+    await worker.terminate()
+  }
+  const swarm = await require(pkg).Swarm.fromToml(process.env.SKEP_TOML)
+  console.log(JSON.stringify(await swarm.call('agent', 'echo', { main: true })))
+  await swarm.close()
+})()`
+  const { lines, exit, stderr } = await runChild(t, script, testAgentToml(), { prelude: false })
+  assert.deepEqual(lines, ['{"worker":0}', '{"worker":1}', '{"worker":2}', '{"main":true}'], stderr)
+  assert.deepEqual(exit, { code: 0, signal: null }, stderr)
 })
