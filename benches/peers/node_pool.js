@@ -5,16 +5,20 @@
 //   node node_pool.js CALLS BATCHES [WORKERS]
 //
 // Starts WORKERS agents (default 2), then measures as node_timing.js says.
-// Prints {"metrics": {"call": [ns...], "batch": [ns...]}}.
+// Prints {"metrics": {"call": [ns...], "batch": [ns...]}}. Required as a
+// module, exports `Pool` (node_hotpath.js runs it on other agents).
 'use strict';
 const { spawn } = require('child_process');
 const path = require('path');
 const readline = require('readline');
 const { measure, run } = require('./node_timing');
 
+/** heavy_agent.py, run by $SKEP_BENCH_PYTHON or python3. */
+const HEAVY_AGENT = [process.env.SKEP_BENCH_PYTHON || 'python3', path.join(__dirname, 'heavy_agent.py')];
+
 class Worker {
-  constructor() {
-    this.child = spawn(process.env.SKEP_BENCH_PYTHON || 'python3', [path.join(__dirname, 'heavy_agent.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  constructor([program, ...args]) {
+    this.child = spawn(program, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     this.pending = new Map();
     this.nextId = 0;
     readline.createInterface({ input: this.child.stdout }).on('line', (line) => {
@@ -36,8 +40,9 @@ class Worker {
 }
 
 class Pool {
-  constructor(size) {
-    this.idle = Array.from({ length: size }, () => new Worker());
+  /** `size` warm agents, each started as `argv` (program first). */
+  constructor(size, argv = HEAVY_AGENT) {
+    this.idle = Array.from({ length: size }, () => new Worker(argv));
     this.all = [...this.idle];
     this.waiting = [];
   }
@@ -58,10 +63,14 @@ class Pool {
   }
 }
 
-run(async () => {
-  const [calls, batches, workers] = process.argv.slice(2).map(Number);
-  const pool = new Pool(workers || 2);
-  const metrics = await measure((params) => pool.call('echo', params), calls, batches);
-  pool.close();
-  return { metrics };
-});
+module.exports = { Pool };
+
+if (require.main === module) {
+  run(async () => {
+    const [calls, batches, workers] = process.argv.slice(2).map(Number);
+    const pool = new Pool(workers || 2);
+    const metrics = await measure((params) => pool.call('echo', params), calls, batches);
+    pool.close();
+    return { metrics };
+  });
+}

@@ -110,7 +110,9 @@ test('an AbortSignal rejects the call and cancels it on the wire', async (t) => 
 
   const controller = new AbortController()
   const call = swarm.call('agent', 'sleep', { ms: 300 }, { signal: controller.signal })
-  setImmediate(() => controller.abort())
+  // Aborted once the agent has the call (before that, there is nothing to cancel on the wire).
+  await waitFor('the agent to take the call', async () => (await swarm.agents())[0]?.state === 'busy')
+  controller.abort()
   const error = await rejectsWith(call, 'SKEP_CANCELLED', -32800)
   assert.match(error.message, /aborted/)
   // The one agent got `$/cancelRequest` for that call: it says so once its sleep is over.

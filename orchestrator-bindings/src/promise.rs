@@ -1,7 +1,8 @@
 //! Turning swarm futures into Promises: results become plain JavaScript
 //! values, failures become `Error`s with `code` (on the JavaScript thread,
-//! where such objects can be built), and an `AbortSignal` drops the future,
-//! which cancels the call on the wire to the agent.
+//! where such objects can be built, in batches: `completions.rs`), and an
+//! `AbortSignal` drops the future, which cancels the call on the wire to the
+//! agent.
 
 use std::future::Future;
 
@@ -10,7 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::completions::{self, settle_with};
 use crate::error::Failure;
+use crate::runtime;
 
 /// What a method hands to [`settle`]: the signal to watch and the work, or
 /// why its arguments were refused (which rejects the Promise, not throws).
@@ -18,6 +21,24 @@ pub type Prepared<'env, F> = Result<(Option<Object<'env>>, F), Failure>;
 
 /// Runs the prepared work on the addon's runtime and returns a Promise of its result.
 pub fn settle<'env, V, F>(env: &'env Env, prepared: Prepared<'env, F>) -> napi::Result<PromiseRaw<'env, V>>
+where
+    V: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<V, Failure>> + Send + 'static,
+{
+    promised(env, prepared, false)
+}
+
+/// As [`settle`], with the work's first steps taken on this thread (`handoff.rs`):
+/// for a call, whose first steps are short and never block.
+pub fn settle_here<'env, V, F>(env: &'env Env, prepared: Prepared<'env, F>) -> napi::Result<PromiseRaw<'env, V>>
+where
+    V: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<V, Failure>> + Send + 'static,
+{
+    promised(env, prepared, true)
+}
+
+fn promised<'env, V, F>(env: &'env Env, prepared: Prepared<'env, F>, here: bool) -> napi::Result<PromiseRaw<'env, V>>
 where
     V: ToNapiValue + Send + 'static,
     F: Future<Output = Result<V, Failure>> + Send + 'static,
@@ -31,7 +52,7 @@ where
         Err(failure) => (None, Err(failure)),
     };
     let run = async move {
-        Ok(match (work, aborted) {
+        match (work, aborted) {
             (Err(failure), _) => Err(failure),
             (Ok(work), None) => work.await,
             (Ok(work), Some(aborted)) => tokio::select! {
@@ -39,9 +60,19 @@ where
                 () = aborted.cancelled() => Err(Failure::Aborted),
                 outcome = work => outcome,
             },
-        })
+        }
     };
-    env.spawn_future_with_callback(run, |env, outcome| outcome.map_err(|failure| failure.into_js(env)))
+    let (promise, completion) = completions::promise(env)?;
+    let work = async move {
+        let outcome = run.await;
+        completion.complete(Box::new(move |env| settle_with(env, outcome.map_err(|failure| failure.into_js(env)))));
+    };
+    if here {
+        runtime::start_here(env, work);
+    } else {
+        runtime::spawn(work);
+    }
+    Ok(PromiseRaw::new(env.raw(), promise))
 }
 
 /// A swarm answer as a plain JavaScript value.

@@ -2,10 +2,11 @@
 //! A `Swarm` runs its agents in this process, or (`Swarm.connect`) is a
 //! connection to a daemon's swarm, with the same methods (`remote.rs`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use napi::bindgen_prelude::{Env, Function, PromiseRaw};
+use napi::bindgen_prelude::{Env, Function, PromiseRaw, Unknown};
 use napi_derive::napi;
 use serde_json::{Value, json};
 use skep_service::{Observation, ObserveOptions, observe};
@@ -14,10 +15,11 @@ use skep_workflow::{Workflow, run_workflow};
 
 use crate::demo;
 use crate::error::Failure;
+use crate::json::{self, Answer};
 use crate::options::{
     self, CallOptions, Checked, CheckedWorkflow, ConnectOptions, FanoutOptions, RaceCall, WorkflowOptions,
 };
-use crate::promise::{Prepared, json, settle};
+use crate::promise::{Prepared, json, settle, settle_here};
 use crate::remote::{Remote, call_fields};
 use crate::{events, progress};
 
@@ -31,6 +33,11 @@ pub struct Swarm {
     inner: Backend,
     /// Observe sockets being served; closed with the swarm.
     observations: Arc<Mutex<Vec<Observation>>>,
+    /// Each role's idempotent methods, whose calls start on Node's thread
+    /// (`handoff.rs`): a cache hit then settles with no thread hop. Other
+    /// calls start on the runtime, where their first wait (an agent from the
+    /// supervisor) costs one wake-up of its thread instead of two.
+    cached: Arc<HashMap<String, Vec<String>>>,
 }
 
 /// Where the swarm runs.
@@ -84,7 +91,11 @@ impl Swarm {
             env,
             Ok((None, async move {
                 let remote = Remote::connect(target?).await?;
-                Ok(Swarm { inner: Backend::Remote(Arc::new(remote)), observations: Default::default() })
+                Ok(Swarm {
+                    inner: Backend::Remote(Arc::new(remote)),
+                    observations: Default::default(),
+                    cached: Default::default(),
+                })
             })),
         )
     }
@@ -96,27 +107,33 @@ impl Swarm {
         env: &'env Env,
         role: String,
         method: String,
-        #[napi(ts_arg_type = "unknown")] params: Option<Value>,
+        #[napi(ts_arg_type = "unknown")] params: Option<Unknown<'env>>,
         options: Option<CallOptions<'env>>,
-    ) -> napi::Result<PromiseRaw<'env, Value>> {
+    ) -> napi::Result<PromiseRaw<'env, Answer>> {
         let swarm = self.inner.clone();
+        let mut cached = self.cached.get(&role).is_some_and(|methods| methods.contains(&method));
         let prepared = (|| -> Prepared<'env, _> {
-            let (params, Checked { call, signal, progress }) = (options::params(params)?, Checked::try_from(options)?);
+            let (params, Checked { call, signal, progress }) =
+                (json::params(env, params)?, Checked::try_from(options)?);
+            cached &= !call.bypass_cache;
             Ok((signal, async move {
                 match swarm {
                     Backend::Local(swarm) => {
                         let called = async move { swarm.call(&role, &method, params.as_deref(), call).await };
-                        json(progress::relayed(progress, called).await?)
+                        Ok(Answer::Text(progress::relayed(progress, called).await?))
                     }
                     Backend::Remote(remote) => {
                         let mut request = json!({ "role": role, "method": method, "params": raw(params) });
                         call_fields(&mut request, call);
-                        remote.request_with_progress("swarm/call", request, Some(call), progress).await
+                        remote
+                            .request_with_progress("swarm/call", request, Some(call), progress)
+                            .await
+                            .map(Answer::Value)
                     }
                 }
             }))
         })();
-        settle(env, prepared)
+        if cached { settle_here(env, prepared) } else { settle(env, prepared) }
     }
 
     /// One call of `method` per element of `params`, all settled, in input order.
@@ -353,13 +370,14 @@ async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
     let mut config = config?;
     let observe_at = config.observe.take();
     let source = config.source.clone();
+    let cached = config.roles.iter().map(|(name, role)| (name.clone(), role.idempotent.clone())).collect();
     let inner = skep_swarm::Swarm::start(config).await?;
     let observations = Arc::default();
     if let Some(path) = observe_at {
         let options = ObserveOptions { path: Some(path), config: source };
         serve_observer(inner.clone(), options, &observations).await?;
     }
-    Ok(Swarm { inner: Backend::Local(inner), observations })
+    Ok(Swarm { inner: Backend::Local(inner), observations, cached: Arc::new(cached) })
 }
 
 /// Params passed through to the daemon as they were given.
