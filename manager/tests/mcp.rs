@@ -506,9 +506,9 @@ fn with_arg(arg: &str) -> Vec<u64> {
     .collect()
 }
 
-#[test]
-fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
-    let world = World::new("isolation", "");
+/// Adds role `solo` (state-server.mjs, `share = "session"`, two spares) to
+/// `world`'s config; its processes carry the returned marker argument.
+fn add_solo_role(world: &World) -> String {
     let marker = format!("--solo-{}", world.root.file_name().unwrap().to_string_lossy());
     let script = clients_dir().join("state-server.mjs").display().to_string();
     let solo = format!(
@@ -516,6 +516,13 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
     );
     let config = std::fs::read_to_string(world.config()).unwrap() + &solo;
     std::fs::write(world.config(), config).unwrap();
+    marker
+}
+
+#[test]
+fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
+    let world = World::new("isolation", "");
+    let marker = add_solo_role(&world);
     world.skep(&["up"]);
     let spares = with_arg(&marker);
     assert_eq!(spares.len(), 2, "min_warm spares are started with the daemon: {spares:?}");
@@ -539,6 +546,79 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
 }
 
 /// One raw HTTP/1.1 request to the gateway; the status code and body.
+/// What `skep stats` showed of two open sessions (a and b, each with its own
+/// `solo` agent, a also calling the pooled `state`), on `transport`, and
+/// that they are gone from it once ended.
+fn check_sessions_in_stats(transport: &str) {
+    let world = World::new("observed", "");
+    add_solo_role(&world);
+    world.skep(&["up"]);
+    let (target, extra) = world.target(transport);
+    let script = clients_dir().join("ts-client.mjs").display().to_string();
+    let mut client = world.stripped("node");
+    client
+        .args([&script, "observed", transport, &target, &extra])
+        .env("SKEP_BIN", SKEP)
+        .env("SKEP_CONFIG", world.config());
+    let r = report(&bounded(&mut client));
+    let (solo_a, solo_b, state) = (r["soloA"].as_u64().unwrap(), r["soloB"].as_u64().unwrap(), &r["stateA"]);
+    assert_ne!(solo_a, solo_b, "{r}");
+    let open = r["open"]["open"].as_array().unwrap();
+    assert_eq!(open.len(), 2, "two sessions open: {r}");
+    for (session, (pid, calls)) in open.iter().zip([(solo_a, 2), (solo_b, 1)]) {
+        assert_eq!(session["transport"], transport, "{session}");
+        assert_eq!(session["calls"], calls, "{session}");
+        assert_eq!(session["inFlight"], 0, "{session}");
+        assert_eq!(session["agents"], json!([{"role": "solo", "pid": pid}]), "its own agent, the real server's pid");
+    }
+    if transport == "http" {
+        let shown: Vec<String> =
+            r["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()[..8].to_owned()).collect();
+        assert_eq!(
+            [&open[0]["id"], &open[1]["id"]],
+            [&shown[0], &shown[1]],
+            "the session ids the clients hold, shortened"
+        );
+    }
+    let roles = &r["open"]["roles"];
+    let role = |name: &str| roles.as_array().unwrap().iter().find(|x| x["role"] == name).unwrap().clone();
+    assert_eq!(role("state"), json!({"role": "state", "share": "pool", "pids": [state]}), "{roles}");
+    let mut solo: Vec<u64> = role("solo")["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    solo.sort_unstable();
+    assert_eq!(
+        solo,
+        {
+            let mut both = vec![solo_a, solo_b];
+            both.sort_unstable();
+            both
+        },
+        "{roles}"
+    );
+    assert_eq!(role("solo")["share"], "session");
+    let rendered = r["rendered"].as_str().unwrap();
+    assert!(rendered.contains("MCP SESSION"), "{rendered}");
+    for pid in [solo_a, solo_b] {
+        assert!(rendered.contains(&format!("solo pid {pid}")), "`skep stats` names pid {pid}: {rendered}");
+    }
+    assert_eq!(r["closed"]["open"], json!([]), "{r}");
+    assert_eq!(role_pids(&r["closed"], "solo"), json!([]), "{r}");
+    poll("the sessions' own agents to stop", || dead(solo_a as u32) && dead(solo_b as u32));
+}
+
+fn role_pids(mcp: &Value, name: &str) -> Value {
+    mcp["roles"].as_array().unwrap().iter().find(|x| x["role"] == name).unwrap()["pids"].clone()
+}
+
+#[test]
+fn stats_show_the_stdio_sessions_and_the_agents_serving_them() {
+    check_sessions_in_stats("stdio");
+}
+
+#[test]
+fn stats_show_the_http_sessions_and_the_agents_serving_them() {
+    check_sessions_in_stats("http");
+}
+
 fn http(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let authority = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/mcp")).expect("http://HOST:PORT/mcp");
     let mut stream = TcpStream::connect(authority).unwrap();

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::guard;
 use super::handler::{Session, Shared};
 use super::json_answer::json_answer;
+use super::registry::Transport;
 
 /// The app served on the HTTP listener.
 pub(crate) fn router(
@@ -42,7 +43,8 @@ pub(crate) fn router(
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body)
         .with_cancellation_token(stop);
-    let service = StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared))), sessions, http);
+    let service =
+        StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared), Transport::Http)), sessions, http);
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(json_answer))

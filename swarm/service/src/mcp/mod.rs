@@ -13,6 +13,7 @@
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
 //! - `notify.rs`: `tools/list_changed` to every session when a server's, or the roles', list changes.
 //! - `resources.rs`: resources (URIs as `skep://<role>/...`), templates and prompts, merged like tools.
+//! - `registry.rs`: the open sessions and the agents serving them, for stats, status and the grid.
 //! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
@@ -25,6 +26,7 @@ mod handler;
 mod http;
 mod json_answer;
 mod notify;
+mod registry;
 mod resources;
 mod spares;
 mod stream;
@@ -97,6 +99,7 @@ impl Gateway {
             spares,
             separator: Arc::from(config.separator.as_str()),
             listeners: notify::Listeners::default(),
+            registry: Arc::default(),
         });
         let http_sessions = Arc::new(LocalSessionManager::default());
         let mut tasks = JoinSet::new();
@@ -156,17 +159,22 @@ pub struct GatewayView {
 }
 
 impl GatewayView {
-    /// The ways in, the sessions open now, and the per-session roles' agents.
+    /// The ways in, the sessions open now (counted, and each with its
+    /// figures), and per role the agents serving them.
     pub async fn status(&self) -> serde_json::Value {
         let http_sessions = self.http_sessions.sessions.read().await.len();
         let per_session: Vec<serde_json::Value> = (self.shared.spares.counts().into_iter())
             .map(|(role, held, spare)| serde_json::json!({ "role": role, "sessionAgents": held, "spares": spare }))
             .collect();
+        let open = self.shared.registry.sessions().await;
+        let serving = serving(&self.shared, &open).await;
         serde_json::json!({
             "socket": self.socket,
             "http": self.http.map(|a| format!("http://{a}/mcp")),
             "sessions": { "stdio": self.relay_sessions.now(), "http": http_sessions },
             "perSession": per_session,
+            "open": open,
+            "roles": serving,
         })
     }
 }
@@ -176,6 +184,28 @@ impl GatewayView {
     pub async fn roles_changed(&self) {
         self.shared.listeners.changed(&notify::ALL_LISTS).await;
     }
+}
+
+/// Per role offering tools, the processes serving MCP sessions: a pooled
+/// role's agents (every session shares them), and for a `share = "session"`
+/// role each open session's own agent (`open`, the registry's sessions).
+async fn serving(shared: &Shared, open: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let agents = shared.swarm.agents().await;
+    let mut roles: Vec<serde_json::Value> = (catalog::offering(&shared.swarm).iter())
+        .map(|role| {
+            let pids: Vec<u32> = (agents.iter()).filter(|a| a.role == role.name && a.pid != 0).map(|a| a.pid).collect();
+            serde_json::json!({ "role": role.name, "share": "pool", "pids": pids })
+        })
+        .collect();
+    for role in shared.spares.configs() {
+        let pids: Vec<&serde_json::Value> = (open.iter())
+            .flat_map(|s| s["agents"].as_array().into_iter().flatten())
+            .filter(|a| a["role"] == role.name.as_str())
+            .map(|a| &a["pid"])
+            .collect();
+        roles.push(serde_json::json!({ "role": role.name, "share": "session", "pids": pids }));
+    }
+    roles
 }
 
 /// Takes the `share = "session"` roles out of `config`: the gateway serves
