@@ -754,3 +754,58 @@ fn a_single_http_answer_is_plain_json_and_progress_keeps_the_event_stream() {
         .collect();
     assert_eq!(shape, vec![json!(1), json!(2), json!(3)], "progress 1, 2, then the answer (id 3): {text}");
 }
+
+/// Opens an HTTP session by hand (initialize, initialized) and returns its id.
+fn open_http_session(url: &str, headers: &[(&str, &str)]) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, text) = http(url, headers, init.to_string().as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let (head, _) = split_answer(&text);
+    let session = (head.lines())
+        .find_map(|l| l.strip_prefix("mcp-session-id: ").map(str::trim))
+        .map(|s| text[text.to_ascii_lowercase().find(s).unwrap()..][..s.len()].to_owned())
+        .expect("a session id");
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(http(url, &with_session, initialized.to_string().as_bytes()).0, 202);
+    session
+}
+
+#[test]
+fn an_http_session_never_deleted_ends_after_session_idle_and_its_own_agent_stops() {
+    let world = World::new("idle", "");
+    add_solo_role(&world);
+    let config = std::fs::read_to_string(world.config()).unwrap();
+    std::fs::write(
+        world.config(),
+        config.replace("max_body = \"64KiB\"\n", "max_body = \"64KiB\"\nsession_idle = \"1s\"\n"),
+    )
+    .unwrap();
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", &bearer),
+    ];
+    let session = open_http_session(&url, &headers);
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
+    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
+    let (_, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+    assert!(!dead(pid as u32), "the session's own agent runs while the session is open");
+    // No DELETE, no further message: the idle timeout ends the session.
+    poll("the idle session's own agent to stop", || dead(pid as u32));
+    let mcp = &world.status()["daemon"]["mcp"];
+    assert_eq!(mcp["sessions"]["http"], 0, "{mcp}");
+    assert_eq!(mcp["open"], json!([]), "{mcp}");
+    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
+    assert_eq!(status, 404, "the ended session is unknown: {text}");
+}

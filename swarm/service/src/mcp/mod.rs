@@ -34,6 +34,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use skep_swarm::{Config, McpConfig, RoleConfig, Share, Swarm};
 use tokio::task::JoinSet;
@@ -78,6 +79,7 @@ pub struct Gateway {
     sessions: Presence,
     shared: Arc<Shared>,
     http_sessions: Arc<LocalSessionManager>,
+    http_connections: Arc<AtomicU64>,
 }
 
 impl Gateway {
@@ -101,21 +103,35 @@ impl Gateway {
             listeners: notify::Listeners::default(),
             registry: Arc::default(),
         });
-        let http_sessions = Arc::new(LocalSessionManager::default());
+        // A session no message crossed for `session_idle` is ended by rmcp,
+        // which drops its server: its own agents stop (a client that never DELETEs).
+        let mut http_sessions = LocalSessionManager::default();
+        http_sessions.session_config.keep_alive = Some(config.session_idle);
+        let http_sessions = Arc::new(http_sessions);
         let mut tasks = JoinSet::new();
         let mut http = None;
+        let http_connections = Arc::new(AtomicU64::new(0));
         if let Some(addr) = config.listen {
             let token: Arc<str> = Arc::from(load_or_create_token(token_file)?);
             let listener = http::bind(addr).await.map_err(|source| GatewayError::Http { addr, source })?;
             http = Some(listener.local_addr().map_err(|source| GatewayError::Http { addr, source })?);
             let app = http::router(Arc::clone(&shared), Arc::clone(&http_sessions), config, token, stop.child_token());
-            tasks.spawn(http::serve(listener, app, stop.clone()));
+            tasks.spawn(http::serve(listener, app, stop.clone(), Arc::clone(&http_connections)));
         }
         let listener = bind(socket).await?;
         tasks.spawn(notify::watch(Arc::clone(&shared), stop.clone()));
         tasks.spawn(stream::accept_sessions(listener, Arc::clone(&shared), stop.clone(), sessions.clone()));
         tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
-        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared, http_sessions })
+        Ok(Gateway {
+            stop,
+            tasks,
+            socket: socket.to_path_buf(),
+            http,
+            sessions,
+            shared,
+            http_sessions,
+            http_connections,
+        })
     }
 
     /// The HTTP front's bound address (its port resolved when `listen` asked for 0).
@@ -136,6 +152,7 @@ impl Gateway {
             shared: Arc::clone(&self.shared),
             socket: self.socket.clone(),
             http: self.http,
+            http_connections: Arc::clone(&self.http_connections),
         }
     }
 
@@ -156,6 +173,7 @@ pub struct GatewayView {
     shared: Arc<Shared>,
     socket: PathBuf,
     http: Option<SocketAddr>,
+    http_connections: Arc<AtomicU64>,
 }
 
 impl GatewayView {
@@ -172,6 +190,7 @@ impl GatewayView {
             "socket": self.socket,
             "http": self.http.map(|a| format!("http://{a}/mcp")),
             "sessions": { "stdio": self.relay_sessions.now(), "http": http_sessions },
+            "httpConnections": self.http_connections.load(Ordering::Relaxed),
             "perSession": per_session,
             "open": open,
             "roles": serving,
