@@ -809,3 +809,20 @@ fn an_http_session_never_deleted_ends_after_session_idle_and_its_own_agent_stops
     let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
     assert_eq!(status, 404, "the ended session is unknown: {text}");
 }
+
+#[test]
+fn a_servers_paginated_lists_are_followed_to_their_last_page() {
+    let script = clients_dir().join("state-server.mjs").display().to_string();
+    let paged =
+        format!("\n[roles.paged]\ncommand = [\"node\", \"{script}\", \"--page-size\", \"1\"]\nhandshake = \"mcp\"\n");
+    let world = World::new("paged", &paged);
+    world.skep(&["up"]);
+    let r = world.ts("paged", "stdio");
+    let tools = ["paged__announce", "paged__recall", "paged__remember", "paged__slow", "paged__whoami"];
+    assert_eq!(r["tools"], json!(tools), "every page of the server's tools, one tool a page: {r}");
+    assert_eq!(r["toolsCursor"], Value::Null, "the gateway's own list is one page: {r}");
+    assert_eq!(r["resources"], json!(["skep://paged/state://memory", "skep://paged/state://pid"]), "{r}");
+    // After the announce the server has two prompts, on two pages, and the list is fresh (list_changed cleared it).
+    assert_eq!(r["prompts"], json!(["paged__fresh", "paged__greet"]), "{r}");
+    assert_eq!(r["call"], "fresh", "{r}");
+}

@@ -163,6 +163,18 @@ async function main () {
     out.recallB = json(await call(b, 'solo__recall', { key: 'k' })).value
     await a.end()
     await b.end()
+  } else if (scenario === 'paged') {
+    // Role `paged` serves its lists a page at a time: the gateway's lists hold every page.
+    const a = await connect()
+    const mine = (names) => names.filter((n) => n.startsWith('paged__') || n.startsWith('skep://paged/')).sort()
+    const tools = await a.listTools()
+    out.tools = mine(tools.tools.map((t) => t.name))
+    out.toolsCursor = tools.nextCursor ?? null
+    out.resources = mine((await a.listResources()).resources.map((r) => r.uri))
+    await call(a, 'paged__announce', { tool: 'fresh' })
+    out.prompts = mine((await a.listPrompts()).prompts.map((p) => p.name))
+    out.call = json(await call(a, 'paged__fresh')).added
+    await a.end()
   } else if (scenario === 'observed') {
     // Two sessions open, each holding its own share=session agent: what
     // `skep stats` (SKEP_BIN, SKEP_CONFIG) shows of them, then after they end.

@@ -11,6 +11,7 @@
 //! # Layout
 //! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
+//! - `pages.rs`: a server's whole list, following `nextCursor` page by page.
 //! - `notify.rs`: `tools/list_changed` to every session when a server's, or the roles', list changes.
 //! - `resources.rs`: resources (URIs as `skep://<role>/...`), templates and prompts, merged like tools.
 //! - `registry.rs`: the open sessions and the agents serving them, for stats, status and the grid.
@@ -26,6 +27,7 @@ mod handler;
 mod http;
 mod json_answer;
 mod notify;
+mod pages;
 mod registry;
 mod resources;
 mod spares;
