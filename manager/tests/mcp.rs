@@ -597,8 +597,10 @@ fn check_sessions_in_stats(transport: &str) {
     assert_eq!(role("solo")["share"], "session");
     let rendered = r["rendered"].as_str().unwrap();
     assert!(rendered.contains("MCP SESSION"), "{rendered}");
+    let status = r["status"].as_str().unwrap();
     for pid in [solo_a, solo_b] {
         assert!(rendered.contains(&format!("solo pid {pid}")), "`skep stats` names pid {pid}: {rendered}");
+        assert!(status.contains(&format!("solo pid {pid}")), "`skep status` lists the session: {status}");
     }
     assert_eq!(r["closed"]["open"], json!([]), "{r}");
     assert_eq!(role_pids(&r["closed"], "solo"), json!([]), "{r}");

@@ -191,6 +191,7 @@ async function main () {
     out.ids = [a, b].map((c) => c.transport?.sessionId ?? null)
     out.open = stats().mcp
     out.rendered = spawnSync(process.env.SKEP_BIN, ['stats', '--config', process.env.SKEP_CONFIG], { encoding: 'utf8' }).stdout
+    out.status = spawnSync(process.env.SKEP_BIN, ['status', '--config', process.env.SKEP_CONFIG], { encoding: 'utf8' }).stdout
     await a.end()
     await b.end()
     out.closed = await until('the ended sessions to leave the stats', async () => {

@@ -71,8 +71,14 @@ impl Entry {
 
     /// The session as the views show it; `agents` are its own, read live.
     async fn view(&self) -> Value {
+        // Held while the session takes an agent, which may be a cold start:
+        // the views show the agents it has then, rather than wait for it.
+        let own: Vec<(String, Arc<Held>)> = match self.own.try_lock() {
+            Ok(own) => own.iter().map(|(role, held)| (role.clone(), Arc::clone(held))).collect(),
+            Err(_) => Vec::new(),
+        };
         let mut agents = Vec::new();
-        for (role, held) in self.own.lock().await.iter() {
+        for (role, held) in own {
             for agent in held.swarm().agents().await {
                 agents.push(json!({ "role": role, "pid": agent.pid }));
             }
