@@ -828,3 +828,58 @@ fn a_servers_paginated_lists_are_followed_to_their_last_page() {
     assert_eq!(r["prompts"], json!(["paged__fresh", "paged__greet"]), "{r}");
     assert_eq!(r["call"], "fresh", "{r}");
 }
+
+#[test]
+fn the_grid_status_window_shows_an_open_session_and_its_own_agent() {
+    let world = World::new("grid", "");
+    add_solo_role(&world);
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", &bearer),
+    ];
+    let session = open_http_session(&url, &headers);
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
+    let (_, text) = http(&url, &with_session, call.to_string().as_bytes());
+    let (_, body) = split_answer(&text);
+    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+
+    let config = world.config().display().to_string();
+    let printed = bounded(world.stripped(SKEP).args(["grid", "--config", &config, "--detach"]));
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert!(matches!(words.as_slice(), ["tmux", "-S", _, "attach", "-t", _]), "{printed}");
+    let (tmux_socket, tmux_session) = (words[2].to_owned(), words[5].to_owned());
+    let socket = world.status()["daemon"]["socket"].as_str().unwrap().to_owned();
+    // Ends the grid even when an assertion fails first (the grid also ends with its daemon).
+    struct StopGrid(Command);
+    impl Drop for StopGrid {
+        fn drop(&mut self) {
+            let _ = self.0.output();
+        }
+    }
+    let mut stop = world.stripped(SKEP);
+    stop.args(["grid", "--stop", "--attach", &socket]);
+    let stop = StopGrid(stop);
+    let capture = || {
+        let out = Command::new("tmux")
+            .args(["-S", &tmux_socket, "capture-pane", "-p", "-t", &format!("{tmux_session}:grid.0")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = format!("solo pid {pid}");
+    let short = &session[..8];
+    poll("the grid's status window to show the session", || {
+        let screen = capture();
+        screen.contains("MCP SESSION") && screen.lines().any(|l| l.starts_with(short) && l.contains(&shown))
+    });
+    drop(stop);
+    let alive = Command::new("tmux").args(["-S", &tmux_socket, "list-sessions"]).output().unwrap().status.success();
+    assert!(!alive, "the grid is gone");
+}
