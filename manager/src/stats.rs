@@ -141,6 +141,55 @@ pub fn render(stats: &Value, agents: &Value) -> Vec<String> {
         }
     }
     lines.extend(render_workers(&stats["workers"]));
+    lines.extend(render_mcp(&stats["mcp"]));
+    lines
+}
+
+/// A daemon's MCP sessions (transport, age, calls, the agents of their
+/// own), then per role offering tools the processes serving the sessions;
+/// nothing from an orchestrator without a gateway.
+pub fn render_mcp(mcp: &Value) -> Vec<String> {
+    if !mcp.is_object() {
+        return Vec::new();
+    }
+    let session_row = |[id, transport, age, calls, in_flight, agents]: [&str; 6]| {
+        format!("{id:<24} {transport:<9} {age:>8} {calls:>7} {in_flight:>9}  {agents}")
+    };
+    let mut lines =
+        vec![String::new(), session_row(["MCP SESSION", "TRANSPORT", "AGE", "CALLS", "IN-FLIGHT", "OWN AGENTS"])];
+    let sessions = mcp["open"].as_array().map_or(&[][..], Vec::as_slice);
+    if sessions.is_empty() {
+        lines.push("(no MCP session open)".to_owned());
+    }
+    let text = |v: &Value| v.as_u64().map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let pid_list = |pids: &mut dyn Iterator<Item = String>| {
+        let list: Vec<String> = pids.collect();
+        if list.is_empty() { "-".to_owned() } else { list.join(", ") }
+    };
+    for session in sessions {
+        let age = Duration::from_secs(session["ageMs"].as_u64().unwrap_or(0) / 1000);
+        let mut own = (session["agents"].as_array().into_iter().flatten())
+            .map(|a| format!("{} pid {}", a["role"].as_str().unwrap_or("?"), text(&a["pid"])));
+        lines.push(session_row([
+            session["id"].as_str().unwrap_or("?"),
+            session["transport"].as_str().unwrap_or("?"),
+            &humantime::format_duration(age).to_string(),
+            &text(&session["calls"]),
+            &text(&session["inFlight"]),
+            &pid_list(&mut own),
+        ]));
+    }
+    lines.push(String::new());
+    lines.push(format!("{:<24} {:<9}  {}", "MCP ROLE", "SHARE", "SERVED BY"));
+    for role in mcp["roles"].as_array().into_iter().flatten() {
+        let mut pids = (role["pids"].as_array().into_iter().flatten()).map(|p| format!("pid {}", text(p)));
+        lines.push(format!(
+            "{:<24} {:<9}  {}",
+            role["role"].as_str().unwrap_or("?"),
+            role["share"].as_str().unwrap_or("?"),
+            pid_list(&mut pids)
+        ));
+    }
     lines
 }
 
@@ -287,6 +336,28 @@ mod tests {
             Some("(no remote worker heard from)")
         );
         assert_eq!(render(&json!({"roles": []}), &json!([])).len(), 1, "no cluster, no workers section");
+    }
+
+    #[test]
+    fn mcp_sessions_and_the_agents_serving_them_follow_the_roles() {
+        let mcp = json!({"open": [
+                {"id": "3f2a9c1b", "transport": "http", "ageMs": 61_500, "calls": 4, "inFlight": 1,
+                    "agents": [{"role": "solo", "pid": 4242}]},
+                {"id": "stdio-3", "transport": "stdio", "ageMs": 900, "calls": 0, "inFlight": 0, "agents": []}],
+            "roles": [{"role": "state", "share": "pool", "pids": [100, 101]},
+                {"role": "solo", "share": "session", "pids": [4242]},
+                {"role": "words", "share": "pool", "pids": []}]});
+        let lines = render(&json!({"roles": [], "mcp": mcp}), &json!([]));
+        let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[3], ["3f2a9c1b", "http", "1m", "1s", "4", "1", "solo", "pid", "4242"]);
+        assert_eq!(rows[4], ["stdio-3", "stdio", "0s", "0", "0", "-"]);
+        assert_eq!(rows[6], ["MCP", "ROLE", "SHARE", "SERVED", "BY"]);
+        assert_eq!(rows[7], ["state", "pool", "pid", "100,", "pid", "101"]);
+        assert_eq!(rows[8], ["solo", "session", "pid", "4242"]);
+        assert_eq!(rows[9], ["words", "pool", "-"]);
+        let idle = render_mcp(&json!({"open": [], "roles": []}));
+        assert_eq!(idle[2], "(no MCP session open)");
+        assert!(render_mcp(&Value::Null).is_empty(), "no gateway, no MCP section");
     }
 
     #[test]

@@ -506,9 +506,9 @@ fn with_arg(arg: &str) -> Vec<u64> {
     .collect()
 }
 
-#[test]
-fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
-    let world = World::new("isolation", "");
+/// Adds role `solo` (state-server.mjs, `share = "session"`, two spares) to
+/// `world`'s config; its processes carry the returned marker argument.
+fn add_solo_role(world: &World) -> String {
     let marker = format!("--solo-{}", world.root.file_name().unwrap().to_string_lossy());
     let script = clients_dir().join("state-server.mjs").display().to_string();
     let solo = format!(
@@ -516,6 +516,13 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
     );
     let config = std::fs::read_to_string(world.config()).unwrap() + &solo;
     std::fs::write(world.config(), config).unwrap();
+    marker
+}
+
+#[test]
+fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
+    let world = World::new("isolation", "");
+    let marker = add_solo_role(&world);
     world.skep(&["up"]);
     let spares = with_arg(&marker);
     assert_eq!(spares.len(), 2, "min_warm spares are started with the daemon: {spares:?}");
@@ -539,6 +546,81 @@ fn share_session_gives_each_session_its_own_warm_agent_and_stops_it_after() {
 }
 
 /// One raw HTTP/1.1 request to the gateway; the status code and body.
+/// What `skep stats` showed of two open sessions (a and b, each with its own
+/// `solo` agent, a also calling the pooled `state`), on `transport`, and
+/// that they are gone from it once ended.
+fn check_sessions_in_stats(transport: &str) {
+    let world = World::new("observed", "");
+    add_solo_role(&world);
+    world.skep(&["up"]);
+    let (target, extra) = world.target(transport);
+    let script = clients_dir().join("ts-client.mjs").display().to_string();
+    let mut client = world.stripped("node");
+    client
+        .args([&script, "observed", transport, &target, &extra])
+        .env("SKEP_BIN", SKEP)
+        .env("SKEP_CONFIG", world.config());
+    let r = report(&bounded(&mut client));
+    let (solo_a, solo_b, state) = (r["soloA"].as_u64().unwrap(), r["soloB"].as_u64().unwrap(), &r["stateA"]);
+    assert_ne!(solo_a, solo_b, "{r}");
+    let open = r["open"]["open"].as_array().unwrap();
+    assert_eq!(open.len(), 2, "two sessions open: {r}");
+    for (session, (pid, calls)) in open.iter().zip([(solo_a, 2), (solo_b, 1)]) {
+        assert_eq!(session["transport"], transport, "{session}");
+        assert_eq!(session["calls"], calls, "{session}");
+        assert_eq!(session["inFlight"], 0, "{session}");
+        assert_eq!(session["agents"], json!([{"role": "solo", "pid": pid}]), "its own agent, the real server's pid");
+    }
+    if transport == "http" {
+        let shown: Vec<String> =
+            r["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()[..8].to_owned()).collect();
+        assert_eq!(
+            [&open[0]["id"], &open[1]["id"]],
+            [&shown[0], &shown[1]],
+            "the session ids the clients hold, shortened"
+        );
+    }
+    let roles = &r["open"]["roles"];
+    let role = |name: &str| roles.as_array().unwrap().iter().find(|x| x["role"] == name).unwrap().clone();
+    assert_eq!(role("state"), json!({"role": "state", "share": "pool", "pids": [state]}), "{roles}");
+    let mut solo: Vec<u64> = role("solo")["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    solo.sort_unstable();
+    assert_eq!(
+        solo,
+        {
+            let mut both = vec![solo_a, solo_b];
+            both.sort_unstable();
+            both
+        },
+        "{roles}"
+    );
+    assert_eq!(role("solo")["share"], "session");
+    let rendered = r["rendered"].as_str().unwrap();
+    assert!(rendered.contains("MCP SESSION"), "{rendered}");
+    let status = r["status"].as_str().unwrap();
+    for pid in [solo_a, solo_b] {
+        assert!(rendered.contains(&format!("solo pid {pid}")), "`skep stats` names pid {pid}: {rendered}");
+        assert!(status.contains(&format!("solo pid {pid}")), "`skep status` lists the session: {status}");
+    }
+    assert_eq!(r["closed"]["open"], json!([]), "{r}");
+    assert_eq!(role_pids(&r["closed"], "solo"), json!([]), "{r}");
+    poll("the sessions' own agents to stop", || dead(solo_a as u32) && dead(solo_b as u32));
+}
+
+fn role_pids(mcp: &Value, name: &str) -> Value {
+    mcp["roles"].as_array().unwrap().iter().find(|x| x["role"] == name).unwrap()["pids"].clone()
+}
+
+#[test]
+fn stats_show_the_stdio_sessions_and_the_agents_serving_them() {
+    check_sessions_in_stats("stdio");
+}
+
+#[test]
+fn stats_show_the_http_sessions_and_the_agents_serving_them() {
+    check_sessions_in_stats("http");
+}
+
 fn http(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let authority = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/mcp")).expect("http://HOST:PORT/mcp");
     let mut stream = TcpStream::connect(authority).unwrap();
@@ -673,4 +755,131 @@ fn a_single_http_answer_is_plain_json_and_progress_keeps_the_event_stream() {
         .map(|m| m["params"]["progress"].as_f64().map_or(m["id"].clone(), |p| json!(p as u64)))
         .collect();
     assert_eq!(shape, vec![json!(1), json!(2), json!(3)], "progress 1, 2, then the answer (id 3): {text}");
+}
+
+/// Opens an HTTP session by hand (initialize, initialized) and returns its id.
+fn open_http_session(url: &str, headers: &[(&str, &str)]) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, text) = http(url, headers, init.to_string().as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let (head, _) = split_answer(&text);
+    let session = (head.lines())
+        .find_map(|l| l.strip_prefix("mcp-session-id: ").map(str::trim))
+        .map(|s| text[text.to_ascii_lowercase().find(s).unwrap()..][..s.len()].to_owned())
+        .expect("a session id");
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(http(url, &with_session, initialized.to_string().as_bytes()).0, 202);
+    session
+}
+
+#[test]
+fn an_http_session_never_deleted_ends_after_session_idle_and_its_own_agent_stops() {
+    let world = World::new("idle", "");
+    add_solo_role(&world);
+    let config = std::fs::read_to_string(world.config()).unwrap();
+    std::fs::write(
+        world.config(),
+        config.replace("max_body = \"64KiB\"\n", "max_body = \"64KiB\"\nsession_idle = \"1s\"\n"),
+    )
+    .unwrap();
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", &bearer),
+    ];
+    let session = open_http_session(&url, &headers);
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
+    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
+    let (_, body) = split_answer(&text);
+    assert_eq!(status, 200, "{text}");
+    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+    assert!(!dead(pid as u32), "the session's own agent runs while the session is open");
+    // No DELETE, no further message: the idle timeout ends the session.
+    poll("the idle session's own agent to stop", || dead(pid as u32));
+    let mcp = &world.status()["daemon"]["mcp"];
+    assert_eq!(mcp["sessions"]["http"], 0, "{mcp}");
+    assert_eq!(mcp["open"], json!([]), "{mcp}");
+    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
+    assert_eq!(status, 404, "the ended session is unknown: {text}");
+}
+
+#[test]
+fn a_servers_paginated_lists_are_followed_to_their_last_page() {
+    let script = clients_dir().join("state-server.mjs").display().to_string();
+    let paged =
+        format!("\n[roles.paged]\ncommand = [\"node\", \"{script}\", \"--page-size\", \"1\"]\nhandshake = \"mcp\"\n");
+    let world = World::new("paged", &paged);
+    world.skep(&["up"]);
+    let r = world.ts("paged", "stdio");
+    let tools = ["paged__announce", "paged__recall", "paged__remember", "paged__slow", "paged__whoami"];
+    assert_eq!(r["tools"], json!(tools), "every page of the server's tools, one tool a page: {r}");
+    assert_eq!(r["toolsCursor"], Value::Null, "the gateway's own list is one page: {r}");
+    assert_eq!(r["resources"], json!(["skep://paged/state://memory", "skep://paged/state://pid"]), "{r}");
+    // After the announce the server has two prompts, on two pages, and the list is fresh (list_changed cleared it).
+    assert_eq!(r["prompts"], json!(["paged__fresh", "paged__greet"]), "{r}");
+    assert_eq!(r["call"], "fresh", "{r}");
+}
+
+#[test]
+fn the_grid_status_window_shows_an_open_session_and_its_own_agent() {
+    let world = World::new("grid", "");
+    add_solo_role(&world);
+    world.skep(&["up"]);
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Authorization", &bearer),
+    ];
+    let session = open_http_session(&url, &headers);
+    let mut with_session = headers.to_vec();
+    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
+    let (_, text) = http(&url, &with_session, call.to_string().as_bytes());
+    let (_, body) = split_answer(&text);
+    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+
+    let config = world.config().display().to_string();
+    let printed = bounded(world.stripped(SKEP).args(["grid", "--config", &config, "--detach"]));
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert!(matches!(words.as_slice(), ["tmux", "-S", _, "attach", "-t", _]), "{printed}");
+    let (tmux_socket, tmux_session) = (words[2].to_owned(), words[5].to_owned());
+    let socket = world.status()["daemon"]["socket"].as_str().unwrap().to_owned();
+    // Ends the grid even when an assertion fails first (the grid also ends with its daemon).
+    struct StopGrid(Command);
+    impl Drop for StopGrid {
+        fn drop(&mut self) {
+            let _ = self.0.output();
+        }
+    }
+    let mut stop = world.stripped(SKEP);
+    stop.args(["grid", "--stop", "--attach", &socket]);
+    let stop = StopGrid(stop);
+    let capture = || {
+        let out = Command::new("tmux")
+            .args(["-S", &tmux_socket, "capture-pane", "-p", "-t", &format!("{tmux_session}:grid.0")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = format!("solo pid {pid}");
+    let short = &session[..8];
+    poll("the grid's status window to show the session", || {
+        let screen = capture();
+        screen.contains("MCP SESSION") && screen.lines().any(|l| l.starts_with(short) && l.contains(&shown))
+    });
+    drop(stop);
+    let alive = Command::new("tmux").args(["-S", &tmux_socket, "list-sessions"]).output().unwrap().status.success();
+    assert!(!alive, "the grid is gone");
 }

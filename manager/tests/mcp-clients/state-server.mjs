@@ -2,7 +2,9 @@
 // it keeps per-process state (a counter and a key/value map), reports its
 // pid, has a slow tool that reports progress and notices cancellation, and
 // one that adds a tool and a prompt to its lists and announces both changes. It offers its
-// memory as resources (one, and a template per key) and a prompt.
+// memory as resources (one, and a template per key) and a prompt. With
+// `--page-size N` every list is served N items a page, behind `nextCursor`
+// (and a second resource, `state://pid`, so that list has two pages too).
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import {
@@ -11,6 +13,16 @@ import {
 } from '@modelcontextprotocol/sdk/types.js'
 
 const state = { calls: 0, cancelled: 0, memory: {} }
+const sizeAt = process.argv.indexOf('--page-size')
+const pageSize = sizeAt > 0 ? Number(process.argv[sizeAt + 1]) : Infinity
+/** One page of `items` under `field`, from the cursor (an offset) the client sent. */
+const page = (field, items, request) => {
+  const from = Number(request.params?.cursor ?? 0)
+  const next = from + pageSize
+  return { [field]: items.slice(from, next), ...(next < items.length ? { nextCursor: String(next) } : {}) }
+}
+const resources = [{ uri: 'state://memory', name: 'memory', mimeType: 'application/json' }]
+if (pageSize !== Infinity) resources.push({ uri: 'state://pid', name: 'pid', mimeType: 'text/plain' })
 const object = (properties = {}) => ({ type: 'object', properties })
 const tools = [
   { name: 'whoami', description: 'This process: its pid and counters', inputSchema: object() },
@@ -21,10 +33,8 @@ const tools = [
 ]
 
 const server = new Server({ name: 'skep-test-state', version: '1.0.0' }, { capabilities: { tools: { listChanged: true }, resources: {}, prompts: { listChanged: true } } })
-server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }))
-server.setRequestHandler(ListResourcesRequestSchema, async () => ({
-  resources: [{ uri: 'state://memory', name: 'memory', mimeType: 'application/json' }]
-}))
+server.setRequestHandler(ListToolsRequestSchema, async (request) => page('tools', tools, request))
+server.setRequestHandler(ListResourcesRequestSchema, async (request) => page('resources', resources, request))
 server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
   resourceTemplates: [{ uriTemplate: 'state://memory/{key}', name: 'one key', mimeType: 'text/plain' }]
 }))
@@ -36,9 +46,7 @@ server.setRequestHandler(ReadResourceRequestSchema, async (request) => {
   return { contents: [{ uri, mimeType: 'text/plain', text: state.memory[key] }] }
 })
 const prompts = [{ name: 'greet', description: 'Greets someone', arguments: [{ name: 'who', required: true }] }]
-server.setRequestHandler(ListPromptsRequestSchema, async () => ({
-  prompts
-}))
+server.setRequestHandler(ListPromptsRequestSchema, async (request) => page('prompts', prompts, request))
 server.setRequestHandler(GetPromptRequestSchema, async (request) => ({
   messages: [{ role: 'user', content: { type: 'text', text: `hello ${request.params.arguments?.who} from ${process.pid}` } }]
 }))

@@ -163,6 +163,41 @@ async function main () {
     out.recallB = json(await call(b, 'solo__recall', { key: 'k' })).value
     await a.end()
     await b.end()
+  } else if (scenario === 'paged') {
+    // Role `paged` serves its lists a page at a time: the gateway's lists hold every page.
+    const a = await connect()
+    const mine = (names) => names.filter((n) => n.startsWith('paged__') || n.startsWith('skep://paged/')).sort()
+    const tools = await a.listTools()
+    out.tools = mine(tools.tools.map((t) => t.name))
+    out.toolsCursor = tools.nextCursor ?? null
+    out.resources = mine((await a.listResources()).resources.map((r) => r.uri))
+    await call(a, 'paged__announce', { tool: 'fresh' })
+    out.prompts = mine((await a.listPrompts()).prompts.map((p) => p.name))
+    out.call = json(await call(a, 'paged__fresh')).added
+    await a.end()
+  } else if (scenario === 'observed') {
+    // Two sessions open, each holding its own share=session agent: what
+    // `skep stats` (SKEP_BIN, SKEP_CONFIG) shows of them, then after they end.
+    const stats = () => {
+      const run = spawnSync(process.env.SKEP_BIN, ['stats', '--json', '--config', process.env.SKEP_CONFIG], { encoding: 'utf8' })
+      if (run.status !== 0) throw new Error(`skep stats: ${run.stderr}`)
+      return JSON.parse(run.stdout).stats
+    }
+    const a = await connect()
+    const b = await connect()
+    out.soloA = json(await call(a, 'solo__whoami')).pid
+    out.soloB = json(await call(b, 'solo__whoami')).pid
+    out.stateA = json(await call(a, 'state__whoami')).pid
+    out.ids = [a, b].map((c) => c.transport?.sessionId ?? null)
+    out.open = stats().mcp
+    out.rendered = spawnSync(process.env.SKEP_BIN, ['stats', '--config', process.env.SKEP_CONFIG], { encoding: 'utf8' }).stdout
+    out.status = spawnSync(process.env.SKEP_BIN, ['status', '--config', process.env.SKEP_CONFIG], { encoding: 'utf8' }).stdout
+    await a.end()
+    await b.end()
+    out.closed = await until('the ended sessions to leave the stats', async () => {
+      const mcp = stats().mcp
+      return mcp.open.length === 0 ? mcp : null
+    })
   } else {
     throw new Error(`unknown scenario ${scenario}`)
   }

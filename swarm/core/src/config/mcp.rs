@@ -4,19 +4,23 @@
 //! found by a client later.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
 use super::raw::Opt;
-use super::units::Size;
+use super::units::{Dur, Size};
 
 /// The default separator between a role's name and its tool's: `<role>__<tool>`.
 pub const DEFAULT_SEPARATOR: &str = "__";
 
 /// The default largest request body the HTTP front reads.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// How long an HTTP session may go without a message before the gateway ends it.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(5 * 60);
 
 /// `[mcp]`: the MCP gateway's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,9 @@ pub struct McpConfig {
     /// Browser origins allowed to call the HTTP front; a request with any
     /// other `Origin` header is refused (DNS-rebinding protection).
     pub allowed_origins: Vec<String>,
+    /// An HTTP session with no message either way for this long is ended
+    /// (its `share = "session"` agents stopped): clients that never DELETE.
+    pub session_idle: Duration,
 }
 
 impl Default for McpConfig {
@@ -39,6 +46,7 @@ impl Default for McpConfig {
             separator: DEFAULT_SEPARATOR.to_owned(),
             max_body: DEFAULT_MAX_BODY,
             allowed_origins: Vec::new(),
+            session_idle: DEFAULT_SESSION_IDLE,
         }
     }
 }
@@ -84,6 +92,7 @@ pub(super) struct RawMcp {
     pub separator: Opt<String>,
     pub max_body: Opt<Size>,
     pub allowed_origins: Opt<Vec<String>>,
+    pub session_idle: Opt<Dur>,
 }
 
 /// `[[roles.NAME.tools]]` as serde reads it.
@@ -135,7 +144,8 @@ impl RawMcp {
             }
         };
         let allowed_origins = self.allowed_origins.map(Spanned::into_inner).unwrap_or_default();
-        Ok(McpConfig { listen, separator, max_body, allowed_origins })
+        let session_idle = self.session_idle.map_or(d.session_idle, |v| v.into_inner().0);
+        Ok(McpConfig { listen, separator, max_body, allowed_origins, session_idle })
     }
 }
 

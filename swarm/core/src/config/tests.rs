@@ -635,11 +635,12 @@ fn preload_keys_are_checked_naming_the_line() {
 
 #[test]
 fn mcp_section_and_tools_parse_to_exact_values() {
-    let text = "[mcp]\nlisten = \"127.0.0.1:8808\"\nseparator = \"-\"\nmax_body = \"64KiB\"\nallowed_origins = [\"http://localhost:*\"]\n\n[roles.r]\ncommand = [\"agent\"]\n[[roles.r.tools]]\nname = \"sum\"\ndescription = \"adds\"\nmethod = \"math/sum\"\ninput_schema = { type = \"object\", properties = { a = { type = \"number\" } } }\n[[roles.r.tools]]\nname = \"bare\"\nmethod = \"bare\"\n";
+    let text = "[mcp]\nlisten = \"127.0.0.1:8808\"\nseparator = \"-\"\nmax_body = \"64KiB\"\nallowed_origins = [\"http://localhost:*\"]\nsession_idle = \"90s\"\n\n[roles.r]\ncommand = [\"agent\"]\n[[roles.r.tools]]\nname = \"sum\"\ndescription = \"adds\"\nmethod = \"math/sum\"\ninput_schema = { type = \"object\", properties = { a = { type = \"number\" } } }\n[[roles.r.tools]]\nname = \"bare\"\nmethod = \"bare\"\n";
     let config = parse(text).unwrap();
     assert_eq!(config.mcp.listen, Some("127.0.0.1:8808".parse().unwrap()));
     assert_eq!((config.mcp.separator.as_str(), config.mcp.max_body), ("-", 64 * 1024));
     assert_eq!(config.mcp.allowed_origins, argv(&["http://localhost:*"]));
+    assert_eq!(config.mcp.session_idle, std::time::Duration::from_secs(90));
     let tools = &config.roles["r"].tools;
     assert_eq!(tools.len(), 2);
     assert_eq!(
@@ -653,6 +654,7 @@ fn mcp_section_and_tools_parse_to_exact_values() {
     assert_eq!(serde_json::Value::Object(tools[1].input_schema.clone()), serde_json::json!({"type": "object"}));
     let default = parse(&with_line("")).unwrap().mcp;
     assert_eq!((default.listen, default.separator.as_str(), default.max_body), (None, "__", 4 << 20));
+    assert_eq!(default.session_idle, std::time::Duration::from_secs(300));
 }
 
 #[test]

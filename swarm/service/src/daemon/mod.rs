@@ -283,6 +283,12 @@ impl State {
         status
     }
 
+    async fn stats(&self) -> Value {
+        let mut stats = json!(self.swarm.stats().await);
+        stats["mcp"] = self.mcp_status().await;
+        stats
+    }
+
     async fn status(&self) -> Value {
         let stats = self.swarm.stats().await;
         let modified = *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -312,7 +318,10 @@ impl State {
 /// The sidecar's methods over the daemon's swarm, plus the daemon's own.
 fn control_module(state: &Arc<State>, shutdown: CancellationToken) -> RpcModule<Sidecar> {
     let mut module = rpc_module(state.swarm.clone(), shutdown);
+    // The daemon's stats carry its MCP gateway's sessions and the agents serving them.
+    module.remove_method("swarm/stats");
     let mut own = RpcModule::new(Arc::clone(state));
+    own.register_async_method("swarm/stats", |_, ctx, _| async move { ctx.stats().await }).expect("fresh name");
     own.register_async_method("daemon/status", |_, ctx, _| async move { ctx.status().await }).expect("fresh name");
     own.register_async_method("observe/info", |_, ctx, _| async move { ctx.status().await }).expect("fresh name");
     own.register_async_method("daemon/reload", |_, ctx, _| async move {

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{JsonObject, ListToolsResult, Tool};
-use serde_json::value::RawValue;
+use rmcp::model::{JsonObject, Tool};
 use skep_swarm::{CallOptions, Handshake, RoleConfig, Swarm, SwarmError, is_valid_tool_name};
 
 /// How long one role's `tools/list` may take before the list is served without it.
@@ -119,7 +118,7 @@ async fn role_tools(swarm: &Swarm, role: &RoleConfig, separator: &str, fresh: bo
     }
     let listed = tokio::time::timeout(LIST_TIMEOUT, upstream_list(swarm, &role.name, fresh)).await;
     let tools = match listed {
-        Ok(Ok(list)) => list.tools,
+        Ok(Ok(tools)) => tools,
         Ok(Err(e)) => {
             tracing::warn!(role = %role.name, "tools/list failed; its tools are left out: {e}");
             return None;
@@ -143,12 +142,11 @@ async fn role_tools(swarm: &Swarm, role: &RoleConfig, separator: &str, fresh: bo
     Some(tools)
 }
 
-/// One MCP server role's own tool list (from skep's cache when fresh).
-async fn upstream_list(swarm: &Swarm, role: &str, fresh: bool) -> Result<ListToolsResult, SwarmError> {
-    let empty = RawValue::from_string("{}".to_owned()).expect("{} is JSON");
+/// One MCP server role's own tool list, every page of it (from skep's cache unless `fresh`).
+async fn upstream_list(swarm: &Swarm, role: &str, fresh: bool) -> Result<Vec<Tool>, SwarmError> {
     let options = CallOptions { bypass_cache: fresh, ..CallOptions::default() };
-    let raw = swarm.call(role, "tools/list", Some(&empty), options).await?;
-    serde_json::from_str(raw.get()).map_err(|e| {
+    let tools = super::pages::all_items(swarm, role, "tools/list", "tools", options).await?;
+    serde_json::from_value(serde_json::Value::Array(tools)).map_err(|e| {
         let message = format!("its tools/list answer is not an MCP tool list ({e})");
         SwarmError::Agent(skep_bridge::ErrorObjectOwned::owned(skep_bridge::code::INTERNAL_ERROR, message, None::<()>))
     })

@@ -5,7 +5,6 @@
 //! timeout, breaker and cache. A session's calls are cancelled when the client
 //! cancels them or goes away (rmcp cancels the request's token).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -21,8 +20,9 @@ use skep_swarm::{CallOptions, McpProgressWatch, RoleConfig, Swarm, SwarmError};
 
 use super::catalog::{self, Listing, Target};
 use super::notify::Listeners;
+use super::registry::{Entry, Registered, Registry, Transport};
 use super::resources::{self, Kind};
-use super::spares::{Held, Spares};
+use super::spares::Spares;
 
 /// What every session of one gateway shares: the swarm, the spares of
 /// `share = "session"` roles, the naming settings.
@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub spares: Spares,
     pub separator: Arc<str>,
     pub listeners: Listeners,
+    pub registry: Arc<Registry>,
 }
 
 /// One MCP session's server. Clones (rmcp may make them) share the
@@ -40,15 +41,18 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     shared: Arc<Shared>,
-    own: Arc<tokio::sync::Mutex<HashMap<String, Arc<Held>>>>,
+    /// Its figures and its own agents, which the registry reads for the views.
+    entry: Arc<Entry>,
     listening: Arc<std::sync::OnceLock<Listening>>,
 }
 
-/// A session's place among the list_changed listeners, left when the session's last clone goes.
+/// A session's place among the list_changed listeners and in the registry,
+/// left when the session's last clone goes.
 #[derive(Debug)]
 struct Listening {
     shared: Arc<Shared>,
     id: u64,
+    _registered: Registered,
 }
 
 impl Drop for Listening {
@@ -58,8 +62,8 @@ impl Drop for Listening {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>) -> Session {
-        Session { shared, own: Arc::default(), listening: Arc::default() }
+    pub(crate) fn new(shared: Arc<Shared>, transport: Transport) -> Session {
+        Session { shared, entry: Arc::new(Entry::new(transport)), listening: Arc::default() }
     }
 
     /// Every role offering tools, from the shared swarm and the per-session ones.
@@ -76,7 +80,7 @@ impl Session {
             return Ok(self.shared.swarm.clone());
         }
         // Held across the take, so two concurrent first calls take one agent, not two.
-        let mut own = self.own.lock().await;
+        let mut own = self.entry.own.lock().await;
         if let Some(held) = own.get(role) {
             return Ok(held.swarm().clone());
         }
@@ -204,6 +208,7 @@ impl ServerHandler for Session {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let _in_flight = self.entry.call();
         let unknown = || McpError::invalid_params(format!("no server offers the resource {:?}", request.uri), None);
         let (role, uri) = resources::resolve_uri(&request.uri).ok_or_else(unknown)?;
         let swarm = self.server(role, &format!("the resource {:?}", request.uri)).await?;
@@ -229,6 +234,7 @@ impl ServerHandler for Session {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        let _in_flight = self.entry.call();
         let what = format!("the prompt {:?}", request.name);
         let (role, name) = (request.name.split_once(&*self.shared.separator))
             .ok_or_else(|| McpError::invalid_params(format!("no server offers {what}"), None))?;
@@ -242,8 +248,12 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Over HTTP the session id is the one rmcp gave the client, so the views name it as the client knows it.
+        let session_id = (context.extensions.get::<axum::http::request::Parts>())
+            .and_then(|parts| parts.headers.get("mcp-session-id")?.to_str().ok().map(str::to_owned));
+        let registered = self.shared.registry.enter(&self.entry, session_id.as_deref());
         let id = self.shared.listeners.add(context.peer);
-        let listening = Listening { shared: Arc::clone(&self.shared), id };
+        let listening = Listening { shared: Arc::clone(&self.shared), id, _registered: registered };
         // A second initialized on one session (a client's mistake) keeps the first registration.
         let _ = self.listening.set(listening);
     }
@@ -254,6 +264,7 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.clone();
+        let _in_flight = self.entry.call();
         // The client asked for progress: relay the upstream server's, renamed to the client's token.
         let asked = context.meta.get_progress_token().or_else(|| request.meta.as_ref()?.get_progress_token());
         let relay = asked.map(|token| progress_relay(token, context.peer.clone()));

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::guard;
 use super::handler::{Session, Shared};
 use super::json_answer::json_answer;
+use super::registry::Transport;
 
 /// The app served on the HTTP listener.
 pub(crate) fn router(
@@ -42,7 +44,8 @@ pub(crate) fn router(
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body)
         .with_cancellation_token(stop);
-    let service = StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared))), sessions, http);
+    let service =
+        StreamableHttpService::new(move || Ok(Session::new(Arc::clone(&shared), Transport::Http)), sessions, http);
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(json_answer))
@@ -54,11 +57,13 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `app` until `stop` is cancelled.
-pub(crate) async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+/// Serves `app` until `stop` is cancelled, counting the connections accepted in `accepted`.
+pub(crate) async fn serve(listener: TcpListener, app: Router, stop: CancellationToken, accepted: Arc<AtomicU64>) {
     use axum::serve::ListenerExt;
     // Small JSON-RPC messages: without TCP_NODELAY, Nagle and delayed ACKs hold answers back.
-    let listener = listener.tap_io(|stream| {
+    let listener = listener.tap_io(move |stream| {
+        // Counted so a client that opens a connection per call shows (docs/benchmarks.md).
+        accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%e, "cannot set TCP_NODELAY");
         }

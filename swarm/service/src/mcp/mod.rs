@@ -11,8 +11,10 @@
 //! # Layout
 //! - `catalog.rs`: aggregation and naming: `<role>__<tool>`, and back.
 //! - `handler.rs`: rmcp's `ServerHandler` over the swarm: initialize, ping, tools/list, tools/call.
+//! - `pages.rs`: a server's whole list, following `nextCursor` page by page.
 //! - `notify.rs`: `tools/list_changed` to every session when a server's, or the roles', list changes.
 //! - `resources.rs`: resources (URIs as `skep://<role>/...`), templates and prompts, merged like tools.
+//! - `registry.rs`: the open sessions and the agents serving them, for stats, status and the grid.
 //! - `spares.rs`: `share = "session"`: an agent per session, from warm spares, stopped with it.
 //! - `stream.rs`: sessions over the Unix socket `skep mcp` relays to.
 //! - `http.rs`: the Streamable HTTP front (rmcp's service on axum).
@@ -25,6 +27,8 @@ mod handler;
 mod http;
 mod json_answer;
 mod notify;
+mod pages;
+mod registry;
 mod resources;
 mod spares;
 mod stream;
@@ -32,6 +36,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use skep_swarm::{Config, McpConfig, RoleConfig, Share, Swarm};
 use tokio::task::JoinSet;
@@ -76,6 +81,7 @@ pub struct Gateway {
     sessions: Presence,
     shared: Arc<Shared>,
     http_sessions: Arc<LocalSessionManager>,
+    http_connections: Arc<AtomicU64>,
 }
 
 impl Gateway {
@@ -97,22 +103,37 @@ impl Gateway {
             spares,
             separator: Arc::from(config.separator.as_str()),
             listeners: notify::Listeners::default(),
+            registry: Arc::default(),
         });
-        let http_sessions = Arc::new(LocalSessionManager::default());
+        // A session no message crossed for `session_idle` is ended by rmcp,
+        // which drops its server: its own agents stop (a client that never DELETEs).
+        let mut http_sessions = LocalSessionManager::default();
+        http_sessions.session_config.keep_alive = Some(config.session_idle);
+        let http_sessions = Arc::new(http_sessions);
         let mut tasks = JoinSet::new();
         let mut http = None;
+        let http_connections = Arc::new(AtomicU64::new(0));
         if let Some(addr) = config.listen {
             let token: Arc<str> = Arc::from(load_or_create_token(token_file)?);
             let listener = http::bind(addr).await.map_err(|source| GatewayError::Http { addr, source })?;
             http = Some(listener.local_addr().map_err(|source| GatewayError::Http { addr, source })?);
             let app = http::router(Arc::clone(&shared), Arc::clone(&http_sessions), config, token, stop.child_token());
-            tasks.spawn(http::serve(listener, app, stop.clone()));
+            tasks.spawn(http::serve(listener, app, stop.clone(), Arc::clone(&http_connections)));
         }
         let listener = bind(socket).await?;
         tasks.spawn(notify::watch(Arc::clone(&shared), stop.clone()));
         tasks.spawn(stream::accept_sessions(listener, Arc::clone(&shared), stop.clone(), sessions.clone()));
         tracing::info!(socket = %socket.display(), http = ?http, "MCP gateway ready");
-        Ok(Gateway { stop, tasks, socket: socket.to_path_buf(), http, sessions, shared, http_sessions })
+        Ok(Gateway {
+            stop,
+            tasks,
+            socket: socket.to_path_buf(),
+            http,
+            sessions,
+            shared,
+            http_sessions,
+            http_connections,
+        })
     }
 
     /// The HTTP front's bound address (its port resolved when `listen` asked for 0).
@@ -133,6 +154,7 @@ impl Gateway {
             shared: Arc::clone(&self.shared),
             socket: self.socket.clone(),
             http: self.http,
+            http_connections: Arc::clone(&self.http_connections),
         }
     }
 
@@ -153,20 +175,27 @@ pub struct GatewayView {
     shared: Arc<Shared>,
     socket: PathBuf,
     http: Option<SocketAddr>,
+    http_connections: Arc<AtomicU64>,
 }
 
 impl GatewayView {
-    /// The ways in, the sessions open now, and the per-session roles' agents.
+    /// The ways in, the sessions open now (counted, and each with its
+    /// figures), and per role the agents serving them.
     pub async fn status(&self) -> serde_json::Value {
         let http_sessions = self.http_sessions.sessions.read().await.len();
         let per_session: Vec<serde_json::Value> = (self.shared.spares.counts().into_iter())
             .map(|(role, held, spare)| serde_json::json!({ "role": role, "sessionAgents": held, "spares": spare }))
             .collect();
+        let open = self.shared.registry.sessions().await;
+        let serving = serving(&self.shared, &open).await;
         serde_json::json!({
             "socket": self.socket,
             "http": self.http.map(|a| format!("http://{a}/mcp")),
             "sessions": { "stdio": self.relay_sessions.now(), "http": http_sessions },
+            "httpConnections": self.http_connections.load(Ordering::Relaxed),
             "perSession": per_session,
+            "open": open,
+            "roles": serving,
         })
     }
 }
@@ -176,6 +205,28 @@ impl GatewayView {
     pub async fn roles_changed(&self) {
         self.shared.listeners.changed(&notify::ALL_LISTS).await;
     }
+}
+
+/// Per role offering tools, the processes serving MCP sessions: a pooled
+/// role's agents (every session shares them), and for a `share = "session"`
+/// role each open session's own agent (`open`, the registry's sessions).
+async fn serving(shared: &Shared, open: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let agents = shared.swarm.agents().await;
+    let mut roles: Vec<serde_json::Value> = (catalog::offering(&shared.swarm).iter())
+        .map(|role| {
+            let pids: Vec<u32> = (agents.iter()).filter(|a| a.role == role.name && a.pid != 0).map(|a| a.pid).collect();
+            serde_json::json!({ "role": role.name, "share": "pool", "pids": pids })
+        })
+        .collect();
+    for role in shared.spares.configs() {
+        let pids: Vec<&serde_json::Value> = (open.iter())
+            .flat_map(|s| s["agents"].as_array().into_iter().flatten())
+            .filter(|a| a["role"] == role.name.as_str())
+            .map(|a| &a["pid"])
+            .collect();
+        roles.push(serde_json::json!({ "role": role.name, "share": "session", "pids": pids }));
+    }
+    roles
 }
 
 /// Takes the `share = "session"` roles out of `config`: the gateway serves

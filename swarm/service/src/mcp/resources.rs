@@ -7,8 +7,8 @@
 //!   way to the server and put back on the contents it answers;
 //! - a prompt is named `<role><separator><name>`, as tools are.
 //!
-//! Only the first page of each server's list is taken. A server without the
-//! capability (or that fails, or is slow) adds nothing to a list.
+//! Every page of each server's list is taken (`pages.rs`). A server without
+//! the capability (or that fails, or is slow) adds nothing to a list.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,10 +74,10 @@ pub(crate) async fn list<T: DeserializeOwned>(
     let lists = futures::future::join_all(roles.iter().filter(|(role, _)| role.handshake == Handshake::Mcp).map(
         |(role, swarm)| async move {
             let Ok(swarm) = swarm else { return Vec::new() };
-            let empty = serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON");
-            let called = swarm.call(&role.name, kind.method(), Some(&empty), CallOptions::default());
-            let answer = match tokio::time::timeout(LIST_TIMEOUT, called).await {
-                Ok(Ok(raw)) => serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
+            let called =
+                super::pages::all_items(swarm, &role.name, kind.method(), kind.items(), CallOptions::default());
+            let items = match tokio::time::timeout(LIST_TIMEOUT, called).await {
+                Ok(Ok(items)) => items,
                 Ok(Err(e)) => {
                     // Most servers offer only some of the three: that is not worth a warning.
                     tracing::debug!(role = %role.name, method = kind.method(), "left out of the list: {e}");
@@ -88,7 +88,6 @@ pub(crate) async fn list<T: DeserializeOwned>(
                     return Vec::new();
                 }
             };
-            let items = answer.get(kind.items()).and_then(Value::as_array).cloned().unwrap_or_default();
             items.into_iter().filter_map(|item| rename(kind, &role.name, separator, item)).collect()
         },
     ))

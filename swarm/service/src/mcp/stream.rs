@@ -10,6 +10,7 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Session, Shared};
+use super::registry::Transport;
 use crate::socket::{Presence, accept_each};
 
 /// Serves sessions until `stop`, then waits for every session to end.
@@ -20,7 +21,7 @@ pub(crate) async fn accept_sessions(
     sessions: Presence,
 ) {
     accept_each(listener, stop, sessions, "MCP session", move |stream, stop| {
-        let session = Session::new(Arc::clone(&shared));
+        let session = Session::new(Arc::clone(&shared), Transport::Stdio);
         async move {
             let (reader, writer) = stream.into_split();
             match rmcp::service::serve_server_with_ct(session, (reader, writer), stop).await {
