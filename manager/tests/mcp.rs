@@ -329,6 +329,27 @@ fn a_servers_tool_list_change_reaches_every_http_session_and_the_new_list() {
     check_list_changed("http");
 }
 
+/// A session that disconnects with a call in flight has that call cancelled
+/// upstream: the server itself counts the cancel, and it is the same
+/// process (cancelled, not killed).
+fn check_disconnect_cancels(transport: &str) {
+    let world = World::new(&format!("gone-{transport}"), "");
+    world.skep(&["up"]);
+    let r = world.ts("disconnect", transport);
+    assert_eq!(r["cancelled"], json!(1), "the server saw exactly one cancel: {r}");
+    assert_eq!(r["samePid"], json!(true), "the server was cancelled, not replaced: {r}");
+}
+
+#[test]
+fn a_stdio_session_that_disconnects_has_its_calls_cancelled() {
+    check_disconnect_cancels("stdio");
+}
+
+#[test]
+fn an_http_session_that_ends_has_its_calls_cancelled() {
+    check_disconnect_cancels("http");
+}
+
 #[test]
 fn a_reload_that_adds_a_role_tells_the_open_sessions() {
     let world = World::new("changed-reload", "");

@@ -146,6 +146,25 @@ async function main () {
     out.prompt = prompt.messages[0].content.text === `hello ann from ${pid}`
     out.unknownPrompt = await a.getPrompt({ name: 'nobody__greet' }).then(() => 'answered', (e) => e.code)
     await a.end()
+  } else if (scenario === 'disconnect') {
+    // A session that goes away with a call in flight: the upstream call is
+    // cancelled. stdio: the client closes the relay (its process ends);
+    // http: the client ends its session (DELETE) without cancelling first.
+    const b = await connect()
+    const before = json(await call(b, 'state__whoami'))
+    const a = await connect()
+    const slow = call(a, 'state__slow', { ms: 60000 }).then(() => 'finished', (e) => String(e))
+    await until('the slow call to reach the server', async () => json(await call(b, 'state__whoami')).calls >= before.calls + 2)
+    if (transport === 'stdio') await a.close()
+    else await a.end()
+    out.slow = await slow
+    const seen = await until('the server to see the cancel', async () => {
+      const now = json(await call(b, 'state__whoami'))
+      return now.cancelled > before.cancelled ? now : null
+    })
+    out.cancelled = seen.cancelled - before.cancelled
+    out.samePid = seen.pid === before.pid
+    await b.end()
   } else if (scenario === 'sessions') {
     out.pids = []
     for (let i = 0; i < 10; i++) {
