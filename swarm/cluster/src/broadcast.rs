@@ -243,3 +243,70 @@ fn unanswered(role: &str, worker: &str, beat: Option<&Heartbeat>, error: &ErrorO
         .map(|agent| BroadcastReply { agent: format!("{agent}@{worker}"), outcome: Settled::Error(error.clone()) })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use skep_swarm::RemoteAgent;
+
+    use super::*;
+
+    fn reply(agent: &str, outcome: Settled) -> BroadcastReply {
+        BroadcastReply { agent: agent.to_owned(), outcome }
+    }
+
+    #[test]
+    fn a_workers_answer_crosses_the_wire_as_one_entry_per_agent_named_on_its_worker() {
+        let ok = RawValue::from_string("7".to_owned()).expect("valid");
+        let failed = ErrorObjectOwned::owned(code::TIMEOUT, "slow", None::<()>);
+        let bytes = encode("h-1", Ok(vec![reply("echo/0", Settled::Ok(ok)), reply("echo/1", Settled::Error(failed))]));
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("utf-8"),
+            r#"{"worker":"h-1","replies":[{"agent":"echo/0","ok":7},{"agent":"echo/1","error":{"code":-32001,"message":"slow"}}]}"#
+        );
+        let (worker, replies) = read(serde_json::from_slice(&bytes).expect("parses"));
+        let replies = replies.expect("agents' answers");
+        assert_eq!(worker, "h-1");
+        assert_eq!(replies.iter().map(|r| r.agent.as_str()).collect::<Vec<_>>(), ["echo/0@h-1", "echo/1@h-1"]);
+        assert!(matches!(&replies[0].outcome, Settled::Ok(v) if v.get() == "7"));
+        assert!(matches!(&replies[1].outcome, Settled::Error(e) if e.code() == code::TIMEOUT));
+
+        let refused = ErrorObjectOwned::owned(code::OVERLOADED, "busy", None::<()>);
+        let bytes = encode("h-2", Err(refused));
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("utf-8"),
+            r#"{"worker":"h-2","error":{"code":-32004,"message":"busy"}}"#
+        );
+        let (_, answer) = read(serde_json::from_slice(&bytes).expect("parses"));
+        assert_eq!(answer.expect_err("the worker's error").code(), code::OVERLOADED);
+    }
+
+    #[test]
+    fn a_silent_worker_is_an_error_entry_per_agent_of_the_role_its_heartbeat_listed() {
+        let agent = |id: &str, role: &str| RemoteAgent {
+            id: id.to_owned(),
+            role: role.to_owned(),
+            pid: 9,
+            state: "idle".to_owned(),
+            calls: 0,
+            in_flight: 0,
+        };
+        let beat = Heartbeat {
+            id: "h-3".to_owned(),
+            host: "h".to_owned(),
+            pid: 3,
+            roles: Vec::new(),
+            capacity: 2,
+            load: 0,
+            draining: false,
+            interval_ms: 1000,
+            agents: vec![agent("echo/0", "echo"), agent("other/0", "other"), agent("echo/1", "echo")],
+        };
+        let error = ErrorObjectOwned::owned(code::TIMEOUT, "gone", None::<()>);
+        let entries = unanswered("echo", "h-3", Some(&beat), &error);
+        assert_eq!(entries.iter().map(|r| r.agent.as_str()).collect::<Vec<_>>(), ["echo/0@h-3", "echo/1@h-3"]);
+        assert!(entries.iter().all(|r| matches!(&r.outcome, Settled::Error(e) if e.code() == code::TIMEOUT)));
+        // A worker whose heartbeat listed no agent of the role still shows up, once.
+        let entries = unanswered("echo", "h-4", None, &error);
+        assert_eq!(entries.iter().map(|r| r.agent.as_str()).collect::<Vec<_>>(), ["echo/*@h-4"]);
+    }
+}
