@@ -47,6 +47,9 @@ struct Args {
     /// The remote role's timeout: past 3 heartbeats (3 s) workers send a "taken" notice per call.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Only the one-call-at-a-time latencies, and CPU and context switches per remote call.
+    #[arg(long)]
+    latency_only: bool,
 }
 
 /// A child killed when dropped.
@@ -67,7 +70,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
-    let _nats = Guard(
+    let nats = Guard(
         Command::new(&args.nats_server)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", TOKEN])
             .stdout(Stdio::null())
@@ -75,6 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .spawn()
             .context("nats-server")?,
     );
+    let nats_pid = nats.0.id();
     let started = Instant::now();
     while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
         if started.elapsed() > Duration::from_secs(10) {
@@ -131,8 +135,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut workers = vec![start_worker()?];
     let (remote, remote_client) = orchestrator(&cluster, &dir, args.timeout).await?;
     wait_workers(&remote_client, 1).await?;
+    let worker_pid = workers[0].0.id();
+    let (mut agents, mut total) = (children_of(worker_pid), Usage::default());
+    agents.retain(|pid| *pid != worker_pid);
+    let parts = |server_pid: u32| {
+        let agents = agents.iter().fold(Usage::default(), |sum, pid| {
+            let u = usage_of(*pid);
+            Usage {
+                cpu: sum.cpu + u.cpu,
+                voluntary: sum.voluntary + u.voluntary,
+                involuntary: sum.involuntary + u.involuntary,
+            }
+        });
+        [usage_of(std::process::id()), usage_of(worker_pid), agents, usage_of(server_pid)]
+    };
+    let before = parts(nats_pid);
     let remote_calls = sample(args.calls, || call(&remote, &params)).await?;
+    let after = parts(nats_pid);
     row("remote role through one `skep worker`", &remote_calls);
+    // Warm-up calls (a tenth) are inside the window too.
+    let n = (args.calls + args.calls / 10) as f64;
+    println!("\n## per remote call: CPU time (µs) and context switches (voluntary + involuntary), {n} calls");
+    println!("| process | CPU µs | ctx switches |\n| --- | --- | --- |");
+    for (name, (a, b)) in
+        ["orchestrator (this bench)", "skep worker", "its agents", "nats-server"].iter().zip(after.iter().zip(before))
+    {
+        let d = *a - b;
+        total = Usage {
+            cpu: total.cpu + d.cpu,
+            voluntary: total.voluntary + d.voluntary,
+            involuntary: total.involuntary + d.involuntary,
+        };
+        println!("| {name} | {:.1} | {:.2} |", d.cpu.as_secs_f64() * 1e6 / n, (d.voluntary + d.involuntary) as f64 / n);
+    }
+    println!(
+        "| all | {:.1} | {:.2} |",
+        total.cpu.as_secs_f64() * 1e6 / n,
+        (total.voluntary + total.involuntary) as f64 / n
+    );
+    if args.latency_only {
+        remote.shutdown().await;
+        drop(workers);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
 
     println!("\n## throughput, {} calls, {} in flight", args.throughput_calls, args.in_flight);
     println!("| workers | calls/s |\n| --- | --- |");
@@ -269,4 +315,59 @@ async fn burst_timed(
         .buffer_unordered(in_flight)
         .collect()
         .await
+}
+
+/// CPU time and context switches of a set of processes (all their threads), from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    cpu: Duration,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+impl std::ops::Sub for Usage {
+    type Output = Usage;
+    fn sub(self, before: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            voluntary: self.voluntary.saturating_sub(before.voluntary),
+            involuntary: self.involuntary.saturating_sub(before.involuntary),
+        }
+    }
+}
+
+/// `pid`'s usage summed over its threads (0 for a process gone).
+fn usage_of(pid: u32) -> Usage {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name's closing parenthesis: utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let cpu = Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / tick);
+    let mut usage = Usage { cpu, ..Usage::default() };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return usage };
+    for task in tasks.filter_map(Result::ok) {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
+        };
+        usage.voluntary += field("voluntary_ctxt_switches:");
+        usage.involuntary += field("nonvoluntary_ctxt_switches:");
+    }
+    usage
+}
+
+/// The children of `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(parent)
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! processes serve a role, an in-process orchestrator calls it remote, and
 //! the agents' journals say what ran where and how often (docs/cluster.md).
 
+mod broadcast;
 mod spill;
 mod support;
 mod visible;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 use skep_bridge::ErrorObjectOwned;
-use skep_swarm::{ClusterConfig, RemoteCalls, RoleConfig, SwarmError};
+use skep_swarm::{BroadcastReply, ClusterConfig, RemoteCalls, RoleConfig, SwarmError};
 
 use crate::error::ClusterError;
 use crate::heartbeat::Workers;
@@ -35,10 +35,10 @@ use crate::wire;
 /// Calls remote roles over a NATS connection; give it to a swarm with `Swarm::set_remote`.
 #[derive(Debug)]
 pub struct RemoteClient {
-    client: Client,
-    subjects: Subjects,
-    inbox: Inbox,
-    workers: Workers,
+    pub(crate) client: Client,
+    pub(crate) subjects: Subjects,
+    pub(crate) inbox: Inbox,
+    pub(crate) workers: Workers,
     /// Unique per client, so call ids from different orchestrators never collide.
     prefix: String,
     next_id: AtomicU64,
@@ -111,12 +111,18 @@ impl RemoteClient {
         }
     }
 
-    async fn attempt(&self, role: &str, method: &str, params: Option<&RawValue>, timeout: Duration) -> Attempt {
+    /// A fresh call id and the request's headers naming it, `method` and `timeout`.
+    pub(crate) fn request(&self, method: &str, timeout: Duration) -> (String, HeaderMap) {
         let id = format!("{}.{}", self.prefix, self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut headers = HeaderMap::new();
         headers.insert(subjects::METHOD, method);
         headers.insert(subjects::CALL_ID, id.as_str());
         headers.insert(subjects::DEADLINE_MS, timeout.as_millis().to_string().as_str());
+        (id, headers)
+    }
+
+    async fn attempt(&self, role: &str, method: &str, params: Option<&RawValue>, timeout: Duration) -> Attempt {
+        let (id, headers) = self.request(method, timeout);
         let payload = params.map_or_else(Bytes::new, |p| Bytes::copy_from_slice(p.get().as_bytes()));
         let mut replies = self.inbox.register();
         let deadline = tokio::time::sleep(timeout);
@@ -179,6 +185,16 @@ impl RemoteCalls for RemoteClient {
         Box::pin(self.call_with_retry(role, method, params, timeout))
     }
 
+    fn broadcast<'a>(
+        &'a self,
+        role: &'a str,
+        method: &'a str,
+        params: Option<&'a RawValue>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<BroadcastReply>, SwarmError>> {
+        Box::pin(self.broadcast_all(role, method, params, timeout))
+    }
+
     fn serves(&self, role: &str) -> bool {
         self.workers.serve(role)
     }
@@ -189,10 +205,10 @@ impl RemoteCalls for RemoteClient {
 }
 
 /// Publishes the call's id on the cancel subject when dropped still armed.
-struct CancelOnDrop<'a> {
-    client: &'a Client,
-    subject: String,
-    id: Option<String>,
+pub(crate) struct CancelOnDrop<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) subject: String,
+    pub(crate) id: Option<String>,
 }
 
 impl Drop for CancelOnDrop<'_> {

@@ -9,11 +9,13 @@
 //! - `connect.rs`: connecting with `[cluster]`'s URL, credentials (config or environment) and TLS.
 //! - `wire.rs`: a call's reply on the wire, and its mapping to and from `SwarmError`.
 //! - `client.rs`: the orchestrator's side: one remote call, its retry rule and its cancellation.
+//! - `broadcast.rs`: broadcast over a remote role: every worker's agents, gathered by the heartbeats' list.
 //! - `inbox.rs`: the orchestrator's one reply inbox, routing each message to its call.
 //! - `worker.rs`: the worker's side: serving local pools by role, capacity, cancellation, drain.
 //! - `heartbeat.rs`: what a worker says about itself every interval, and the table of workers seen.
 //! - `error.rs`: `ClusterError`, what can go wrong connecting and serving.
 
+mod broadcast;
 mod client;
 mod connect;
 mod error;

@@ -29,6 +29,11 @@ impl Subjects {
         format!("{}.call.{role}", self.prefix)
     }
 
+    /// Where broadcasts of `role` go; every worker serving it listens (no queue group).
+    pub fn broadcast(&self, role: &str) -> String {
+        format!("{}.bcast.{role}", self.prefix)
+    }
+
     /// Where workers publish their heartbeats.
     pub fn workers(&self) -> String {
         format!("{}.workers", self.prefix)
@@ -48,6 +53,7 @@ mod tests {
     fn subjects_are_scoped_by_cluster() {
         let s = Subjects::new("prod");
         assert_eq!(s.call("review"), "skep.prod.call.review");
+        assert_eq!(s.broadcast("review"), "skep.prod.bcast.review");
         assert_eq!(s.workers(), "skep.prod.workers");
         assert_eq!(s.cancel(), "skep.prod.cancel");
     }

@@ -31,24 +31,31 @@ struct Reply<'a> {
     error: Option<WireError>,
 }
 
+/// An error object as it crossed the wire.
 #[derive(Deserialize)]
-struct WireError {
+pub(crate) struct WireError {
     code: i32,
     message: String,
     data: Option<Value>,
+}
+
+impl From<WireError> for ErrorObjectOwned {
+    fn from(e: WireError) -> Self {
+        ErrorObjectOwned::owned(e.code, e.message, e.data)
+    }
 }
 
 /// A reply's result, or the error it carries; a reply that is neither is an internal error.
 pub(crate) fn decode(payload: &[u8]) -> Result<Box<RawValue>, ErrorObjectOwned> {
     match serde_json::from_slice::<Reply<'_>>(payload) {
         Ok(Reply { result: Some(result), error: None }) => Ok(result.to_owned()),
-        Ok(Reply { error: Some(e), .. }) => Err(ErrorObjectOwned::owned(e.code, e.message, e.data)),
+        Ok(Reply { error: Some(e), .. }) => Err(e.into()),
         Ok(_) => Err(internal("a worker's reply has neither result nor error")),
         Err(e) => Err(internal(&format!("a worker's reply is not valid: {e}"))),
     }
 }
 
-fn internal(message: &str) -> ErrorObjectOwned {
+pub(crate) fn internal(message: &str) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code::INTERNAL_ERROR, message.to_owned(), None::<()>)
 }
 

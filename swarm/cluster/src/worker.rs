@@ -38,6 +38,9 @@ use crate::wire;
 /// How long past the caller's deadline a call may run before the worker ends it itself.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
+/// Broadcasts a worker serves at once; past it, -32004.
+pub(crate) const BROADCASTS_AT_ONCE: usize = 64;
+
 /// How long calls cut off by the agents' stop have to send their error replies.
 const REPLY_GRACE: Duration = Duration::from_secs(5);
 
@@ -61,6 +64,7 @@ pub struct Worker {
     client: Client,
     swarm: Swarm,
     roles: Vec<ServedRole>,
+    broadcasts: Arc<Semaphore>,
     stop: CancellationToken,
     loops: Vec<JoinHandle<()>>,
     heartbeat: JoinHandle<()>,
@@ -88,14 +92,64 @@ type InFlight = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// What every call handler of a worker shares.
 #[derive(Debug, Clone)]
-struct Context {
-    client: Client,
-    swarm: Swarm,
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) swarm: Swarm,
     in_flight: InFlight,
-    worker: Arc<str>,
+    pub(crate) worker: Arc<str>,
     /// Calls with a deadline past this (the missed-heartbeat bound) are
     /// first answered with a "taken" notice, so their caller can tell if we die.
     notice_after: Duration,
+    /// Places for broadcasts at once, apart from the roles' call capacity
+    /// (a broadcast reaches agents whatever their load); drain waits for them too.
+    pub(crate) broadcasts: Arc<Semaphore>,
+}
+
+impl Context {
+    /// Runs `work` until it ends or the caller cancels call `id` on the cancel subject (then `None`).
+    pub(crate) async fn cancellable<T>(&self, id: Option<&str>, work: impl Future<Output = T>) -> Option<T> {
+        let Some(id) = id else { return Some(work.await) };
+        let cancelled = CancellationToken::new();
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), cancelled.clone());
+        let result = tokio::select! {
+            result = work => Some(result),
+            () = cancelled.cancelled() => None,
+        };
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        result
+    }
+}
+
+/// A request's headers and params, as a worker reads them.
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) params: Option<Box<RawValue>>,
+    /// The caller's timeout, from `Skep-Deadline-Ms`.
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) id: Option<String>,
+}
+
+impl Request {
+    /// Reads `message`; a request without a method or with params that are not JSON is the caller's error.
+    pub(crate) fn parse(message: &Message) -> Result<Request, ErrorObjectOwned> {
+        let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        let Some(method) = header(subjects::METHOD) else {
+            return Err(ErrorObjectOwned::owned(code::INVALID_REQUEST, "a call without a method header", None::<()>));
+        };
+        let params = match message.payload.is_empty() {
+            true => None,
+            false => {
+                match std::str::from_utf8(&message.payload).ok().and_then(|t| RawValue::from_string(t.into()).ok()) {
+                    Some(params) => Some(params),
+                    None => {
+                        return Err(ErrorObjectOwned::owned(code::PARSE_ERROR, "the params are not JSON", None::<()>));
+                    }
+                }
+            }
+        };
+        let deadline = header(subjects::DEADLINE_MS).and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
+        Ok(Request { method, params, deadline, id: header(subjects::CALL_ID) })
+    }
 }
 
 impl Worker {
@@ -127,6 +181,7 @@ impl Worker {
             in_flight: Arc::clone(&in_flight),
             worker: id.clone().into(),
             notice_after: cluster.heartbeat * MISSED,
+            broadcasts: Arc::new(Semaphore::new(BROADCASTS_AT_ONCE)),
         };
         // Cancellations first: one must never find us not yet listening.
         let cancel_subject = subjects.cancel();
@@ -143,6 +198,12 @@ impl Worker {
                 .await
                 .map_err(|source| ClusterError::Subscribe { subject, source })?;
             loops.push(tokio::spawn(role_loop(cx.clone(), role.clone(), sub, stop.clone())));
+            let subject = subjects.broadcast(&role.name);
+            let sub = client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| ClusterError::Subscribe { subject, source })?;
+            loops.push(tokio::spawn(crate::broadcast::serve_loop(cx.clone(), role.name.clone(), sub, stop.clone())));
         }
         let beat =
             Beat { id: id.clone(), host, roles: roles.clone(), interval: cluster.heartbeat, swarm: swarm.clone() };
@@ -153,7 +214,8 @@ impl Worker {
             tracing::warn!(%e, "cannot flush the subscriptions");
         }
         tracing::info!(worker = %id, roles = roles.len(), "serving over NATS");
-        Ok(Worker { id, client, swarm, roles, stop, loops, heartbeat, cancels, grace: options.grace })
+        let broadcasts = cx.broadcasts;
+        Ok(Worker { id, client, swarm, roles, broadcasts, stop, loops, heartbeat, cancels, grace: options.grace })
     }
 
     /// The worker's id (`host-pid`), as its heartbeats carry it.
@@ -169,14 +231,15 @@ impl Worker {
         for handle in self.loops {
             let _ = handle.await;
         }
-        let abandoned = match tokio::time::timeout(self.grace, all_returned(&self.roles)).await {
-            Ok(()) => 0,
+        let returned = || async { tokio::join!(all_returned(&self.roles), broadcasts_returned(&self.broadcasts)) };
+        let abandoned = match tokio::time::timeout(self.grace, returned()).await {
+            Ok(_) => 0,
             Err(_) => self.roles.iter().map(|r| r.capacity - r.slots.available_permits()).sum(),
         };
         self.swarm.shutdown().await;
         // The calls cut off by the shutdown answer their callers now; without
         // this their replies could die with the process.
-        if tokio::time::timeout(REPLY_GRACE, all_returned(&self.roles)).await.is_err() {
+        if tokio::time::timeout(REPLY_GRACE, returned()).await.is_err() {
             tracing::warn!("calls still unanswered after the agents stopped");
         }
         let _ = self.heartbeat.await;
@@ -196,6 +259,12 @@ async fn all_returned(roles: &[ServedRole]) {
         // Closed only with the semaphore, which nothing here closes; dropped at once.
         let _ = role.slots.acquire_many(all).await;
     }
+}
+
+/// Resolves once no broadcast is in flight.
+async fn broadcasts_returned(broadcasts: &Semaphore) {
+    // Closed only with the semaphore, which nothing here closes; dropped at once.
+    let _ = broadcasts.acquire_many(BROADCASTS_AT_ONCE as u32).await;
 }
 
 async fn role_loop(cx: Context, role: ServedRole, mut sub: Subscriber, stop: CancellationToken) {
@@ -242,44 +311,20 @@ async fn role_loop(cx: Context, role: ServedRole, mut sub: Subscriber, stop: Can
 
 /// Runs one call on the local pool and returns the reply's bytes.
 async fn serve_call(cx: &Context, role: &str, reply: &str, message: Message) -> Bytes {
-    let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
-    let Some(method) = header(subjects::METHOD) else {
-        let error = ErrorObjectOwned::owned(code::INVALID_REQUEST, "a call without a method header", None::<()>);
-        return wire::encode_error(&error);
+    let request = match Request::parse(&message) {
+        Ok(request) => request,
+        Err(error) => return wire::encode_error(&error),
     };
-    let params = match message.payload.is_empty() {
-        true => None,
-        false => match std::str::from_utf8(&message.payload).ok().and_then(|t| RawValue::from_string(t.into()).ok()) {
-            Some(params) => Some(params),
-            None => {
-                let error = ErrorObjectOwned::owned(code::PARSE_ERROR, "the params are not JSON", None::<()>);
-                return wire::encode_error(&error);
-            }
-        },
-    };
-    let deadline = header(subjects::DEADLINE_MS).and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
-    if deadline.is_none_or(|d| d > cx.notice_after) {
+    if request.deadline.is_none_or(|d| d > cx.notice_after) {
         let mut notice = async_nats::HeaderMap::new();
         notice.insert(subjects::TAKEN_BY, &*cx.worker);
         if let Err(e) = cx.client.publish_with_headers(reply.to_owned(), notice, Bytes::new()).await {
             tracing::debug!(%e, "cannot publish a taken notice");
         }
     }
-    let options = CallOptions { timeout: deadline.map(|d| d + DEADLINE_MARGIN), ..CallOptions::default() };
-    let id = header(subjects::CALL_ID);
-    let cancelled = CancellationToken::new();
-    if let Some(id) = &id {
-        cx.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), cancelled.clone());
-    }
-    let call = cx.swarm.call(role, &method, params.as_deref(), options);
-    let result = tokio::select! {
-        result = call => Some(result),
-        () = cancelled.cancelled() => None,
-    };
-    if let Some(id) = &id {
-        cx.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
-    }
-    match result {
+    let options = CallOptions { timeout: request.deadline.map(|d| d + DEADLINE_MARGIN), ..CallOptions::default() };
+    let call = cx.swarm.call(role, &request.method, request.params.as_deref(), options);
+    match cx.cancellable(request.id.as_deref(), call).await {
         Some(result) => wire::encode(&result),
         // Nobody waits for this answer; it is sent so the reply subject is not left hanging.
         None => {
@@ -289,7 +334,7 @@ async fn serve_call(cx: &Context, role: &str, reply: &str, message: Message) -> 
     }
 }
 
-async fn publish(client: &Client, subject: String, payload: Bytes) {
+pub(crate) async fn publish(client: &Client, subject: String, payload: Bytes) {
     if let Err(e) = client.publish(subject, payload).await {
         tracing::warn!(%e, "cannot publish a reply");
     }

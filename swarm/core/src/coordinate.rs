@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use skep_bridge::ErrorObjectOwned;
 
+use crate::config::Protocol;
 use crate::error::SwarmError;
 use crate::swarm::{CallOptions, Swarm};
 
@@ -90,8 +91,32 @@ impl Swarm {
         Err(SwarmError::AllFailed { causes: causes.into_iter().flatten().collect() })
     }
 
-    /// Calls `method` on every ready agent of `role`, whatever its load.
+    /// Calls `method` on every ready agent of `role`, whatever its load: for
+    /// a remote role, every worker's agents; for a spilling one, here and there.
     pub async fn broadcast(
+        &self,
+        role: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Vec<BroadcastReply>, SwarmError> {
+        let reach = self.current().pools.get(role).map(|p| (p.role.protocol == Protocol::Remote, p.role.spill_remote));
+        match reach {
+            // Boxed: the cluster's broadcasts are rare beside local ones.
+            None | Some((true, _)) => Box::pin(self.broadcast_remote(role, method, params, options)).await,
+            Some((false, true)) => {
+                let there = Box::pin(self.broadcast_remote(role, method, params, options));
+                let (here, there) = futures::join!(self.broadcast_here(role, method, params, options), there);
+                let mut replies = here?;
+                replies.extend(there?);
+                Ok(replies)
+            }
+            Some((false, false)) => self.broadcast_here(role, method, params, options).await,
+        }
+    }
+
+    /// [`Swarm::broadcast`] over this swarm's own agents.
+    async fn broadcast_here(
         &self,
         role: &str,
         method: &str,

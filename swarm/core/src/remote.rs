@@ -11,8 +11,10 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::config::RoleConfig;
+use crate::config::{Protocol, RoleConfig};
+use crate::coordinate::BroadcastReply;
 use crate::error::SwarmError;
+use crate::swarm::{CallOptions, Swarm};
 
 /// Carries one call of a remote role to an agent somewhere else.
 pub trait RemoteCalls: Send + Sync + Debug {
@@ -26,6 +28,21 @@ pub trait RemoteCalls: Send + Sync + Debug {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Box<RawValue>, SwarmError>>;
 
+    /// Calls `method` on every agent of every worker serving `role`, waiting
+    /// at most `timeout`: one entry per agent, a worker that did not answer
+    /// in time as error entries. Dropping the future must tell the workers
+    /// to cancel. None by default.
+    fn broadcast<'a>(
+        &'a self,
+        role: &'a str,
+        method: &'a str,
+        params: Option<&'a RawValue>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<BroadcastReply>, SwarmError>> {
+        let _ = (role, method, params, timeout);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Whether a live worker that takes calls serves `role` (where a
     /// `spill = "remote"` role may overflow); none by default.
     fn serves(&self, role: &str) -> bool {
@@ -36,6 +53,49 @@ pub trait RemoteCalls: Send + Sync + Debug {
     /// The workers heard from lately, for `swarm/stats`; none by default.
     fn workers(&self) -> Vec<RemoteWorker> {
         Vec::new()
+    }
+}
+
+impl Swarm {
+    /// A broadcast's far half: every worker's agents of `role`. A remote role
+    /// without a cluster connection fails as its calls do; a spilling role
+    /// no worker serves has no far half; a role this config does not name
+    /// is reached only while a worker advertises it.
+    pub(crate) async fn broadcast_remote(
+        &self,
+        role: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        options: CallOptions,
+    ) -> Result<Vec<BroadcastReply>, SwarmError> {
+        let roles = self.current();
+        let config = match roles.pool(role) {
+            Ok(pool) => pool.role.clone(),
+            Err(unknown) => match self.remote().filter(|remote| remote.serves(role)) {
+                Some(_) => {
+                    let config =
+                        RoleConfig { protocol: Protocol::Remote, ..RoleConfig::with_command(role, Vec::new()) };
+                    std::sync::Arc::new(config)
+                }
+                None => return Err(unknown),
+            },
+        };
+        let Some(remote) = self.remote() else {
+            if config.protocol != Protocol::Remote {
+                return Ok(Vec::new());
+            }
+            let reason = "the role is remote and this swarm has no cluster connection".to_owned();
+            return Err(SwarmError::Start { role: role.to_owned(), reason });
+        };
+        if config.protocol != Protocol::Remote && !remote.serves(role) {
+            return Ok(Vec::new());
+        }
+        let replies = remote.broadcast(role, method, params, options.timeout.unwrap_or(config.timeout)).await;
+        match replies {
+            // The workers left between the check and the broadcast: a spilling role still has its own agents.
+            Err(SwarmError::NoWorkers { .. }) if config.protocol != Protocol::Remote => Ok(Vec::new()),
+            replies => replies,
+        }
     }
 }
 
