@@ -328,8 +328,11 @@ fn open_journal(dir: &std::path::Path) -> std::fs::File {
 /// One line per request read: `{"method", "params"}`, written before it runs.
 fn write_journal(journal: &mut std::fs::File, line: &[u8]) {
     let Ok(request) = serde_json::from_slice::<Value>(line) else { return };
-    let entry = json!({"method": request["method"], "params": request["params"]});
-    if writeln!(journal, "{entry}").is_err() {
+    let mut entry = json!({"method": request["method"], "params": request["params"]}).to_string();
+    entry.push('\n');
+    // One write(2) per line: `writeln!` on a File writes each formatted piece
+    // separately, so a reader (or a SIGKILL) could meet half a line.
+    if journal.write_all(entry.as_bytes()).is_err() {
         eprintln!("skep-test-agent: cannot write the journal");
         exit(1);
     }
