@@ -151,10 +151,10 @@ async fn an_agent_is_recycled_after_exactly_max_calls_even_with_calls_in_paralle
             *by_pid.entry(pid_of(&answer.expect("pid answers"))).or_default() += 1;
         }
     }
-    assert!(by_pid.len() >= 4, "24 calls over agents of 5 need at least 5 agents: {by_pid:?}");
     for (pid, calls) in &by_pid {
         assert!(*calls <= 5, "agent {pid} took {calls} calls, past its max_calls of 5: {by_pid:?}");
     }
+    assert!(by_pid.len() >= 5, "24 calls over agents of 5 need at least 5 agents: {by_pid:?}");
     let full = by_pid.values().filter(|c| **c == 5).count();
     assert!(full >= by_pid.len() - 1, "every agent but the last served exactly 5: {by_pid:?}");
     // Sequential calls: the recycle still falls exactly at five.
