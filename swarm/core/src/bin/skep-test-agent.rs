@@ -358,8 +358,11 @@ fn open_journal(dir: &std::path::Path) -> std::fs::File {
 /// One line per request read: `{"method", "params"}`, written before it runs.
 fn write_journal(journal: &mut std::fs::File, line: &[u8]) {
     let Ok(request) = serde_json::from_slice::<Value>(line) else { return };
-    let entry = json!({"method": request["method"], "params": request["params"]});
-    if writeln!(journal, "{entry}").is_err() {
+    let mut entry = json!({"method": request["method"], "params": request["params"]}).to_string();
+    entry.push('\n');
+    // One write: `writeln!` of a `Value` is many small ones, and an agent
+    // killed between them (tests SIGKILL agents under load) left a torn line.
+    if journal.write_all(entry.as_bytes()).is_err() {
         eprintln!("skep-test-agent: cannot write the journal");
         exit(1);
     }
