@@ -274,6 +274,12 @@ impl Client {
         self.shared.lock_waiters().abandoned.len()
     }
 
+    /// Lines from the peer that were not JSON-RPC messages, so far (one
+    /// counter of [`Client::stats`], read alone on a pool's hot path).
+    pub fn noise(&self) -> u64 {
+        self.shared.counters.noise.load(Relaxed)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> ClientStats {
         let c = &self.shared.counters;

@@ -1,7 +1,9 @@
 //! What a call holds while it runs: a [`Lease`] on a pooled agent, or a
 //! [`Ticket`] for a call that needs no agent (command roles). Dropping either
 //! tells the supervisor how the call ended, so a cancelled call gives its
-//! agent and its breaker permit back too.
+//! agent and its breaker permit back too. A lease gives its agent back
+//! through the pool's fast path (`supervisor/fast.rs`): a counter and a
+//! ledger entry, and a message only when the supervisor must act.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,24 +15,21 @@ use tokio::time::Instant;
 use crate::breaker::Permit;
 use crate::events::Outcome;
 use crate::launch;
-use crate::supervisor::Msg;
+use crate::supervisor::{Done, FastPath, Msg, Seat};
 
 /// An agent borrowed for one call. Dropping it gives the agent back; a lease
 /// dropped without [`Lease::finish`] counts as a cancelled call.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    pub client: Client,
     /// `role/N`, shared with the supervisor's slot: a lease allocates no name.
     pub agent: Arc<str>,
     pub pid: u32,
-    pub(crate) id: u64,
-    pub(crate) stderr: crate::stderr_ring::StderrTail,
-    pub(crate) exit: tokio::sync::watch::Receiver<Option<String>>,
+    seat: Arc<Seat>,
     pub(crate) started: Instant,
     pub(crate) outcome: Outcome,
     /// The breaker's permit; `None` for broadcasts, which the breaker does not judge.
     pub(crate) permit: Option<Permit>,
-    pub(crate) pool: mpsc::UnboundedSender<Msg>,
+    fast: Arc<FastPath>,
 }
 
 /// A call admitted by the breaker that runs without a pooled agent (a
@@ -72,6 +71,24 @@ impl Drop for Ticket {
 }
 
 impl Lease {
+    /// A lease on `seat`, already counted in its `in_flight`.
+    pub(crate) fn new(seat: Arc<Seat>, permit: Option<Permit>, fast: Arc<FastPath>) -> Lease {
+        Lease {
+            agent: Arc::clone(&seat.name),
+            pid: seat.pid,
+            seat,
+            started: Instant::now(),
+            outcome: Outcome::Cancelled,
+            permit,
+            fast,
+        }
+    }
+
+    /// The agent's connection.
+    pub(crate) fn client(&self) -> &Client {
+        &self.seat.client
+    }
+
     /// Records how the call ended; the agent goes back when the lease drops.
     pub(crate) fn finish(mut self, outcome: Outcome) -> Duration {
         self.outcome = outcome;
@@ -80,24 +97,25 @@ impl Lease {
 
     /// The agent's exit status (waiting briefly for it: output closes a moment
     /// before the exit is reaped) and the tail of its stderr.
-    pub(crate) async fn crash_report(&mut self) -> (String, String) {
-        let exited = tokio::time::timeout(Duration::from_millis(50), self.exit.wait_for(Option::is_some)).await;
+    pub(crate) async fn crash_report(&self) -> (String, String) {
+        let mut exit = self.seat.exit.clone();
+        let exited = tokio::time::timeout(Duration::from_millis(50), exit.wait_for(Option::is_some)).await;
         let exit = match exited {
             Ok(Ok(status)) => status.clone().unwrap_or_default(),
             _ => "output closed; exit status not known yet".to_owned(),
         };
-        (exit, self.stderr.tail(launch::TAIL_BYTES))
+        (exit, self.seat.stderr.tail(launch::TAIL_BYTES))
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let release = Msg::Release {
-            id: self.id,
+        let done = Done {
+            id: self.seat.id,
             outcome: self.outcome,
             elapsed: self.started.elapsed(),
             permit: self.permit.take(),
         };
-        let _ = self.pool.send(release);
+        self.fast.release(&self.seat, done);
     }
 }

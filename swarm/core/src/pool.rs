@@ -2,8 +2,10 @@
 //! hold a [`Pool`] handle and borrow an agent as a [`Lease`] for one call.
 //!
 //! Everything that changes the pool is a `Msg` to the supervisor
-//! (`supervisor/`): acquire, release (sent by a lease's `Drop`, `lease.rs`),
-//! admit and judge (command roles), snapshot, shutdown.
+//! (`supervisor/`): acquire when no agent is idle, admit and judge (command
+//! roles), snapshot, shutdown. An idle agent is taken from the role's idle
+//! set and given back to it without a message (`supervisor/fast.rs`); the
+//! supervisor books those leases from a ledger.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use crate::error::SwarmError;
 use crate::events::Event;
 use crate::lease::{Lease, Ticket};
 use crate::role_stats::RoleStats;
-use crate::supervisor::{AgentInfo, Msg, Supervisor};
+use crate::supervisor::{AgentInfo, FastPath, Msg, Supervisor};
 
 /// A handle to a role's supervisor.
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ pub(crate) struct Pool {
     /// a role that spills past them to remote workers (`spill.rs`).
     pub local: Option<Arc<tokio::sync::Semaphore>>,
     tx: mpsc::UnboundedSender<Msg>,
+    fast: Arc<FastPath>,
 }
 
 impl Pool {
@@ -37,7 +40,8 @@ impl Pool {
         crate::launch::warn_if_not_on_path(&role);
         let role = Arc::new(role);
         let (tx, rx) = mpsc::unbounded_channel();
-        Supervisor::spawn(Arc::clone(&role), tx.clone(), rx, events);
+        let fast = Arc::new(FastPath::new(&role, tx.clone(), events.clone()));
+        Supervisor::spawn(Arc::clone(&role), tx.clone(), rx, events, Arc::clone(&fast));
         let cache = (!role.idempotent.is_empty()).then(|| {
             let limits =
                 CacheConfig { ttl: role.cache_ttl, max_entries: role.cache_capacity, max_bytes: role.cache_bytes };
@@ -46,13 +50,17 @@ impl Pool {
         let commands = Arc::new(tokio::sync::Semaphore::new(role.max_agents));
         let local = (role.spill_remote)
             .then(|| Arc::new(tokio::sync::Semaphore::new(role.max_agents.saturating_mul(role.concurrency))));
-        Pool { role, cache, commands, local, tx }
+        Pool { role, cache, commands, local, tx, fast }
     }
 
-    /// An agent for one call, waiting at most the role's queue timeout. The
-    /// supervisor keeps that timeout (it owns the queue), so a call served at
-    /// once registers no timer of its own.
+    /// An agent for one call, waiting at most the role's queue timeout: an
+    /// idle one from the idle set at once, else from the supervisor, which
+    /// keeps that timeout (it owns the queue), so no call registers a timer
+    /// of its own.
     pub(crate) async fn acquire(&self) -> Result<Lease, SwarmError> {
+        if let Some(lease) = self.fast.try_lease() {
+            return Ok(lease);
+        }
         let (reply, lease) = oneshot::channel();
         self.tx.send(Msg::Acquire(reply)).map_err(|_| SwarmError::ShuttingDown)?;
         lease.await.map_err(|_| SwarmError::ShuttingDown)?
@@ -82,6 +90,9 @@ impl Pool {
 
     /// Stops every agent by the stop ladder and waits until all have exited.
     pub(crate) async fn shutdown(&self) {
+        // Shut before the message: a caller after this point must hear
+        // `ShuttingDown` (and go to a reloaded role's new pool), not lease an agent about to stop.
+        self.fast.stop();
         let (reply, done) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(Some(reply))).is_ok() {
             let _ = done.await;
@@ -98,6 +109,7 @@ impl Pool {
 
     /// Asks for a shutdown without waiting (from `Drop`).
     pub(crate) fn shutdown_now(&self) {
+        self.fast.stop();
         let _ = self.tx.send(Msg::Shutdown(None));
     }
 }

@@ -268,7 +268,7 @@ impl Swarm {
     pub(crate) async fn call_on(
         &self,
         pool: &Pool,
-        mut lease: Lease,
+        lease: Lease,
         method: &str,
         params: Option<&RawValue>,
         options: CallOptions,
@@ -292,7 +292,7 @@ impl Swarm {
         };
         let relay = self.progress_relay(&pool.role, &lease.agent, method);
         let answer =
-            lease.client.call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
+            lease.client().call_raw_notified(method, params, RequestOptions { timeout: Some(timeout) }, relay).await;
         let (outcome, result) = match answer {
             Ok(result) => (Outcome::Ok, Ok(result)),
             Err(CallError::Rpc(e)) => (Outcome::Error(e.code()), Err(SwarmError::Agent(e))),

@@ -21,7 +21,9 @@ crash {code?}, env, cwd, grandchild, cancelled (ids named by $/cancelRequest),
 open-files {n} (opens /dev/null up to n times and keeps them open; answers
 {opened, highestFd, errno}: errno is null, or why the first failed open failed),
 spin {ms} (burns CPU for ms milliseconds),
-progress {steps} (sends `$/progress` for the call `steps` times, then answers steps).
+progress {steps} (sends `$/progress` for the call `steps` times, then answers steps),
+overlaps ({pid, overlaps}: with --count-overlaps, how many replies found another
+request already sent).
 
 Flags (combinable):
   --crash-after N        exit(3) on receiving call N+1, without answering
@@ -42,6 +44,9 @@ Flags (combinable):
   --journal DIR          append each request read (method and params, one JSON
                          line, before it runs) to DIR/<pid>.jsonl, so a test can
                          see what ran and how often
+  --count-overlaps       before each reply, look whether another request is already
+                         waiting (sent before this one was answered) and count it
+                         for `overlaps`: calls the agent was given at once
   --help                 print this help
 ";
 
@@ -64,6 +69,7 @@ struct Flags {
     stderr_lines: u64,
     grow_mb: u64,
     journal: Option<std::path::PathBuf>,
+    count_overlaps: bool,
 }
 
 /// `Ok(None)` means `--help`.
@@ -78,6 +84,7 @@ fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, 
             "--help" | "-h" => return Ok(None),
             "--crash-after" => flags.crash_after = Some(number("--crash-after")?),
             "--hang" => flags.hang = true,
+            "--count-overlaps" => flags.count_overlaps = true,
             "--garbage-stdout" => flags.garbage_stdout = true,
             "--stderr-flood" => flags.stderr_flood = true,
             "--ignore-sigterm" => flags.ignore_sigterm = true,
@@ -141,7 +148,9 @@ fn main() {
 }
 
 fn serve(flags: &Flags, grandchild: Option<u32>) {
-    let mut stdin = io::stdin().lock();
+    // Our own buffer, larger than the lock's, so reads bypass that one and
+    // `buffer()` shows every byte read ahead (for `--count-overlaps`).
+    let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
     let mut stdout = io::stdout().lock();
     let mut line = Vec::new();
     let mut calls = 0_u64;
@@ -172,6 +181,9 @@ fn serve(flags: &Flags, grandchild: Option<u32>) {
                 None => continue,
             },
         };
+        if flags.count_overlaps && another_waiting(&stdin) {
+            OVERLAPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut text = if flags.garbage_stdout { "log: hello from agent\n".to_owned() } else { String::new() };
         text.push_str(&progress_lines(&line));
         text.push_str(&reply);
@@ -249,6 +261,20 @@ fn cpu_time() -> Duration {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
 }
+/// `--count-overlaps`: replies that found another request already sent.
+static OVERLAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a request is waiting, read ahead or still in the pipe.
+fn another_waiting(stdin: &io::BufReader<io::StdinLock<'_>>) -> bool {
+    if !stdin.buffer().iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    let mut fd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll reads and writes one pollfd through a valid pointer; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & libc::POLLIN != 0
+}
+
 /// `--grow-mb`, for `call`.
 static GROW_MIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -277,6 +303,10 @@ fn call(method: &str, params: &Value, grandchild: Option<u32>) -> Result<Value, 
             Ok(json!({"spun": ms}))
         }
         "pid" => Ok(json!(std::process::id())),
+        "overlaps" => Ok(json!({
+            "pid": std::process::id(),
+            "overlaps": OVERLAPS.load(std::sync::atomic::Ordering::Relaxed),
+        })),
         "progress" => Ok(params["steps"].clone()),
         "fail" => {
             let code = params.get("code").and_then(Value::as_i64).unwrap_or(-32000);

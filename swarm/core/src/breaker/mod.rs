@@ -98,6 +98,13 @@ pub struct Permit {
     probe: Option<u64>,
 }
 
+impl Permit {
+    /// The permit `admit` gives while closed in `generation` (see `Breaker::closed_generation`).
+    pub(crate) fn closed(generation: u64) -> Permit {
+        Permit { generation, probe: None }
+    }
+}
+
 /// A state change, for events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
@@ -210,6 +217,13 @@ impl Breaker {
             Phase::HalfOpen { .. } => BreakerState::HalfOpen,
             Phase::ForcedOpen => BreakerState::ForcedOpen,
         }
+    }
+
+    /// While closed, the generation a permit from `admit` would carry (`admit`
+    /// changes nothing then), so a pool's fast path can admit calls without
+    /// the breaker's owner; `None` in any other state.
+    pub(crate) fn closed_generation(&self) -> Option<u64> {
+        matches!(self.phase, Phase::Closed).then_some(self.generation)
     }
 
     /// May a call go ahead now? Err when open (or half-open with all probe slots taken).

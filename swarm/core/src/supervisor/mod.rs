@@ -7,7 +7,9 @@
 //! (`recycle.rs`: the replacement starts first), samples what each agent's
 //! process group costs, shrinks idle ones after `idle_timeout`, and fails the
 //! role after too many restarts. Everyone else talks to it through [`Msg`]s
-//! (see `pool.rs`).
+//! (see `pool.rs`), except that callers lease its ready agents from the idle
+//! set it keeps (`fast.rs`) and give them back there; it books those leases
+//! from the set's ledger.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -26,10 +28,12 @@ use crate::lease::Lease;
 use crate::limits::{CpuMeter, GroupUsage, RecycleCause, Retirement};
 use crate::role_stats::Recorder;
 
+mod fast;
 mod msg;
 mod recycle;
 mod view;
 
+pub(crate) use fast::{Done, FastPath, Seat};
 pub(crate) use msg::Msg;
 pub use view::AgentInfo;
 
@@ -40,7 +44,7 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Lines of protocol noise after which an agent is replaced.
-const NOISE_LIMIT: u64 = 100;
+pub(super) const NOISE_LIMIT: u64 = 100;
 /// How often the supervisor looks at idle agents and pending restarts.
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
 
@@ -59,7 +63,9 @@ struct Slot {
     name: Arc<str>,
     state: State,
     agent: Option<Agent>,
-    in_flight: usize,
+    /// What callers lease, from the moment the agent is ready.
+    seat: Option<Arc<Seat>>,
+    /// Calls booked (leases released and taken from the ledger).
     calls: u64,
     born: Instant,
     idle_since: Instant,
@@ -74,6 +80,13 @@ struct Slot {
     /// The leader's own RSS, read right after its last call when the role has `max_rss`.
     leader_rss: u64,
     cpu: CpuMeter,
+}
+
+impl Slot {
+    /// Leases on the agent not yet released (read live: callers lease without the supervisor).
+    fn in_flight(&self) -> usize {
+        self.seat.as_ref().map_or(0, |seat| seat.in_flight())
+    }
 }
 
 pub(crate) struct Supervisor {
@@ -95,6 +108,9 @@ pub(crate) struct Supervisor {
     breaker: Breaker,
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     sampler: recycle::Sampler,
+    fast: Arc<FastPath>,
+    /// The ledger's other buffer, empty between bookings.
+    spare: Vec<Done>,
 }
 
 /// A caller waiting for an agent, already admitted by the breaker.
@@ -112,6 +128,7 @@ impl Supervisor {
         tx: mpsc::UnboundedSender<Msg>,
         rx: mpsc::UnboundedReceiver<Msg>,
         events: broadcast::Sender<Event>,
+        fast: Arc<FastPath>,
     ) {
         let breaker = Breaker::new(role.breaker.clone());
         recycle::warn_if_cgroups_unavailable(&role);
@@ -133,6 +150,8 @@ impl Supervisor {
             breaker,
             shutdown: None,
             sampler: recycle::Sampler::default(),
+            fast,
+            spare: Vec::new(),
         };
         tokio::spawn(supervisor.run());
     }
@@ -162,6 +181,7 @@ impl Supervisor {
                     self.expire_waiters();
                 }
             }
+            self.publish_gate();
             if let Some(done) = &mut self.shutdown
                 && self.slots.is_empty()
             {
@@ -175,7 +195,11 @@ impl Supervisor {
     }
 
     fn handle(&mut self, msg: Msg) {
+        // Whatever the message, the leases callers gave back first: counts,
+        // stats and the breaker are as of now when it is handled.
+        self.book();
         match msg {
+            Msg::Wake => {}
             Msg::Acquire(reply) => match self.admit() {
                 Ok(permit) => {
                     let deadline = Instant::now() + self.role.queue_timeout;
@@ -199,18 +223,16 @@ impl Supervisor {
                 let leases = match self.refusal() {
                     Some(err) => Err(err),
                     None => {
-                        let ready: Vec<u64> =
-                            self.slots.iter().filter(|(_, s)| s.state == State::Ready).map(|(id, _)| *id).collect();
-                        Ok(ready.into_iter().map(|id| self.lease(id, None)).collect())
+                        let ready =
+                            self.slots.values().filter(|s| s.state == State::Ready).filter_map(|s| s.seat.as_ref());
+                        let leases = ready.map(|seat| {
+                            self.fast.take_regardless(seat);
+                            Lease::new(Arc::clone(seat), None, Arc::clone(&self.fast))
+                        });
+                        Ok(leases.collect())
                     }
                 };
                 let _ = reply.send(leases);
-            }
-            Msg::Release { id, outcome, elapsed, permit } => {
-                if let Some(permit) = permit {
-                    self.judge(permit, outcome, elapsed);
-                }
-                self.release(id, outcome, elapsed);
             }
             Msg::Started { id, result } => self.started(id, result),
             Msg::Exited { id, exit } => self.exited(id, exit),
@@ -223,6 +245,7 @@ impl Supervisor {
                 let _ = reply.send(self.snapshot());
             }
             Msg::Shutdown(reply) => {
+                self.fast.stop();
                 self.shutdown.get_or_insert_with(Vec::new).extend(reply);
                 self.fail_waiters(&SwarmError::ShuttingDown);
                 let ids: Vec<u64> = self.slots.keys().copied().collect();
@@ -231,6 +254,30 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Books the leases callers gave back since the last time, in the order they ended.
+    fn book(&mut self) {
+        let mut done = std::mem::take(&mut self.spare);
+        self.fast.take_ledger(&mut done);
+        if done.is_empty() {
+            self.spare = done;
+            return;
+        }
+        for Done { id, outcome, elapsed, permit } in done.drain(..) {
+            if let Some(permit) = permit {
+                self.judge(permit, outcome, elapsed);
+            }
+            self.release(id, outcome, elapsed);
+        }
+        self.spare = done;
+        self.dispatch();
+    }
+
+    /// Lets callers admit themselves while the breaker is closed and the role serves.
+    fn publish_gate(&self) {
+        let open = if self.refusal().is_none() { self.breaker.closed_generation() } else { None };
+        self.fast.set_gate(open);
     }
 
     fn refusal(&self) -> Option<SwarmError> {
@@ -289,6 +336,7 @@ impl Supervisor {
             let _ = waiter.reply.send(Err(err));
             self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
         }
+        self.fast.set_waiting(self.waiters.len());
     }
 
     fn fail_waiters(&mut self, err: &SwarmError) {
@@ -296,72 +344,40 @@ impl Supervisor {
             let _ = waiter.reply.send(Err(err.clone()));
             self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
         }
+        self.fast.set_waiting(0);
     }
 
     /// Hands free agents to waiting callers, then starts agents for the rest.
     fn dispatch(&mut self) {
+        // Published before looking for room: a release after this either
+        // leaves room we find, or sees callers waiting and wakes us.
+        self.fast.set_waiting(self.waiters.len());
         while let Some(waiter) = self.waiters.pop_front() {
             if waiter.reply.is_closed() {
                 self.judge(waiter.permit, Outcome::Cancelled, Duration::ZERO);
                 continue;
             }
-            let Some(id) = self.pick() else {
+            let Some(seat) = self.fast.take() else {
                 self.waiters.push_front(waiter);
                 break;
             };
-            let lease = self.lease(id, Some(waiter.permit));
+            let lease = Lease::new(seat, Some(waiter.permit), Arc::clone(&self.fast));
             // A caller that gave up just now drops the lease, which releases it.
             let _ = waiter.reply.send(Ok(lease));
         }
+        self.fast.set_waiting(self.waiters.len());
         self.grow();
-    }
-
-    /// The ready agent with the fewest calls in flight, below its concurrency.
-    /// The least loaded ready agent with room for a call. An agent's load
-    /// counts the calls it was given up on too (cancelled or timed out, not yet
-    /// answered): one that ignores cancellation is still busy with them, and
-    /// a call sent there would wait behind them while another agent idles.
-    fn pick(&self) -> Option<u64> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| s.state == State::Ready && s.in_flight < self.role.concurrency)
-            .min_by_key(|(_, s)| s.in_flight + s.agent.as_ref().map_or(0, |a| a.client.abandoned()))
-            .map(|(id, _)| *id)
-    }
-
-    fn lease(&mut self, id: u64, permit: Option<Permit>) -> Lease {
-        let slot = self.slots.get_mut(&id).expect("picked from the slots");
-        slot.in_flight += 1;
-        let agent = slot.agent.as_ref().expect("ready slots hold an agent");
-        let lease = Lease {
-            client: agent.client.clone(),
-            agent: Arc::clone(&slot.name),
-            pid: agent.pid,
-            id,
-            stderr: agent.stderr.clone(),
-            exit: agent.exit.clone(),
-            started: Instant::now(),
-            outcome: Outcome::Cancelled,
-            permit,
-            pool: self.tx.clone(),
-        };
-        if slot.in_flight == 1 {
-            self.emit(|| Event::AgentBusy { role: self.role.name.clone(), agent: lease.agent.to_string() });
-        }
-        lease
     }
 
     fn release(&mut self, id: u64, outcome: Outcome, elapsed: Duration) {
         self.recorder.record(outcome, elapsed);
         let Some(slot) = self.slots.get_mut(&id) else { return };
-        slot.in_flight -= 1;
         slot.calls += 1;
         slot.idle_since = Instant::now();
         if outcome == Outcome::Ok {
             self.attempt = 0;
         }
-        let noisy = slot.agent.as_ref().is_some_and(|a| a.client.stats().noise > NOISE_LIMIT);
-        let idle = slot.in_flight == 0;
+        let noisy = slot.agent.as_ref().is_some_and(|a| a.client.noise() > NOISE_LIMIT);
         let hung_or_dead = matches!(outcome, Outcome::Timeout | Outcome::Crashed);
         let serving = matches!(slot.state, State::Ready | State::Draining);
         let due = slot.retirement.due(slot.calls, Instant::now());
@@ -377,12 +393,9 @@ impl Supervisor {
             self.recycle(id, cause);
         } else if slot.state == State::Draining {
             self.finish_draining(id);
-        } else if idle && slot.state == State::Ready {
-            self.emit(|| Event::AgentIdle { role: self.role.name.clone(), agent: agent_name(&self.role.name, id) });
         }
         // A call is when memory grows: look at it now rather than at the next tick.
         self.check_after_call(id);
-        self.dispatch();
     }
 
     fn started(&mut self, id: u64, result: Result<Agent, StartFailure>) {
@@ -390,8 +403,11 @@ impl Supervisor {
             Ok(agent) => {
                 let Some(slot) = self.slots.get_mut(&id) else { return };
                 let pid = agent.pid;
+                let seat = Arc::new(Seat::new(id, Arc::clone(&slot.name), &agent, slot.retirement.max_calls));
+                slot.seat = Some(Arc::clone(&seat));
                 slot.agent = Some(agent);
                 slot.state = State::Ready;
+                self.fast.seat(seat);
                 slot.idle_since = Instant::now();
                 self.emit(|| Event::AgentReady {
                     role: self.role.name.clone(),
@@ -415,6 +431,7 @@ impl Supervisor {
     }
 
     fn exited(&mut self, id: u64, exit: Exit) {
+        self.fast.withdraw(id);
         let serving = self.slots.get(&id).is_some_and(|s| matches!(s.state, State::Ready | State::Draining));
         if !exit.expected && self.shutdown.is_none() && serving {
             self.note_recycle(id, RecycleCause::Crash);
@@ -505,7 +522,7 @@ impl Supervisor {
             name: agent_name(&self.role.name, id).into(),
             state: State::Starting,
             agent: None,
-            in_flight: 0,
+            seat: None,
             calls: 0,
             born: now,
             idle_since: now,
@@ -535,6 +552,7 @@ impl Supervisor {
         // A slot still starting is stopped by `started` once it is up.
         if let Some(agent) = slot.agent.as_mut() {
             slot.state = State::Stopping;
+            self.fast.withdraw(id);
             agent.stop();
         }
     }
@@ -546,11 +564,13 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(&id) else { return };
         if let Some(agent) = slot.agent.as_mut() {
             slot.state = State::Stopping;
+            self.fast.withdraw(id);
             agent.kill();
         }
     }
 
     fn housekeep(&mut self) {
+        self.book();
         let now = Instant::now();
         self.breaker.tick(now.into_std());
         self.note_transitions();
@@ -561,12 +581,16 @@ impl Supervisor {
         let idle: Vec<u64> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.state == State::Ready && s.in_flight == 0)
+            .filter(|(_, s)| s.state == State::Ready && s.in_flight() == 0)
             .filter(|(_, s)| now.duration_since(s.idle_since) >= self.role.idle_timeout)
             .map(|(id, _)| *id)
             .take(surplus)
             .collect();
         for id in idle {
+            // A caller may have leased it since: only one still idle, out of the set, may stop.
+            if !self.fast.withdraw_if_idle(id) {
+                continue;
+            }
             tracing::debug!(role = %self.role.name, agent = id, "stopping idle agent");
             self.stop(id);
         }

@@ -20,12 +20,8 @@ pub(crate) enum Msg {
     Acquire(oneshot::Sender<Result<Lease, SwarmError>>),
     /// A lease on every ready agent, whatever its load (for broadcasts).
     AcquireEach(oneshot::Sender<Result<Vec<Lease>, SwarmError>>),
-    Release {
-        id: u64,
-        outcome: Outcome,
-        elapsed: Duration,
-        permit: Option<Permit>,
-    },
+    /// Leases given back through the idle set need booking now (`fast.rs`).
+    Wake,
     /// A breaker permit for a call that needs no agent (command roles).
     Admit(oneshot::Sender<Result<Permit, SwarmError>>),
     /// The end of a call admitted with `Admit`.

@@ -43,6 +43,7 @@ impl Supervisor {
             return;
         }
         slot.state = State::Draining;
+        self.fast.withdraw(id);
         self.note_recycle(id, cause);
         // Within `max_agents`: the replacement first. At the bound, the agent
         // leaves first and the pool refills behind it.
@@ -89,7 +90,7 @@ impl Supervisor {
     /// Stops a draining agent once it is idle and its replacement is ready or gone.
     pub(super) fn finish_draining(&mut self, id: u64) {
         let Some(slot) = self.slots.get(&id) else { return };
-        if slot.state != State::Draining || slot.in_flight > 0 {
+        if slot.state != State::Draining || slot.in_flight() > 0 {
             return;
         }
         let waiting = slot.replacement.and_then(|r| self.slots.get(&r)).is_some_and(|r| r.state == State::Starting);

@@ -49,7 +49,7 @@ impl Supervisor {
                     State::Starting => "starting",
                     State::Draining => "recycling",
                     State::Stopping => "stopping",
-                    State::Ready if slot.in_flight > 0 => "busy",
+                    State::Ready if slot.in_flight() > 0 => "busy",
                     State::Ready => "idle",
                 };
                 *match state {
@@ -65,7 +65,7 @@ impl Supervisor {
                     pid: slot.agent.as_ref().map_or(0, |a| a.pid),
                     state,
                     calls: slot.calls,
-                    in_flight: slot.in_flight,
+                    in_flight: slot.in_flight(),
                     uptime_ms: slot.born.elapsed().as_millis() as u64,
                     rss_bytes: slot.usage.map(|u| u.rss_bytes),
                     cpu_percent: slot.cpu.percent(),
