@@ -796,6 +796,43 @@ fn open_http_session(url: &str, headers: &[(&str, &str)]) -> String {
     session
 }
 
+/// A `tools/call` of `solo__whoami`.
+fn solo_whoami() -> Value {
+    json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}})
+}
+
+/// An HTTP session opened by hand on `world`'s gateway, whose `solo__whoami`
+/// answered: its id, the pid of its own `solo` agent, and a way to post more
+/// messages in it.
+fn solo_session(world: &World) -> (String, u64, impl Fn(&Value) -> (u16, String)) {
+    let (url, token) = world.http();
+    let bearer = format!("Bearer {token}");
+    let headers = move |session: Option<&str>| {
+        let mut all = vec![
+            ("Content-Type", "application/json".to_owned()),
+            ("Accept", "application/json, text/event-stream".to_owned()),
+            ("Authorization", bearer.clone()),
+        ];
+        if let Some(id) = session {
+            all.extend([("Mcp-Session-Id", id.to_owned()), ("MCP-Protocol-Version", "2025-06-18".to_owned())]);
+        }
+        all
+    };
+    let opening = headers(None);
+    let session = open_http_session(&url, &opening.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let id = session.clone();
+    let post = move |message: &Value| {
+        let all = headers(Some(&id));
+        let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(&url, &all, message.to_string().as_bytes())
+    };
+    let (status, text) = post(&solo_whoami());
+    assert_eq!(status, 200, "{text}");
+    let (_, body) = split_answer(&text);
+    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+    (session, pid, post)
+}
+
 #[test]
 fn an_http_session_never_deleted_ends_after_session_idle_and_its_own_agent_stops() {
     let world = World::new("idle", "");
@@ -807,30 +844,15 @@ fn an_http_session_never_deleted_ends_after_session_idle_and_its_own_agent_stops
     )
     .unwrap();
     world.skep(&["up"]);
-    let (url, token) = world.http();
-    let bearer = format!("Bearer {token}");
-    let headers = [
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-        ("Authorization", &bearer),
-    ];
-    let session = open_http_session(&url, &headers);
-    let mut with_session = headers.to_vec();
-    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
-    let call =
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
-    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
-    let (_, body) = split_answer(&text);
-    assert_eq!(status, 200, "{text}");
-    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+    let (session, pid, post) = solo_session(&world);
     assert!(!dead(pid as u32), "the session's own agent runs while the session is open");
     // No DELETE, no further message: the idle timeout ends the session.
     poll("the idle session's own agent to stop", || dead(pid as u32));
     let mcp = &world.status()["daemon"]["mcp"];
     assert_eq!(mcp["sessions"]["http"], 0, "{mcp}");
     assert_eq!(mcp["open"], json!([]), "{mcp}");
-    let (status, text) = http(&url, &with_session, call.to_string().as_bytes());
-    assert_eq!(status, 404, "the ended session is unknown: {text}");
+    let (status, text) = post(&solo_whoami());
+    assert_eq!(status, 404, "the ended session {session} is unknown: {text}");
 }
 
 #[test]
@@ -855,21 +877,7 @@ fn the_grid_status_window_shows_an_open_session_and_its_own_agent() {
     let world = World::new("grid", "");
     add_solo_role(&world);
     world.skep(&["up"]);
-    let (url, token) = world.http();
-    let bearer = format!("Bearer {token}");
-    let headers = [
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-        ("Authorization", &bearer),
-    ];
-    let session = open_http_session(&url, &headers);
-    let mut with_session = headers.to_vec();
-    with_session.extend([("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
-    let call =
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "solo__whoami", "arguments": {}}});
-    let (_, text) = http(&url, &with_session, call.to_string().as_bytes());
-    let (_, body) = split_answer(&text);
-    let pid = serde_json::from_str::<Value>(&body).unwrap()["result"]["structuredContent"]["pid"].as_u64().unwrap();
+    let (session, pid, _post) = solo_session(&world);
 
     let config = world.config().display().to_string();
     let printed = bounded(world.stripped(SKEP).args(["grid", "--config", &config, "--detach"]));
