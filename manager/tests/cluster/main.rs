@@ -3,6 +3,7 @@
 //! the agents' journals say what ran where and how often (docs/cluster.md).
 
 mod broadcast;
+mod capacity;
 mod coordinate;
 mod spill;
 mod support;

@@ -5,7 +5,10 @@
 //! NATS delivers a request at most once, to one worker. So:
 //! - no responders: no worker serves the role; the call fails at once (-32003);
 //! - a worker answers -32004 or -32005: it did not run the call, so it is
-//!   tried once more, whatever the method;
+//!   tried again, whatever the method: at once, then after 1, 2, 4 ... 64 ms,
+//!   for as long as the call's timeout lasts (NATS picks a worker each time,
+//!   and the one with room may not be picked at the first try). A spilling
+//!   role tries once more only, then waits for its own local agents;
 //! - no answer in time (the worker died, or is slow), or the worker that
 //!   took it stopped sending heartbeats: the call may have run. A method the
 //!   role declares idempotent is tried once more; any other fails with an
@@ -52,6 +55,40 @@ enum Attempt {
     Lost(String),
 }
 
+/// When to try again a call that a worker did not run (-32004, -32005).
+struct NotRun {
+    started: tokio::time::Instant,
+    timeout: Duration,
+    tries: u32,
+    /// A spilling role has local agents to wait for: one more try only.
+    spilling: bool,
+}
+
+impl NotRun {
+    fn new(timeout: Duration, spilling: bool) -> NotRun {
+        NotRun { started: tokio::time::Instant::now(), timeout, tries: 0, spilling }
+    }
+
+    /// What is left of the call's timeout.
+    fn left(&self) -> Duration {
+        self.timeout.saturating_sub(self.started.elapsed())
+    }
+
+    /// The pause before the next try, or `None` when there is no next try:
+    /// at once, then 1, 2, 4 ... 64 ms, while the timeout lasts.
+    fn next_pause(&mut self) -> Option<Duration> {
+        if self.spilling && self.tries >= 1 {
+            return None;
+        }
+        let pause = match self.tries {
+            0 => Duration::ZERO,
+            n => Duration::from_millis(1 << (n - 1).min(6)),
+        };
+        self.tries += 1;
+        (pause < self.left()).then_some(pause)
+    }
+}
+
 impl RemoteClient {
     /// A client for the cluster `cluster` over `client`: its reply inbox and
     /// its table of workers are subscribed before this returns.
@@ -81,18 +118,26 @@ impl RemoteClient {
         timeout: Duration,
     ) -> Result<Box<RawValue>, SwarmError> {
         let idempotent = role.idempotent.iter().any(|m| m == method);
-        let mut tried = false;
+        let mut lost_retried = false;
+        let mut not_run = NotRun::new(timeout, role.spill_remote);
         loop {
-            let attempt = self.attempt(&role.name, method, params, timeout).await;
-            let retry = match &attempt {
-                Attempt::Answered(Err(e)) => wire::not_run(e.code()),
-                Attempt::Lost(_) => idempotent,
-                Attempt::Answered(Ok(_)) | Attempt::NoWorkers => false,
-            };
-            if retry && !tried {
-                tried = true;
-                tracing::debug!(role = %role.name, method, "trying another worker");
-                continue;
+            let attempt = self.attempt(&role.name, method, params, not_run.left()).await;
+            match &attempt {
+                Attempt::Answered(Err(e)) if wire::not_run(e.code()) => {
+                    if let Some(pause) = not_run.next_pause() {
+                        tracing::debug!(role = %role.name, method, ?pause, "no room on that worker; trying again");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                }
+                Attempt::Lost(_) if idempotent && !lost_retried => {
+                    lost_retried = true;
+                    // The second try of a lost call gets a whole timeout of its own, as the first did.
+                    not_run = NotRun::new(timeout, role.spill_remote);
+                    tracing::debug!(role = %role.name, method, "answer lost; trying another worker");
+                    continue;
+                }
+                _ => {}
             }
             return match attempt {
                 Attempt::Answered(Ok(result)) => Ok(result),
@@ -235,5 +280,34 @@ impl RemoteClient {
     /// The NATS connection, for listening to heartbeats on it too.
     pub fn nats(&self) -> &Client {
         &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::NotRun;
+
+    /// Pauses until the timeout is spent, each pause advanced on the paused clock.
+    async fn pauses(mut not_run: NotRun) -> Vec<u64> {
+        let mut seen = Vec::new();
+        while let Some(pause) = not_run.next_pause() {
+            seen.push(pause.as_millis() as u64);
+            tokio::time::advance(pause).await;
+        }
+        seen
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_no_worker_ran_is_tried_again_with_a_growing_pause_until_its_timeout() {
+        let seen = pauses(NotRun::new(Duration::from_millis(300), false)).await;
+        assert_eq!(seen, [0, 1, 2, 4, 8, 16, 32, 64, 64, 64]);
+        assert!(seen.iter().sum::<u64>() < 300);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spilling_role_tries_once_more_then_waits_for_its_own_agents() {
+        assert_eq!(pauses(NotRun::new(Duration::from_secs(30), true)).await, [0]);
     }
 }
