@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{CancelOnDrop, RemoteClient};
 use crate::heartbeat::Heartbeat;
+use crate::requests::Requests;
 use crate::wire::{self, WireError};
 use crate::worker::{BROADCASTS_AT_ONCE, Context, Request, publish};
 
@@ -64,25 +65,9 @@ struct AgentHeard {
 // The worker's side.
 
 /// Serves broadcasts of `role` until `stop`, then drains the subscription.
-pub(crate) async fn serve_loop(cx: Context, role: String, mut sub: Subscriber, stop: CancellationToken) {
-    let mut draining = false;
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = stop.cancelled(), if !draining => {
-                draining = true;
-                if let Err(e) = sub.drain().await {
-                    tracing::warn!(role, %e, "cannot drain the broadcast subscription");
-                    return;
-                }
-                continue;
-            }
-            message = sub.next() => match message {
-                Some(message) => message,
-                None => return,
-            },
-        };
-        let Some(reply) = message.reply.clone() else { continue };
+pub(crate) async fn serve_loop(cx: Context, role: String, sub: Subscriber, stop: CancellationToken) {
+    let mut requests = Requests::new(sub, stop, format!("broadcasts of {role}"));
+    while let Some((message, reply)) = requests.next().await {
         let Ok(place) = Arc::clone(&cx.broadcasts).try_acquire_owned() else {
             let message = format!("worker {} is serving {BROADCASTS_AT_ONCE} broadcasts already", cx.worker);
             let error = ErrorObjectOwned::owned(code::OVERLOADED, message, None::<()>);

@@ -21,6 +21,7 @@ mod connect;
 mod error;
 mod heartbeat;
 mod inbox;
+mod requests;
 mod subjects;
 mod wire;
 mod worker;

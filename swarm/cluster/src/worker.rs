@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ClusterError;
 use crate::heartbeat::{Heartbeat, MISSED, hostname};
+use crate::requests::Requests;
 use crate::subjects::{self, Subjects};
 use crate::wire;
 
@@ -267,25 +268,9 @@ async fn broadcasts_returned(broadcasts: &Semaphore) {
     let _ = broadcasts.acquire_many(BROADCASTS_AT_ONCE as u32).await;
 }
 
-async fn role_loop(cx: Context, role: ServedRole, mut sub: Subscriber, stop: CancellationToken) {
-    let mut draining = false;
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = stop.cancelled(), if !draining => {
-                draining = true;
-                if let Err(e) = sub.drain().await {
-                    tracing::warn!(role = %role.name, %e, "cannot drain the subscription");
-                    return;
-                }
-                continue;
-            }
-            message = sub.next() => match message {
-                Some(message) => message,
-                None => return,
-            },
-        };
-        let Some(reply) = message.reply.clone() else { continue };
+async fn role_loop(cx: Context, role: ServedRole, sub: Subscriber, stop: CancellationToken) {
+    let mut requests = Requests::new(sub, stop, format!("calls of {}", role.name));
+    while let Some((message, reply)) = requests.next().await {
         match Arc::clone(&role.slots).try_acquire_owned() {
             Ok(slot) => {
                 let cx = cx.clone();
