@@ -27,10 +27,8 @@ const fs = require('fs');
 const path = require('path');
 const { parseArgs } = require('util');
 const { Pool } = require('./node_pool');
+const { checked, pipelined, BATCH, WINDOW } = require('./node_timing');
 
-const WINDOW = 128;
-const BATCH = 1024;
-const PARAMS = { text: 'x'.repeat(89) }; // 100 bytes of JSON
 const REPO = path.resolve(__dirname, '..', '..');
 
 const { values: opts } = parseArgs({
@@ -58,21 +56,6 @@ function agentArgv(kind) {
   throw new Error(`--agent must be test or python, not ${kind}`);
 }
 
-async function checked(call) {
-  const reply = await call(PARAMS);
-  if (reply?.text !== PARAMS.text) throw new Error(`echo changed its params: ${JSON.stringify(reply)}`);
-}
-
-async function pipelined(call, total) {
-  let next = 0;
-  async function lane() {
-    while (next < total) {
-      next += 1;
-      await checked(call);
-    }
-  }
-  await Promise.all(Array.from({ length: WINDOW }, lane));
-}
 
 /** CPU time (ns, from the scheduler) of Node's main thread and of the addon's runtime threads (named skep). */
 function threadTimes() {

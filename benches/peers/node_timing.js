@@ -53,4 +53,4 @@ function run(main) {
   );
 }
 
-module.exports = { measure, run, BATCH };
+module.exports = { measure, run, checked, pipelined, BATCH, WINDOW };
