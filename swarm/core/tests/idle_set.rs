@@ -110,7 +110,12 @@ async fn an_agent_killed_mid_run_is_never_handed_out_again() {
         })
     });
     let busy: Vec<_> = busy.collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The kill lands on an agent with a call in flight, not an idle one.
+    let deadline = Instant::now() + STEP;
+    while !swarm.agents().await.iter().any(|a| a.pid == victim && a.state == "busy") {
+        assert!(Instant::now() < deadline, "agent {victim} never took a call");
+        tokio::task::yield_now().await;
+    }
     // SAFETY: a signal to a pid this test's swarm started and still holds.
     assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0, "killed the agent");
     wait_gone(&[victim], "the killed agent").await;
