@@ -41,6 +41,7 @@ export type SkepErrorCode =
   | 'SKEP_CONFIG'
   | 'SKEP_WORKFLOW'
   | 'SKEP_OBSERVE'
+  | 'SKEP_CLUSTER'
 
 /** What every Promise of this package rejects with. */
 export interface SkepError extends Error {

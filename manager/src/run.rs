@@ -17,7 +17,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use skep_bridge::{CallError, Client, ClientConfig};
-use skep_swarm::{Config, Swarm, demo_config};
+use skep_cluster::start_swarm;
+use skep_swarm::{Config, demo_config};
 use skep_workflow::{
     Explanation, History, Progress, ProgressEvent, RegressionRule, RunOptions, RunRecord, StepCacheLimits, Workflow,
     explain, parse_threshold, render_report, render_trace, run_workflow,
@@ -161,7 +162,7 @@ fn run_here(args: &RunArgs, config: Option<&Path>, rule: RegressionRule) -> anyh
             let signal = next_stop_signal().await;
             let _ = stop.send(Some(signal.name().to_owned()));
         });
-        let swarm = Swarm::start(used).await.context("cannot start the workflow's agents")?;
+        let swarm = start_swarm(used, "skep run").await.context("cannot start the workflow's agents")?;
         let mut display = Display::new(std::io::stderr().is_terminal());
         let record = run_workflow(&swarm, &workflow, options, |p| display.show(p)).await;
         swarm.shutdown().await;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use skep_bridge::{Server, ServerConfig, protocol_stdio};
-use skep_cluster::RemoteClient;
+use skep_cluster::start_swarm;
 use skep_service::{ObserveOptions, observe, rpc_module};
-use skep_swarm::{Config, Swarm, demo_config};
+use skep_swarm::{Config, demo_config};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::demo_agent_command;
@@ -61,15 +61,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(path),
         None => config.observe.take().map(Some),
     };
-    // Before any agent starts: a wrong token must fail fast and loudly.
-    let remote = match config.cluster.take() {
-        Some(cluster) => Some(RemoteClient::connect(&cluster, "skep serve").await?),
-        None => None,
-    };
-    let swarm = Swarm::start(config).await.context("cannot start the swarm")?;
-    if let Some(remote) = remote {
-        swarm.set_remote(std::sync::Arc::new(remote));
-    }
+    let swarm = start_swarm(config, "skep serve").await.context("cannot start the swarm")?;
     let observation = match observe_path {
         Some(path) => {
             let options = ObserveOptions { path, config: args.config.as_ref().map(|c| absolute(c)) };

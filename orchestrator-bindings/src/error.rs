@@ -31,11 +31,22 @@ pub enum Failure {
     Remote(ErrorObjectOwned),
     /// The daemon could not be reached, started, or went away.
     Daemon(String),
+    /// The config's `[cluster]` could not be joined (a wrong token, no server).
+    Cluster(skep_cluster::ClusterError),
 }
 
 impl From<SwarmError> for Failure {
     fn from(e: SwarmError) -> Self {
         Failure::Swarm(e)
+    }
+}
+
+impl From<skep_cluster::StartError> for Failure {
+    fn from(e: skep_cluster::StartError) -> Self {
+        match e {
+            skep_cluster::StartError::Cluster(e) => Failure::Cluster(e),
+            skep_cluster::StartError::Swarm(e) => Failure::Swarm(e),
+        }
     }
 }
 
@@ -48,6 +59,7 @@ impl Failure {
             Failure::Config(_) => "SKEP_CONFIG",
             Failure::Workflow(_) => "SKEP_WORKFLOW",
             Failure::Observe(_) => "SKEP_OBSERVE",
+            Failure::Cluster(_) => "SKEP_CLUSTER",
             Failure::Daemon(_) => "SKEP_CLOSED",
             Failure::Remote(e) => match e.code() {
                 code::TIMEOUT => "SKEP_TIMEOUT",
@@ -90,7 +102,7 @@ impl Failure {
             Failure::Aborted => code::REQUEST_CANCELLED,
             Failure::InvalidArg(_) | Failure::Config(_) => code::INVALID_PARAMS,
             Failure::Workflow(WorkflowError::File(_)) => code::INVALID_PARAMS,
-            Failure::Workflow(_) | Failure::Observe(_) => code::INTERNAL_ERROR,
+            Failure::Workflow(_) | Failure::Observe(_) | Failure::Cluster(_) => code::INTERNAL_ERROR,
             Failure::Remote(e) => e.code(),
             Failure::Daemon(_) => code::SHUTTING_DOWN,
         }
@@ -107,6 +119,7 @@ impl Failure {
             Failure::InvalidArg(message) | Failure::Config(message) => (message.clone(), None),
             Failure::Workflow(e) => (chain(e), None),
             Failure::Observe(e) => (chain(e), None),
+            Failure::Cluster(e) => (chain(e), None),
             Failure::Remote(e) => {
                 (e.message().to_owned(), e.data().and_then(|raw| serde_json::from_str(raw.get()).ok()))
             }

@@ -371,7 +371,8 @@ async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
     let observe_at = config.observe.take();
     let source = config.source.clone();
     let cached = config.roles.iter().map(|(name, role)| (name.clone(), role.idempotent.clone())).collect();
-    let inner = skep_swarm::Swarm::start(config).await?;
+    // Remote roles reach the config's `[cluster]`, as they do from the CLI and the daemon.
+    let inner = skep_cluster::start_swarm(config, "skep node").await?;
     let observations = Arc::default();
     if let Some(path) = observe_at {
         let options = ObserveOptions { path: Some(path), config: source };

@@ -7,7 +7,7 @@ use skep_swarm::{CallOptions, RaceCall, Settled};
 use skep_testkit::eventually;
 use skep_workflow::{RunOptions, StepOutcome, Workflow, run_workflow};
 
-use crate::support::{LIMIT, Nats, Proc, Scratch, TOKEN, orchestrator, wait_workers, worker};
+use crate::support::{Cli, LIMIT, Nats, Proc, Scratch, TOKEN, orchestrator, parent_of, wait_workers, worker};
 use crate::{ran, stop_all};
 
 fn raw(value: Value) -> Box<serde_json::value::RawValue> {
@@ -66,4 +66,30 @@ async fn fan_out_race_and_a_workflow_run_over_a_remote_role() {
 
     stop_all(&mut workers, &scratch).await;
     swarm.shutdown().await;
+}
+
+/// `skep run --no-daemon` starts a swarm of its own for the run: that swarm
+/// joins the config's cluster too, so a step of a remote role runs on a
+/// worker's agent (before, it failed with "no cluster connection").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skep_run_without_a_daemon_runs_a_remote_step_on_a_worker() {
+    let nats = Nats::start().await;
+    let scratch = Scratch::new();
+    let config = scratch.worker_config(&[("echo", "")]);
+    let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
+    let watcher = skep_cluster::RemoteClient::connect(&nats.cluster(), "test watcher").await.expect("connects");
+    wait_workers(watcher.workers(), 1).await;
+    let cli = Cli::new(&scratch, &nats, "[roles.echo]\nremote = true\n");
+    let workflow = scratch.path("flow.toml");
+    let text = "name = \"remote\"\n[[steps]]\nid = \"there\"\nrole = \"echo\"\nmethod = \"echo\"\nparams = [\"run here, served there\"]\n";
+    std::fs::write(&workflow, text).expect("workflow written");
+    let path = workflow.to_str().expect("UTF-8 path");
+    cli.run(&["run", path, "--no-daemon", "--no-cache"]).await;
+    let journals = scratch.journals();
+    let ran = ran(&journals, "echo");
+    assert_eq!(ran.len(), 1, "the step ran once, on a worker's agent: {journals:?}");
+    assert_eq!(ran[0]["params"], json!(["run here, served there"]));
+    let (agent, _) = journals.iter().find(|(_, lines)| lines.iter().any(|l| l["method"] == "echo")).expect("an agent");
+    assert_eq!(parent_of(*agent), Some(only.pid()), "the agent that ran the step is the worker's child");
+    stop_all(std::slice::from_mut(&mut only), &scratch).await;
 }

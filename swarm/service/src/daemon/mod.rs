@@ -96,6 +96,15 @@ pub enum DaemonError {
     Cluster(#[from] skep_cluster::ClusterError),
 }
 
+impl From<skep_cluster::StartError> for DaemonError {
+    fn from(e: skep_cluster::StartError) -> DaemonError {
+        match e {
+            skep_cluster::StartError::Cluster(e) => DaemonError::Cluster(e),
+            skep_cluster::StartError::Swarm(e) => DaemonError::Swarm(e),
+        }
+    }
+}
+
 /// Why [`Daemon::stopped`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -159,17 +168,9 @@ impl Daemon {
         if mcp_config.listen.is_some() {
             daemon_config.idle_exit = None;
         }
-        // Before any agent starts: a wrong token must fail the start, not a call later.
-        let remote = match &spec.config.cluster {
-            Some(cluster) => Some(skep_cluster::RemoteClient::connect(cluster, "skep daemon").await?),
-            None => None,
-        };
         let mut config = spec.config;
         let session_roles = split_session_roles(&mut config);
-        let swarm = Swarm::start(config).await?;
-        if let Some(remote) = remote {
-            swarm.set_remote(Arc::new(remote));
-        }
+        let swarm = skep_cluster::start_swarm(config, "skep daemon").await?;
         // We hold the lock: a socket file left behind is a dead daemon's.
         let listener = bind(&paths.socket).await?;
         let mcp =
