@@ -50,6 +50,9 @@ struct Args {
     /// Only the one-call-at-a-time latencies, and CPU and context switches per remote call.
     #[arg(long)]
     latency_only: bool,
+    /// Internal: serve the bare echo on this NATS URL in this process until killed.
+    #[arg(long, hide = true, value_name = "URL")]
+    echo_responder: Option<String>,
 }
 
 /// A child killed when dropped.
@@ -65,7 +68,46 @@ impl Drop for Guard {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(run(args))
+    match args.echo_responder {
+        Some(url) => runtime.block_on(respond(&url)),
+        None => runtime.block_on(run(args)),
+    }
+}
+
+/// The subject the bare echo answers on.
+const ECHO: &str = "bench.echo";
+
+/// Answers every request on [`ECHO`] with its payload, on a connection of its
+/// own; says `ready` on stdout once its subscription is on the server.
+async fn respond(url: &str) -> anyhow::Result<()> {
+    let cluster = ClusterConfig { token: Some(Secret::new(TOKEN.into())), ..ClusterConfig::new(url) };
+    let nats = skep_cluster::connect(&cluster, "bench responder").await?;
+    let mut sub = nats.subscribe(ECHO).await?;
+    nats.flush().await?;
+    println!("ready");
+    while let Some(m) = sub.next().await {
+        if let Some(reply) = m.reply {
+            let _ = nats.publish(reply, m.payload).await;
+        }
+    }
+    Ok(())
+}
+
+/// [`respond`] in a child process of its own (this binary again), once it is ready.
+fn responder_process(url: &str) -> anyhow::Result<Guard> {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--echo-responder", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("the responder process")?;
+    let stdout = child.stdout.take().context("the responder's stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let guard = Guard(child);
+    anyhow::ensure!(line.trim() == "ready", "the responder did not start: {line:?}");
+    Ok(guard)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -107,9 +149,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     println!("## one call at a time, ~200 B params, {} calls each (µs)", args.calls);
     println!("| path | p50 | p90 | p99 |\n| --- | --- | --- | --- |");
-    // Bare NATS: a responder echoing on its own connection, as a worker would be.
+    // Bare NATS: a responder echoing on its own connection, first in this
+    // process (one thread: the requester's wake-up serves the request too),
+    // then in a process of its own, as a worker is.
     let responder = RemoteClient::connect(&cluster, "bench responder").await?.nats().clone();
-    let mut sub = responder.subscribe("bench.echo").await?;
+    let mut sub = responder.subscribe(ECHO).await?;
     let echo = tokio::spawn(async move {
         while let Some(m) = sub.next().await {
             if let Some(reply) = m.reply {
@@ -119,12 +163,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let requester = RemoteClient::connect(&cluster, "bench requester").await?.nats().clone();
     let payload = bytes_of(&params);
-    let bare = sample(args.calls, || async {
-        requester.request("bench.echo", payload.clone()).await.map(|_| ()).map_err(anyhow::Error::from)
-    })
-    .await?;
+    let bare_once =
+        || async { requester.request(ECHO, payload.clone()).await.map(|_| ()).map_err(anyhow::Error::from) };
+    let bare = sample(args.calls, bare_once).await?;
     echo.abort();
-    row("bare NATS request/reply (async-nats)", &bare);
+    row("bare NATS request/reply (async-nats, responder in this process)", &bare);
+    let apart = responder_process(&url)?;
+    let bare_parts = || [usage_of(std::process::id()), usage_of(apart.0.id()), usage_of(nats_pid)];
+    let before = bare_parts();
+    let bare_apart = sample(args.calls, bare_once).await?;
+    let bare_usage: Vec<Usage> = bare_parts().into_iter().zip(before).map(|(a, b)| a - b).collect();
+    drop(apart);
+    row("bare NATS request/reply (responder in a process of its own)", &bare_apart);
 
     let local_config = Config::parse(&role("min_warm = 4\nmax_agents = 4"), "<bench>", &dir)?;
     let local = Swarm::start(local_config).await?;
@@ -136,17 +186,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (remote, remote_client) = orchestrator(&cluster, &dir, args.timeout).await?;
     wait_workers(&remote_client, 1).await?;
     let worker_pid = workers[0].0.id();
-    let (mut agents, mut total) = (children_of(worker_pid), Usage::default());
+    let mut agents = children_of(worker_pid);
     agents.retain(|pid| *pid != worker_pid);
     let parts = |server_pid: u32| {
-        let agents = agents.iter().fold(Usage::default(), |sum, pid| {
-            let u = usage_of(*pid);
-            Usage {
-                cpu: sum.cpu + u.cpu,
-                voluntary: sum.voluntary + u.voluntary,
-                involuntary: sum.involuntary + u.involuntary,
-            }
-        });
+        let agents = agents.iter().map(|pid| usage_of(*pid)).fold(Usage::default(), |sum, u| sum + u);
         [usage_of(std::process::id()), usage_of(worker_pid), agents, usage_of(server_pid)]
     };
     let before = parts(nats_pid);
@@ -156,23 +199,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Warm-up calls (a tenth) are inside the window too.
     let n = (args.calls + args.calls / 10) as f64;
     println!("\n## per remote call: CPU time (µs) and context switches (voluntary + involuntary), {n} calls");
-    println!("| process | CPU µs | ctx switches |\n| --- | --- | --- |");
-    for (name, (a, b)) in
-        ["orchestrator (this bench)", "skep worker", "its agents", "nats-server"].iter().zip(after.iter().zip(before))
-    {
-        let d = *a - b;
-        total = Usage {
-            cpu: total.cpu + d.cpu,
-            voluntary: total.voluntary + d.voluntary,
-            involuntary: total.involuntary + d.involuntary,
-        };
-        println!("| {name} | {:.1} | {:.2} |", d.cpu.as_secs_f64() * 1e6 / n, (d.voluntary + d.involuntary) as f64 / n);
-    }
-    println!(
-        "| all | {:.1} | {:.2} |",
-        total.cpu.as_secs_f64() * 1e6 / n,
-        (total.voluntary + total.involuntary) as f64 / n
-    );
+    let used: Vec<Usage> = after.into_iter().zip(before).map(|(a, b)| a - b).collect();
+    usage_table(&["orchestrator (this bench)", "skep worker", "its agents", "nats-server"], &used, n);
+    println!("\n## per bare request/reply (responder in a process of its own), the same measure, {n} requests");
+    usage_table(&["requester (this bench)", "responder", "nats-server"], &bare_usage, n);
     if args.latency_only {
         remote.shutdown().await;
         drop(workers);
@@ -325,6 +355,17 @@ struct Usage {
     involuntary: u64,
 }
 
+impl std::ops::Add for Usage {
+    type Output = Usage;
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu + other.cpu,
+            voluntary: self.voluntary + other.voluntary,
+            involuntary: self.involuntary + other.involuntary,
+        }
+    }
+}
+
 impl std::ops::Sub for Usage {
     type Output = Usage;
     fn sub(self, before: Usage) -> Usage {
@@ -334,6 +375,18 @@ impl std::ops::Sub for Usage {
             involuntary: self.involuntary.saturating_sub(before.involuntary),
         }
     }
+}
+
+/// One row per process (`used` over `n` calls) and their sum.
+fn usage_table(names: &[&str], used: &[Usage], n: f64) {
+    let line = |name: &str, u: Usage| {
+        println!("| {name} | {:.1} | {:.2} |", u.cpu.as_secs_f64() * 1e6 / n, (u.voluntary + u.involuntary) as f64 / n);
+    };
+    println!("| process | CPU µs | ctx switches |\n| --- | --- | --- |");
+    for (name, u) in names.iter().zip(used) {
+        line(name, *u);
+    }
+    line("all", used.iter().fold(Usage::default(), |sum, u| sum + *u));
 }
 
 /// `pid`'s usage summed over its threads (0 for a process gone).
