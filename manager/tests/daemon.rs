@@ -256,6 +256,35 @@ fn a_broken_config_is_refused_and_a_changed_one_is_reloaded_before_a_call() {
     wait_gone_blocking(first.as_u64().unwrap() as u32);
 }
 
+/// `[daemon]`, `[mcp]` and `[cluster]` are read at the start: a reload that
+/// finds one changed applies the roles, keeps the table it runs with, and
+/// names it, on `skep reload` and on a command that reloads first.
+#[test]
+fn a_reload_names_the_tables_it_applies_only_at_the_next_start() {
+    let world = World::new("pending", &format!("[daemon]\nidle_exit = \"10m\"\n{PY_ROLE}"));
+    world.ok(&["up"]);
+    let idle_exit = |world: &World| world.status()["daemon"]["idleExitMs"].clone();
+    assert_eq!(idle_exit(&world), 600_000);
+    world.write_config(&format!("[daemon]\nidle_exit = \"20m\"\n{PY_ROLE}max_calls = 500\n"));
+    let said = world.ok(&["reload"]);
+    assert!(said.contains("replaced py"), "the role rolled over: {said}");
+    let pending = said.lines().find(|l| l.starts_with("pending")).unwrap_or_else(|| panic!("no pending line: {said}"));
+    assert!(pending.contains("[daemon]") && !pending.contains("[mcp]"), "{pending}");
+    assert_eq!(idle_exit(&world), 600_000, "the running daemon keeps the idle exit it started with");
+    // A command that finds the file newer reloads first, and says the same.
+    world.write_config(&format!("[daemon]\nidle_exit = \"30m\"\n{PY_ROLE}"));
+    let later = std::time::SystemTime::now() + Duration::from_secs(1);
+    std::fs::File::options().write(true).open(world.config()).unwrap().set_modified(later).unwrap();
+    let out = world.run(&["call", "py", "echo", "[1]"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reloaded its roles") && stderr.contains("[daemon] changed too"), "{stderr}");
+    // After a restart, the file's value holds.
+    world.ok(&["down"]);
+    world.ok(&["up"]);
+    assert_eq!(idle_exit(&world), 1_800_000);
+}
+
 fn wait_gone_blocking(pid: u32) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(wait_gone(&[pid], "the replaced agent"));

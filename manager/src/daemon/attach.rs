@@ -44,7 +44,13 @@ pub async fn attach_with(config: Option<&Path>, connector: &Connector) -> anyhow
     let (client, attached) = lib::attach(config, &exe, connector).await?;
     let file = config.map(|c| c.display().to_string()).unwrap_or_default();
     match attached {
-        Attached::Reloaded => eprintln!("skep: {file} changed since the daemon loaded it; reloaded"),
+        Attached::Reloaded { at_next_start } if at_next_start.is_empty() => {
+            eprintln!("skep: {file} changed since the daemon loaded it; reloaded")
+        }
+        Attached::Reloaded { at_next_start } => eprintln!(
+            "skep: {file} changed since the daemon loaded it; reloaded its roles. {} changed too and take effect at the daemon's next start (`skep down`, then any command)",
+            at_next_start.join(", ")
+        ),
         Attached::ReloadRefused => {
             eprintln!(
                 "skep: {file} changed but does not load (see `skep reload`); the daemon keeps its previous config"

@@ -237,12 +237,22 @@ pub fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
             Ok(report) => {
                 let report: Value =
                     serde_json::from_str(report.get()).context("reload answered something that is not JSON")?;
+                let strings = |key: &str| -> Vec<&str> {
+                    report[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+                };
                 for key in ["kept", "replaced", "added", "removed"] {
-                    let names: Vec<&str> =
-                        report[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    let names = strings(key);
                     if !names.is_empty() {
                         emit(&format!("{key:<9}{}", names.join(", ")))?;
                     }
+                }
+                let tables = strings("atNextStart");
+                if !tables.is_empty() {
+                    emit(&format!(
+                        "{:<9}{} changed: applied at the daemon's next start (`skep down`, then any command)",
+                        "pending",
+                        tables.join(", ")
+                    ))?;
                 }
                 Ok(ExitCode::SUCCESS)
             }

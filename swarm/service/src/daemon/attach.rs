@@ -123,14 +123,18 @@ pub async fn control(client: &Client, method: &str) -> Result<Value, AttachError
 }
 
 /// What a client does once attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attached {
     /// The daemon was running and current.
     Running,
     /// It was started for this client.
     Started,
-    /// The config file was newer than the daemon's copy; it reloaded.
-    Reloaded,
+    /// The config file was newer than the daemon's copy; it reloaded. The
+    /// tables it names changed too but take effect at its next start.
+    Reloaded {
+        /// `[daemon]`, `[mcp]`, `[cluster]`: what the reload did not apply.
+        at_next_start: Vec<String>,
+    },
     /// The config file was newer, and the daemon refused it (it serves the old one).
     ReloadRefused,
 }
@@ -171,7 +175,10 @@ pub async fn attach(
         && newer_than_loaded(path, &status)
     {
         attached = match control(&client, "daemon/reload").await {
-            Ok(_) => Attached::Reloaded,
+            Ok(answer) => {
+                let tables = answer["atNextStart"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                Attached::Reloaded { at_next_start: tables.map(str::to_owned).collect() }
+            }
             Err(e) => {
                 tracing::warn!("the changed config was refused, the daemon keeps its previous one: {e}");
                 Attached::ReloadRefused

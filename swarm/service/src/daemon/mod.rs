@@ -13,6 +13,7 @@
 //! - `idle.rs`: idle exit.
 //! - `log.rs`: the bounded log file.
 //! - `spawn.rs`: starting a daemon detached from its caller.
+//! - `reload.rs`: a reload's answer, and the tables a reload cannot apply.
 //! - `attach.rs`: a client's side: connect, start on first use, version handshake, stop, reload if newer.
 
 pub mod attach;
@@ -20,6 +21,7 @@ mod idle;
 mod lock;
 mod log;
 mod paths;
+mod reload;
 mod spawn;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use skep_bridge::{ErrorObjectOwned, RpcModule, Server, ServerConfig};
-use skep_swarm::{Config, ReloadReport, Swarm, SwarmError};
+use skep_swarm::{Config, Swarm, SwarmError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +44,7 @@ use crate::socket::{Presence, accept_loop, bind};
 pub use lock::DaemonLock;
 pub use log::{LOG_LIMIT, log_writer};
 pub use paths::{CONFIG_FILE, DEMO_IDENTITY, DaemonPaths, discover_config, state_dir};
+pub use reload::Reloaded;
 pub use spawn::spawn_detached;
 
 /// The JSON-RPC error code a reload answers when the new config does not load.
@@ -140,6 +143,8 @@ struct State {
     config_modified: Mutex<Option<SystemTime>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The tables read at the start, for a reload to say which changed.
+    start_only: reload::StartOnly,
     /// The MCP gateway's ways in and sessions, for `daemon/status`.
     mcp: GatewayView,
 }
@@ -162,6 +167,7 @@ impl Daemon {
             Err(source) => return Err(DaemonError::Lock { path: paths.lock.clone(), source }),
         };
         let config_modified = spec.config_path.as_deref().and_then(modified);
+        let start_only = reload::StartOnly::of(&spec.config);
         let mut daemon_config = spec.config.daemon;
         let mcp_config = spec.config.mcp.clone();
         // HTTP clients hold no connection the idle watch can see: a daemon serving them stays up.
@@ -187,6 +193,7 @@ impl Daemon {
             presence: Presence::default(),
             config_modified: Mutex::new(config_modified),
             reloading: tokio::sync::Mutex::new(()),
+            start_only,
             mcp: mcp_view,
         });
         let shutdown = CancellationToken::new();
@@ -223,9 +230,10 @@ impl Daemon {
         self.shutdown.clone()
     }
 
-    /// Re-reads the config file and applies it (see `Swarm::reload`); a
-    /// config that does not load is refused and the old one keeps serving.
-    pub async fn reload(&self) -> Result<ReloadReport, String> {
+    /// Re-reads the config file and applies its roles (see `Swarm::reload`);
+    /// a config that does not load is refused and the old one keeps serving.
+    /// Changed `[daemon]`, `[mcp]` or `[cluster]` tables are named, not applied.
+    pub async fn reload(&self) -> Result<Reloaded, String> {
         self.state.reload().await
     }
 
@@ -256,7 +264,7 @@ impl Daemon {
 }
 
 impl State {
-    async fn reload(&self) -> Result<ReloadReport, String> {
+    async fn reload(&self) -> Result<Reloaded, String> {
         let _one = self.reloading.lock().await;
         let Some(path) = &self.config_path else {
             return Err("the built-in demo has no config file to reload".to_owned());
@@ -266,14 +274,18 @@ impl State {
             tracing::warn!("reload refused, still serving the previous config: {e}");
             e.to_string()
         })?;
+        let at_next_start = self.start_only.changed_in(&reload::StartOnly::of(&config));
+        if !at_next_start.is_empty() {
+            tracing::warn!(tables = ?at_next_start, "changed; they take effect at the daemon's next start");
+        }
         // The gateway's per-session roles are kept as started (docs/mcp.md).
         split_session_roles(&mut config);
-        let report = self.swarm.reload(config).await;
-        if !(report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty()) {
+        let roles = self.swarm.reload(config).await;
+        if !(roles.added.is_empty() && roles.replaced.is_empty() && roles.removed.is_empty()) {
             self.mcp.roles_changed().await;
         }
         *self.config_modified.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
-        Ok(report)
+        Ok(Reloaded { roles, at_next_start })
     }
 
     async fn mcp_status(&self) -> Value {
