@@ -7,7 +7,9 @@ use skep_swarm::{CallOptions, RaceCall, Settled};
 use skep_testkit::eventually;
 use skep_workflow::{RunOptions, StepOutcome, Workflow, run_workflow};
 
-use crate::support::{Cli, LIMIT, Nats, Proc, Scratch, TOKEN, orchestrator, parent_of, wait_workers, worker};
+use crate::support::{
+    Cli, LIMIT, Nats, Proc, Scratch, TOKEN, echo_worker, orchestrator, parent_of, wait_workers, worker,
+};
 use crate::{ran, stop_all};
 
 fn raw(value: Value) -> Box<serde_json::value::RawValue> {
@@ -75,10 +77,7 @@ async fn fan_out_race_and_a_workflow_run_over_a_remote_role() {
 async fn skep_run_without_a_daemon_runs_a_remote_step_on_a_worker() {
     let nats = Nats::start().await;
     let scratch = Scratch::new();
-    let config = scratch.worker_config(&[("echo", "")]);
-    let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
-    let watcher = skep_cluster::RemoteClient::connect(&nats.cluster(), "test watcher").await.expect("connects");
-    wait_workers(watcher.workers(), 1).await;
+    let mut only = echo_worker(&nats, &scratch).await;
     let cli = Cli::new(&scratch, &nats, "[roles.echo]\nremote = true\n");
     let workflow = scratch.path("flow.toml");
     let text = "name = \"remote\"\n[[steps]]\nid = \"there\"\nrole = \"echo\"\nmethod = \"echo\"\nparams = [\"run here, served there\"]\n";

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use skep_swarm::{BreakerState, SwarmError};
 use skep_testkit::{call, eventually, wait_gone};
-use support::{LIMIT, Nats, Proc, SKEP, Scratch, TOKEN, orchestrator, parent_of, wait_workers, worker};
+use support::{LIMIT, Nats, Proc, SKEP, Scratch, TOKEN, echo_worker, orchestrator, parent_of, wait_workers, worker};
 
 /// The journal lines of `method`, over every agent.
 pub(crate) fn ran(journals: &BTreeMap<u32, Vec<Value>>, method: &str) -> Vec<Value> {
@@ -318,10 +318,7 @@ async fn a_call_taken_by_a_worker_that_dies_fails_at_its_missed_heartbeats_not_a
 async fn skep_call_through_the_shared_daemon_reaches_a_remote_role() {
     let nats = Nats::start().await;
     let scratch = Scratch::new();
-    let config = scratch.worker_config(&[("echo", "")]);
-    let mut only = worker(&nats, &config, TOKEN, &scratch.path("w0.log"));
-    let watcher = skep_cluster::RemoteClient::connect(&nats.cluster(), "test watcher").await.expect("connects");
-    wait_workers(watcher.workers(), 1).await;
+    let mut only = echo_worker(&nats, &scratch).await;
     let orchestrator = scratch.path("skep.toml");
     std::fs::write(&orchestrator, format!("[cluster]\nnats = {:?}\n[roles.echo]\nremote = true\n", nats.url))
         .expect("config written");

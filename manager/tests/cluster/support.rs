@@ -169,6 +169,15 @@ pub fn worker(nats: &Nats, config: &Path, token: &str, log: &Path) -> Proc {
     Proc { child }
 }
 
+/// One worker serving role `echo` (the test agent, journaling in `scratch`), once a listener has heard its heartbeat.
+pub async fn echo_worker(nats: &Nats, scratch: &Scratch) -> Proc {
+    let config = scratch.worker_config(&[("echo", "")]);
+    let only = worker(nats, &config, TOKEN, &scratch.path("w0.log"));
+    let watcher = RemoteClient::connect(&nats.cluster(), "test watcher").await.expect("connects");
+    wait_workers(watcher.workers(), 1).await;
+    only
+}
+
 /// An orchestrator with `roles` (TOML with remote roles) calling over `nats`, and its client (with the workers it hears).
 pub async fn orchestrator(nats: &Nats, roles: &str) -> (Swarm, Arc<RemoteClient>) {
     let text = format!("[cluster]\nnats = {:?}\n{roles}", nats.url);
