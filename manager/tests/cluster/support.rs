@@ -238,13 +238,21 @@ impl<'a> Cli<'a> {
 
     /// Runs `skep ARGS --config <config>` to its end; its stdout, or a panic with its stderr.
     pub async fn run(&self, args: &[&str]) -> String {
+        let mut command = self.command(args);
+        command.arg("--config").arg(&self.config);
+        self.finish(command, args).await
+    }
+
+    /// Runs `skep ARGS` (a command that takes no config, such as `ls`) in the same private dirs.
+    pub async fn run_without_config(&self, args: &[&str]) -> String {
+        self.finish(self.command(args), args).await
+    }
+
+    async fn finish(&self, mut command: Command, args: &[&str]) -> String {
         let n = self.runs.get();
         self.runs.set(n + 1);
         let (out, err) = (self.scratch.path(&format!("cli{n}.out")), self.scratch.path(&format!("cli{n}.err")));
-        let child = self
-            .command(args)
-            .arg("--config")
-            .arg(&self.config)
+        let child = command
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))
             .spawn()

@@ -91,6 +91,11 @@ async fn stats_and_status_show_each_remote_worker_and_its_agents_until_it_dies()
     assert_eq!(pids(status["stats"]["workers"].as_array().expect("workers")), expected);
     let table = cli.run(&["status"]).await;
     assert!(table.contains("remote   2 workers, 4 agents"), "{table}");
+    let listed = cli.run_without_config(&["ls"]).await;
+    let daemon = status["daemon"]["pid"].as_u64().expect("the daemon's pid").to_string();
+    let row = listed.lines().find(|l| l.split_whitespace().next() == Some(&daemon));
+    let row = row.unwrap_or_else(|| panic!("`skep ls` lists no daemon {daemon}:\n{listed}"));
+    assert_eq!(row.split_whitespace().nth(4), Some("2w/4a"), "the REMOTE column: {row}");
     for w in &seen {
         let id = w["id"].as_str().expect("id");
         assert!(table.lines().any(|l| l.starts_with(id) && l.contains(" up ")), "no row for {id}:\n{table}");
