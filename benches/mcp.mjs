@@ -14,38 +14,20 @@
 //   node benches/mcp.mjs [--skep target/release/skep] [--calls 2000] [--rounds 5] [--sessions 20] [--fleet 10]
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { arg, clients, defaultSkep, scratchDaemon, sdk, stateServer as server } from './mcp_scratch.mjs'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const clients = path.join(here, '..', 'manager', 'tests', 'mcp-clients')
-const sdk = (p) => import(path.join(clients, 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm', p))
 const { Client } = await sdk('client/index.js')
 const { StdioClientTransport } = await sdk('client/stdio.js')
 const { StreamableHTTPClientTransport } = await sdk('client/streamableHttp.js')
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : fallback
-}
-const skep = path.resolve(arg('skep', path.join(here, '..', 'target', 'release', 'skep')))
+const skep = path.resolve(arg('skep', defaultSkep))
 const calls = Number(arg('calls', 2000))
 const rounds = Number(arg('rounds', 5))
 const sessions = Number(arg('sessions', 20))
 const fleet = Number(arg('fleet', 10))
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skep-bench-mcp-'))
-fs.mkdirSync(path.join(root, 'run'), { mode: 0o700 })
-const server = path.join(clients, 'state-server.mjs')
-const config = path.join(root, 'skep.toml')
-fs.writeFileSync(config, `[mcp]\nlisten = "127.0.0.1:0"\n\n[roles.state]\ncommand = ["node", "${server}"]\nhandshake = "mcp"\nmin_warm = 1\nmax_agents = 1\nconcurrency = 4\n`)
-const env = { ...process.env, XDG_RUNTIME_DIR: path.join(root, 'run'), XDG_STATE_HOME: path.join(root, 'state'), HOME: process.env.HOME ?? root }
-const run = (...args) => {
-  const r = spawnSync(skep, [...args, '--config', config], { env, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`skep ${args.join(' ')}: ${r.stderr}`)
-  return r.stdout
-}
+const { root, config, env, run } = scratchDaemon(skep, 'skep-bench-mcp-')
 
 run('up')
 const status = JSON.parse(run('status', '--json')).daemon.mcp

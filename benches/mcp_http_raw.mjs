@@ -6,24 +6,13 @@
 // Usage: node benches/mcp_http_raw.mjs [SKEP (target/release/skep)] [N (1000)]
 import http from 'node:http'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-const here = path.dirname(fileURLToPath(import.meta.url))
-const clients = path.join(here, '..', 'manager', 'tests', 'mcp-clients')
-const sdk = (p) => import(path.join(clients, 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm', p))
+import { defaultSkep, scratchDaemon, sdk } from './mcp_scratch.mjs'
 const { Client } = await sdk('client/index.js')
 const { StreamableHTTPClientTransport } = await sdk('client/streamableHttp.js')
-const skep = path.resolve(process.argv[2] ?? path.join(here, '..', 'target', 'release', 'skep'))
+const skep = path.resolve(process.argv[2] ?? defaultSkep)
 const N = Number(process.argv[3] ?? 1000)
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skep-raw-'))
-fs.mkdirSync(path.join(root, 'run'), { mode: 0o700 })
-const server = path.join(clients, 'state-server.mjs')
-const config = path.join(root, 'skep.toml')
-fs.writeFileSync(config, `[mcp]\nlisten = "127.0.0.1:0"\n\n[roles.state]\ncommand = ["node", "${server}"]\nhandshake = "mcp"\nmin_warm = 1\nmax_agents = 1\nconcurrency = 4\n`)
-const env = { ...process.env, XDG_RUNTIME_DIR: path.join(root, 'run'), XDG_STATE_HOME: path.join(root, 'state') }
-const run = (...args) => { const r = spawnSync(skep, [...args, '--config', config], { env, encoding: 'utf8' }); if (r.status !== 0) throw new Error(r.stderr); return r.stdout }
+const { root, run } = scratchDaemon(skep, 'skep-raw-')
 run('up')
 try {
 const st = JSON.parse(run('status', '--json')).daemon.mcp
