@@ -508,11 +508,7 @@ fn the_stdio_relay_carries_progress_before_the_answer_under_the_clients_token() 
     assert_eq!(seen, vec![1.0, 2.0, 3.0], "every progress notification, in order, before the answer");
     assert_eq!(world.status()["daemon"]["mcp"]["sessions"]["stdio"], 1, "`skep status` shows the open session");
     drop(stdin);
-    let deadline = Instant::now() + LIMIT;
-    while relay.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the relay exits when its client closes stdin");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll("the relay to exit once its client closed stdin", || relay.0.try_wait().unwrap().is_some());
     poll("the ended session to leave `skep status`", || world.status()["daemon"]["mcp"]["sessions"]["stdio"] == 0);
 }
 

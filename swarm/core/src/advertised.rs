@@ -6,8 +6,8 @@
 
 use serde_json::value::RawValue;
 
-use crate::config::{Protocol, RoleConfig};
 use crate::error::SwarmError;
+use crate::remote::advertised_role;
 use crate::swarm::{CallOptions, Swarm};
 
 impl Swarm {
@@ -22,7 +22,7 @@ impl Swarm {
         unknown: SwarmError,
     ) -> Result<Box<RawValue>, SwarmError> {
         let Some(remote) = self.remote().filter(|remote| remote.serves(role)) else { return Err(unknown) };
-        let config = RoleConfig { protocol: Protocol::Remote, ..RoleConfig::with_command(role, Vec::new()) };
+        let config = advertised_role(role);
         remote.call(&config, method, params, options.timeout.unwrap_or(config.timeout)).await
     }
 }

@@ -56,6 +56,18 @@ pub trait RemoteCalls: Send + Sync + Debug {
     }
 }
 
+/// How a role this config does not name, but a live worker advertises, is
+/// called: remote, with every default (`advertised.rs`).
+pub(crate) fn advertised_role(name: &str) -> RoleConfig {
+    RoleConfig { protocol: Protocol::Remote, ..RoleConfig::with_command(name, Vec::new()) }
+}
+
+/// What a remote role's call or broadcast fails with in a swarm given no cluster connection.
+pub(crate) fn no_cluster(role: &str) -> SwarmError {
+    let reason = "the role is remote and this swarm has no cluster connection".to_owned();
+    SwarmError::Start { role: role.to_owned(), reason }
+}
+
 impl Swarm {
     /// A broadcast's far half: every worker's agents of `role`. A remote role
     /// without a cluster connection fails as its calls do; a spilling role
@@ -71,21 +83,16 @@ impl Swarm {
         let roles = self.current();
         let config = match roles.pool(role) {
             Ok(pool) => pool.role.clone(),
-            Err(unknown) => match self.remote().filter(|remote| remote.serves(role)) {
-                Some(_) => {
-                    let config =
-                        RoleConfig { protocol: Protocol::Remote, ..RoleConfig::with_command(role, Vec::new()) };
-                    std::sync::Arc::new(config)
-                }
-                None => return Err(unknown),
-            },
+            Err(_) if self.remote().is_some_and(|remote| remote.serves(role)) => {
+                std::sync::Arc::new(advertised_role(role))
+            }
+            Err(unknown) => return Err(unknown),
         };
         let Some(remote) = self.remote() else {
             if config.protocol != Protocol::Remote {
                 return Ok(Vec::new());
             }
-            let reason = "the role is remote and this swarm has no cluster connection".to_owned();
-            return Err(SwarmError::Start { role: role.to_owned(), reason });
+            return Err(no_cluster(role));
         };
         if config.protocol != Protocol::Remote && !remote.serves(role) {
             return Ok(Vec::new());

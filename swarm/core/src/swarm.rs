@@ -254,10 +254,7 @@ impl Swarm {
         options: CallOptions,
     ) -> Result<Box<RawValue>, SwarmError> {
         let role = &pool.role;
-        let Some(remote) = self.inner.remote.get() else {
-            let reason = "the role is remote and this swarm has no cluster connection".to_owned();
-            return Err(SwarmError::Start { role: role.name.clone(), reason });
-        };
+        let Some(remote) = self.inner.remote.get() else { return Err(crate::remote::no_cluster(&role.name)) };
         let ticket = pool.admit().await?;
         let result = remote.call(role, method, params, options.timeout.unwrap_or(role.timeout)).await;
         ticket.finish(crate::spill::outcome(&result));
