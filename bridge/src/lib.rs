@@ -11,9 +11,10 @@
 //! - `server.rs`: serving a `Methods` table on a reader and writer.
 //! - `caller.rs`: the peer a request came from, for handlers that notify it mid-call.
 //! - `stand_in.rs`: request ids jsonrpsee cannot carry (negative, fractional, past 64 bits).
-//! - `client/`: calling a peer, with timeouts, cancellation and counters.
+//! - `client/`: calling a peer, with timeouts, cancellation and counters; its
+//!   outbox lets a caller write its own frame when the stream is idle.
 //! - `buffers.rs`: pooled encode buffers.
-//! - `writer.rs`: the one writer task per connection.
+//! - `writer.rs`: a server connection's one writer task.
 //! - `stdio.rs`: taking over stdin and stdout for a sidecar.
 
 pub mod code;

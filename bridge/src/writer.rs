@@ -1,4 +1,5 @@
-//! The one writer task of a connection: frames are queued on a bounded
+//! The one writer task of a served connection (a client's is its outbox,
+//! `client/outbox.rs`, which shares these limits): frames are queued on a bounded
 //! channel and written in arrival order, coalescing whatever is already queued
 //! into one `write` so a busy connection pays one syscall per burst, not per
 //! message.
@@ -10,10 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Bytes gathered before a write; one burst of small frames fits.
-const BURST: usize = 64 * 1024;
+pub(crate) const BURST: usize = 64 * 1024;
 /// How long closing the stream may take; a peer that never reads could
 /// otherwise hold a final flush forever.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Writes queued frames until every sender is gone or `stop` fires, then
 /// closes the stream so the peer sees end of input.

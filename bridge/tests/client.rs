@@ -22,7 +22,13 @@ struct ScriptedPeer {
 
 impl ScriptedPeer {
     fn connect(config: ClientConfig) -> (Client, ScriptedPeer) {
-        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        ScriptedPeer::connect_through(config, 1 << 16)
+    }
+
+    /// As [`ScriptedPeer::connect`], through a stream that holds `buffer`
+    /// bytes before a write must wait for the peer to read.
+    fn connect_through(config: ClientConfig, buffer: usize) -> (Client, ScriptedPeer) {
+        let (ours, theirs) = tokio::io::duplex(buffer);
         let (their_read, their_write) = tokio::io::split(theirs);
         let (our_read, our_write) = tokio::io::split(ours);
         let framing = config.framing;
@@ -298,4 +304,78 @@ async fn mcp_peers_are_cancelled_the_mcp_way() {
         peer.recv().await,
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "the caller gave up"}})
     );
+}
+
+/// A frame the stream cannot take at once is written partly by its caller
+/// and finished by the writer task, whole and before anything sent later.
+#[tokio::test]
+async fn a_frame_larger_than_the_stream_goes_whole_and_before_later_ones() {
+    let (client, mut peer) = ScriptedPeer::connect_through(ClientConfig::default(), 256);
+    let big = params(json!({"blob": "x".repeat(100_000)}));
+    let call = client.call_raw("big", Some(&big), RequestOptions::default());
+    tokio::pin!(call);
+    // The call is alone in flight, so it writes itself: the first 256 bytes.
+    assert!(futures::poll!(&mut call).is_pending());
+    client.notify("after", Some(&params(json!([2])))).await.expect("queued behind the rest");
+    let request = peer.recv().await;
+    assert_eq!((request["method"].as_str(), request["id"].as_u64()), (Some("big"), Some(1)));
+    assert_eq!(request["params"]["blob"].as_str().map(str::len), Some(100_000));
+    assert_eq!(peer.recv().await, json!({"jsonrpc": "2.0", "method": "after", "params": [2]}));
+    peer.send(r#"{"jsonrpc":"2.0","id":1,"result":"done"}"#).await;
+    assert_eq!(tokio::time::timeout(STEP, call).await.expect("in time").expect("answered").get(), r#""done""#);
+}
+
+/// Frames wait for room once `outbound_capacity` are queued, and none is lost.
+#[tokio::test]
+async fn a_full_queue_makes_senders_wait_for_room() {
+    let config = ClientConfig { outbound_capacity: 2, ..ClientConfig::default() };
+    let (client, mut peer) = ScriptedPeer::connect_through(config, 64);
+    let note = |n: u32| params(json!({"n": n, "pad": "y".repeat(100)}));
+    // The peer reads nothing: the stream takes 64 bytes, the writer task
+    // holds what it took from the queue, and two more frames fit the queue.
+    let mut blocked = None;
+    for n in 0..10 {
+        let frame = note(n);
+        let send = client.notify("note", Some(&frame));
+        tokio::pin!(send);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        if let std::task::Poll::Ready(sent) = futures::poll!(&mut send) {
+            sent.expect("room");
+        } else {
+            blocked = Some(n);
+            // Reading frees room, and the waiting frame goes out after the rest.
+            let read = async {
+                for m in 0..=n {
+                    assert_eq!(peer.recv().await["params"]["n"], m);
+                }
+            };
+            let (sent, ()) = tokio::join!(send, read);
+            sent.expect("sent");
+            break;
+        }
+    }
+    let blocked = blocked.expect("a sender waited while the peer read nothing");
+    assert!(blocked <= 5, "at most the queue's two frames and the writer's batch wait; frame {blocked} waited");
+}
+
+/// Dropping the last handle still writes what was queued, then ends the
+/// peer's input.
+#[tokio::test]
+async fn the_last_handle_dropped_writes_what_is_queued_then_ends_the_input() {
+    let (client, mut peer) = ScriptedPeer::connect_through(ClientConfig::default(), 64);
+    let other = client.clone();
+    for n in 0..5 {
+        client.notify("note", Some(&params(json!({"n": n, "pad": "z".repeat(100)})))).await.expect("queued");
+    }
+    drop(client);
+    other.notify("still open", None).await.expect("a clone keeps the connection");
+    drop(other);
+    for n in 0..5 {
+        assert_eq!(peer.recv().await["params"]["n"], n);
+    }
+    assert_eq!(peer.recv().await["method"], "still open");
+    let end = tokio::time::timeout(STEP, peer.requests.next()).await.expect("in time");
+    assert!(matches!(end, Ok(None)), "the peer's input should end: {end:?}");
 }

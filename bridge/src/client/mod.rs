@@ -8,10 +8,12 @@
 //! peer that goes away fails every waiting call at once.
 //!
 //! Three parties share a connection: callers (any number of [`Client`]
-//! clones) encode requests and register a waiter; one writer task owns the
-//! output; one reader task owns the input and completes waiters. The waiter
-//! map is the only shared state, locked for an insert or a remove and never
-//! across an `.await`.
+//! clones) encode requests, register a waiter and hand the frame to the
+//! outbox (`outbox.rs`), which writes it on the caller's thread when the
+//! stream is idle and otherwise queues it for the writer task; one reader
+//! task owns the input and completes waiters. The waiter map and the outbox
+//! are the only shared state, each locked briefly and never across an
+//! `.await`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,16 +25,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffers::{BufferPool, PooledBuf};
+use crate::buffers::BufferPool;
 use crate::code;
 use crate::framing::{Frame, FrameReader, Framing, frame_in_place};
 use crate::message::{self, Incoming, Payload};
 use crate::server::CANCEL_METHOD;
-use crate::writer::write_loop;
-
+use outbox::Outbox;
+mod outbox;
 mod types;
 
 pub use types::{CallError, CancelStyle, ClientConfig, ClientStats, MCP_CANCEL_METHOD, Notification, RequestOptions};
@@ -47,7 +49,17 @@ type CallNotifications = Arc<dyn Fn(Notification) + Send + Sync>;
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    out: mpsc::Sender<PooledBuf>,
+    _open: Arc<Open>,
+}
+
+/// Held by every clone of a [`Client`]; when the last is dropped, the
+/// outbox closes and the peer's input ends once what is queued is written.
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.outbox.close();
+    }
 }
 
 /// What the callers and the reader task share.
@@ -57,6 +69,7 @@ struct Shared {
     waiters: Mutex<Waiters>,
     counters: Counters,
     buffers: BufferPool,
+    outbox: Outbox,
     gone: CancellationToken,
     on_notification: Option<NotificationHandler>,
 }
@@ -116,28 +129,28 @@ impl ClientBuilder {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (out, frames) = mpsc::channel(self.config.outbound_capacity);
+        let gone = CancellationToken::new();
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             waiters: Mutex::default(),
             counters: Counters::default(),
             buffers: BufferPool::default(),
-            gone: CancellationToken::new(),
+            outbox: Outbox::new(writer, self.config.outbound_capacity, gone.clone()),
+            gone,
             on_notification: self.on_notification,
             config: self.config,
         });
         let frames_in = FrameReader::new(reader, Some(shared.config.framing), shared.config.max_frame);
-        tokio::spawn(read_loop(Arc::clone(&shared), frames_in, out.downgrade()));
-        // Once the connection is gone, the writer closes the peer's input,
-        // which tells a well-behaved agent to exit.
-        let gone = shared.gone.clone();
+        tokio::spawn(read_loop(Arc::clone(&shared), frames_in));
+        // Once the connection is gone or the last handle dropped, the writer
+        // closes the peer's input, which tells a well-behaved agent to exit.
+        let writing = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = write_loop(writer, frames, gone.clone()).await {
+            if let Err(e) = writing.outbox.run().await {
                 tracing::debug!(%e, "write to peer failed");
-                gone.cancel();
             }
         });
-        Client { shared, out }
+        Client { _open: Arc::new(Open(Arc::clone(&shared))), shared }
     }
 }
 
@@ -201,7 +214,9 @@ impl Client {
         let mut frame = shared.buffers.take();
         encode(shared.config.framing, &mut frame, |out| message::write_request(out, Some(id), method, params));
         let (tx, rx) = oneshot::channel();
-        {
+        // Alone in flight, the caller writes its frame itself; with others
+        // in flight, the writer task coalesces their frames into one write.
+        let alone = {
             let mut waiters = shared.lock_waiters();
             if waiters.closed {
                 shared.counters.disconnects.fetch_add(1, Relaxed);
@@ -211,14 +226,15 @@ impl Client {
             if let Some(notified) = notified {
                 waiters.notified.insert(id, notified);
             }
-        }
+            waiters.by_id.len() == 1
+        };
         shared.counters.calls.fetch_add(1, Relaxed);
         // From here on, leaving early (timeout, or the caller dropping this
         // future) must release the waiter and cancel the call on the wire.
         let mut guard = Pending { client: self, id, done: false };
         let deadline = options.timeout.unwrap_or(shared.config.timeout);
         let outcome = tokio::time::timeout(deadline, async {
-            self.out.send(frame).await.map_err(|_| CallError::Disconnected)?;
+            shared.outbox.send(frame, alone).await.map_err(|_| CallError::Disconnected)?;
             rx.await.map_err(|_| CallError::Disconnected)?
         })
         .await;
@@ -244,7 +260,7 @@ impl Client {
     pub async fn notify(&self, method: &str, params: Option<&RawValue>) -> Result<(), CallError> {
         let mut frame = self.shared.buffers.take();
         encode(self.shared.config.framing, &mut frame, |out| message::write_request(out, None, method, params));
-        self.out.send(frame).await.map_err(|_| CallError::Disconnected)
+        self.shared.outbox.send(frame, true).await.map_err(|_| CallError::Disconnected)
     }
 
     /// Ends the connection now: waiting calls fail with `Disconnected`, new
@@ -331,7 +347,7 @@ impl Drop for Pending<'_> {
         let params = RawValue::from_string(params).expect("a cancel object is JSON");
         encode(shared.config.framing, &mut frame, |out| message::write_request(out, None, method, Some(&params)));
         // Best effort: a full queue means the peer is not reading anyway.
-        let _ = self.client.out.try_send(frame);
+        let _ = shared.outbox.try_send(frame, true);
     }
 }
 
@@ -340,7 +356,7 @@ impl Shared {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn on_frame(&self, bytes: &[u8], out: &mpsc::WeakSender<PooledBuf>) {
+    fn on_frame(&self, bytes: &[u8]) {
         let incoming = match message::parse(bytes) {
             Ok(Payload::Single(incoming)) => incoming,
             Ok(Payload::Batch(_)) | Err(_) => return self.noise(bytes, "not a single JSON-RPC message"),
@@ -383,11 +399,10 @@ impl Shared {
                     "method not found: this client serves no methods",
                     None::<()>,
                 );
-                if let Some(out) = out.upgrade() {
-                    let mut frame = self.buffers.take();
-                    encode(self.config.framing, &mut frame, |buf| message::write_error(buf, Some(id.get()), &err));
-                    let _ = out.try_send(frame);
-                }
+                // Refused once the last client handle is gone.
+                let mut frame = self.buffers.take();
+                encode(self.config.framing, &mut frame, |buf| message::write_error(buf, Some(id.get()), &err));
+                let _ = self.outbox.try_send(frame, true);
             }
             Incoming::Invalid { reason, .. } => self.noise(bytes, reason),
         }
@@ -436,14 +451,10 @@ impl Shared {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    shared: Arc<Shared>,
-    mut frames: FrameReader<R>,
-    out: mpsc::WeakSender<PooledBuf>,
-) {
+async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut frames: FrameReader<R>) {
     loop {
         match frames.next().await {
-            Ok(Some(Frame::Message(bytes))) => shared.on_frame(&bytes, &out),
+            Ok(Some(Frame::Message(bytes))) => shared.on_frame(&bytes),
             Ok(Some(Frame::Oversize { limit, declared })) => {
                 shared.counters.noise.fetch_add(1, Relaxed);
                 tracing::warn!(limit, declared, "oversized frame from peer skipped");
