@@ -9,11 +9,12 @@
 //! waker that moves it to the runtime on the first wake, so the runtime polls
 //! it only when there is something to do.
 //!
-//! Used for idempotent methods only (`Swarm::call`): any other call's first
-//! wait is for an agent from its supervisor, a task on the runtime, whose
-//! answer often arrives while this thread is still parking the future, which
-//! then wakes the runtime a second time (measured: 4.5 → 7.2 context
-//! switches and +13 µs CPU per uncached call, docs/benchmarks.md).
+//! Every `Swarm::call` starts here. A call that finds an idle agent takes it
+//! without the supervisor (the core's idle set) and writes its request on
+//! this thread (the bridge client's outbox), so the runtime thread wakes only
+//! for the agent's answer: two context switches per call instead of three
+//! (docs/benchmarks.md). A call that must wait for an agent is moved to the
+//! runtime by the supervisor's wake.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

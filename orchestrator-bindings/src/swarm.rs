@@ -2,7 +2,6 @@
 //! A `Swarm` runs its agents in this process, or (`Swarm.connect`) is a
 //! connection to a daemon's swarm, with the same methods (`remote.rs`).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -33,11 +32,6 @@ pub struct Swarm {
     inner: Backend,
     /// Observe sockets being served; closed with the swarm.
     observations: Arc<Mutex<Vec<Observation>>>,
-    /// Each role's idempotent methods, whose calls start on Node's thread
-    /// (`handoff.rs`): a cache hit then settles with no thread hop. Other
-    /// calls start on the runtime, where their first wait (an agent from the
-    /// supervisor) costs one wake-up of its thread instead of two.
-    cached: Arc<HashMap<String, Vec<String>>>,
 }
 
 /// Where the swarm runs.
@@ -91,11 +85,7 @@ impl Swarm {
             env,
             Ok((None, async move {
                 let remote = Remote::connect(target?).await?;
-                Ok(Swarm {
-                    inner: Backend::Remote(Arc::new(remote)),
-                    observations: Default::default(),
-                    cached: Default::default(),
-                })
+                Ok(Swarm { inner: Backend::Remote(Arc::new(remote)), observations: Default::default() })
             })),
         )
     }
@@ -111,11 +101,9 @@ impl Swarm {
         options: Option<CallOptions<'env>>,
     ) -> napi::Result<PromiseRaw<'env, Answer>> {
         let swarm = self.inner.clone();
-        let mut cached = self.cached.get(&role).is_some_and(|methods| methods.contains(&method));
         let prepared = (|| -> Prepared<'env, _> {
             let (params, Checked { call, signal, progress }) =
                 (json::params(env, params)?, Checked::try_from(options)?);
-            cached &= !call.bypass_cache;
             Ok((signal, async move {
                 match swarm {
                     Backend::Local(swarm) => {
@@ -133,7 +121,9 @@ impl Swarm {
                 }
             }))
         })();
-        if cached { settle_here(env, prepared) } else { settle(env, prepared) }
+        // Its first steps run here (`handoff.rs`): a cache hit settles with no
+        // thread hop, and an idle agent's request is written from this thread.
+        settle_here(env, prepared)
     }
 
     /// One call of `method` per element of `params`, all settled, in input order.
@@ -370,7 +360,6 @@ async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
     let mut config = config?;
     let observe_at = config.observe.take();
     let source = config.source.clone();
-    let cached = config.roles.iter().map(|(name, role)| (name.clone(), role.idempotent.clone())).collect();
     // Remote roles reach the config's `[cluster]`, as they do from the CLI and the daemon.
     let inner = skep_cluster::start_swarm(config, "skep node").await?;
     let observations = Arc::default();
@@ -378,7 +367,7 @@ async fn start(config: Result<Config, Failure>) -> Result<Swarm, Failure> {
         let options = ObserveOptions { path: Some(path), config: source };
         serve_observer(inner.clone(), options, &observations).await?;
     }
-    Ok(Swarm { inner: Backend::Local(inner), observations, cached: Arc::new(cached) })
+    Ok(Swarm { inner: Backend::Local(inner), observations })
 }
 
 /// Params passed through to the daemon as they were given.
