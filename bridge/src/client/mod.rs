@@ -34,6 +34,7 @@ use crate::framing::{Frame, FrameReader, Framing, frame_in_place};
 use crate::message::{self, Incoming, Payload};
 use crate::server::CANCEL_METHOD;
 use outbox::Outbox;
+
 mod outbox;
 mod types;
 
