@@ -41,7 +41,7 @@ type Stream = Pin<Box<dyn AsyncWrite + Send>>;
 pub(super) struct Outbox {
     state: Mutex<State>,
     capacity: usize,
-    /// Fired when the connection is gone (end of input, [`Outbox::fail`], or
+    /// Fired when the connection is gone (end of input, `Client::close`, or
     /// a failed write): the writer task stops and closes the stream.
     gone: CancellationToken,
     /// Wakes the writer task: frames wait for an idle stream, or it must close.
