@@ -49,13 +49,20 @@ type CallNotifications = Arc<dyn Fn(Notification) + Send + Sync>;
 /// the last clone is dropped.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-    _open: Arc<Open>,
+    shared: Arc<Open>,
 }
 
-/// Held by every clone of a [`Client`]; when the last is dropped, the
+/// What every clone of a [`Client`] holds; when the last is dropped, the
 /// outbox closes and the peer's input ends once what is queued is written.
+/// The reader and writer tasks hold the [`Shared`] inside, not this.
 struct Open(Arc<Shared>);
+
+impl std::ops::Deref for Open {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -151,7 +158,7 @@ impl ClientBuilder {
                 tracing::debug!(%e, "write to peer failed");
             }
         });
-        Client { _open: Arc::new(Open(Arc::clone(&shared))), shared }
+        Client { shared: Arc::new(Open(shared)) }
     }
 }
 

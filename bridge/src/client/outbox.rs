@@ -118,9 +118,9 @@ impl Outbox {
     /// of frames into one write).
     pub(super) async fn send(&self, mut frame: PooledBuf, inline: bool) -> Result<(), Closed> {
         loop {
+            // Made before the attempt, so a `notify_waiters` after a refusal
+            // still reaches it; making one is an atomic load, no lock.
             let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
             match self.try_send(frame, inline) {
                 Ok(()) => return Ok(()),
                 Err(Refused::Closed) => return Err(Closed),
